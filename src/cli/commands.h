@@ -1,0 +1,23 @@
+// Subcommand registration for the `kvmart` command.
+//
+// Each module's commands live in their own file and add themselves to the CLI11
+// app. A callback stores its process exit status in *exit_code (0 = success) and
+// prints errors as "error: <Status>" on stderr.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace kvmart::cli {
+
+void RegisterEngineCommands(CLI::App& app, int* exit_code);     // synth generate exactness demo
+void RegisterTokenizerCommands(CLI::App& app, int* exit_code);  // tokenize detokenize
+void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen publish inspect verify ask
+void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
+
+// Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
+// set, else `data/` next to the executable, else the build's data folder.
+std::string DefaultDataDir();
+
+}  // namespace kvmart::cli
