@@ -1,0 +1,78 @@
+// Batch-invariant CPU kernels, numerics profile `cpu-fma-seq-v1` (DESIGN §3).
+//
+// The contract every implementation honours, and the reason each rule exists:
+//  * Every dot product is ONE sequential fused-multiply-add chain in increasing
+//    index order starting from 0.0f. Vectorisation runs across outputs, never
+//    across the reduction, so a token's result cannot depend on how many tokens
+//    share the call, on the thread count or on the SIMD width.
+//  * Transcendentals use KvExp (kernels/exp.h): the same operation sequence in
+//    the scalar and vector paths, hence the same bits.
+//  * Softmax: max, exp(s - max), a sequential sum in key order, then a
+//    sequential e·V chain per output, divided by the sum.
+// The portable path (plain C++, std::fma) and the AVX2+FMA path produce
+// identical bits for every input; tests check it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "base/status.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/thread_pool.h"
+
+namespace kvmart {
+
+enum class KernelPath { kPortable, kAvx2 };
+
+const char* KernelPathName(KernelPath path);
+// "portable", "avx2" or "auto" (avx2 when the CPU has AVX2 and FMA).
+StatusOr<KernelPath> ParseKernelPath(std::string_view name);
+bool CpuHasAvx2Fma();
+
+// Keys are cached in tiles of 8 tokens, each tile stored [head_dim][8], so that
+// the score kernel reads 8 keys' d-th element with one load.
+inline constexpr size_t kKeyTile = 8;
+
+// One query head attending to keys [0, n_keys) of one kv head.
+struct AttentionQuery {
+  const float* q;           // [head_dim]
+  const uint16_t* k_tiles;  // bf16, tile 0 of this kv head: [head_dim][kKeyTile]
+  size_t k_tile_stride;     // elements between consecutive tiles
+  const uint16_t* v;        // bf16, token 0 of this kv head: [head_dim]
+  size_t v_stride;          // elements between consecutive tokens
+  size_t n_keys;
+  size_t head_dim;          // multiple of 8
+  float scale;              // multiplies each completed dot product
+  float* scores;            // scratch of at least RoundUp(n_keys, 8) floats
+  float* out;               // [head_dim]
+};
+
+// One path's kernels. Each call is single-threaded; see the helpers below for
+// the multi-threaded drivers.
+struct KernelOps {
+  KernelPath path;
+  // y[i*ldy + n] = Σ_k x[i*ldx + k] · W[n][k] for i < m and rows n of panels [p0, p1).
+  void (*matmul_panels)(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0,
+                        size_t p1, float* y, size_t ldy);
+  // y[i] = weight[i] * (x[i] * (1 / sqrt(Σ x² / n + eps))), Σ a sequential FMA chain.
+  void (*rms_norm)(const float* x, const float* weight, size_t n, float eps, float* y);
+  // out[i] = (g[i] / (1 + KvExp(-g[i]))) * u[i]
+  void (*silu_mul)(const float* g, const float* u, size_t n, float* out);
+  void (*attend)(const AttentionQuery& query);
+};
+
+const KernelOps& GetKernelOps(KernelPath path);
+
+// Multi-threaded matmul: threads split the output panels.
+void MatMul(const KernelOps& ops, ThreadPool& pool, const float* x, size_t m, size_t ldx,
+            const PackedMatrix& w, float* y, size_t ldy);
+
+// Round-to-nearest-even f32 -> bf16 (identical for both paths).
+void RoundToBf16(const float* x, size_t n, uint16_t* out);
+
+// NeoX ("rotate half") rotary embedding of one head in place:
+// x[i] <- x[i]·c[i] - x[i+h]·s[i]; x[i+h] <- x[i+h]·c[i] + x[i]·s[i], h = head_dim/2.
+void ApplyRope(float* x, size_t head_dim, const float* cos_row, const float* sin_row);
+
+}  // namespace kvmart

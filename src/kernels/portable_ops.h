@@ -1,0 +1,21 @@
+// Internal: the two kernel paths' entry points, gathered into KernelOps tables by
+// kernels.cc. Not part of the module's public contract.
+#pragma once
+
+#include "kernels/kernels.h"
+
+namespace kvmart::portable {
+void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1,
+                  float* y, size_t ldy);
+void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* y);
+void SiluMul(const float* g, const float* u, size_t n, float* out);
+void Attend(const AttentionQuery& a);
+}  // namespace kvmart::portable
+
+namespace kvmart::avx2 {
+void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1,
+                  float* y, size_t ldy);
+void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* y);
+void SiluMul(const float* g, const float* u, size_t n, float* out);
+void Attend(const AttentionQuery& a);
+}  // namespace kvmart::avx2

@@ -1,0 +1,187 @@
+// The kernel contract: portable == AVX2 bit for bit, and a row's result does not
+// depend on how many rows share the call or on the thread count.
+#include "kernels/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/bf16.h"
+#include "kernels/exp.h"
+
+namespace kvmart {
+namespace {
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<uint16_t> RandomBf16(size_t n, uint32_t seed, float scale = 0.05f) {
+  auto f = RandomFloats(n, seed, scale);
+  std::vector<uint16_t> out(n);
+  RoundToBf16(f.data(), n, out.data());
+  return out;
+}
+
+bool BitEqual(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+class PathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CpuHasAvx2Fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  }
+  const KernelOps& portable_ = GetKernelOps(KernelPath::kPortable);
+  const KernelOps& avx2_ = GetKernelOps(KernelPath::kAvx2);
+};
+
+struct MatMulCase {
+  size_t m, n, k;
+  WeightDtype dtype;
+};
+
+class MatMulTest : public PathTest, public ::testing::WithParamInterface<MatMulCase> {};
+
+TEST_P(MatMulTest, PathsAgreeAndRowsAreBatchInvariant) {
+  const auto c = GetParam();
+  auto x = RandomFloats(c.m * c.k, 1);
+  std::vector<uint16_t> wb;
+  std::vector<float> wf;
+  const void* src;
+  if (c.dtype == WeightDtype::kF32) {
+    wf = RandomFloats(c.n * c.k, 2, 0.05f);
+    src = wf.data();
+  } else {
+    wb = RandomBf16(c.n * c.k, 2);
+    src = wb.data();
+  }
+  auto w = PackedMatrix::Pack(src, c.dtype, c.n, c.k);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  ThreadPool one(1), two(2);
+  std::vector<float> yp(c.m * c.n), ya(c.m * c.n), ya2(c.m * c.n);
+  MatMul(portable_, one, x.data(), c.m, c.k, *w, yp.data(), c.n);
+  MatMul(avx2_, one, x.data(), c.m, c.k, *w, ya.data(), c.n);
+  MatMul(avx2_, two, x.data(), c.m, c.k, *w, ya2.data(), c.n);
+  EXPECT_TRUE(BitEqual(yp, ya));
+  EXPECT_TRUE(BitEqual(ya, ya2));
+  // Each row alone gives the same bits as inside the batch.
+  for (size_t i = 0; i < c.m; i += std::max<size_t>(1, c.m / 5)) {
+    std::vector<float> row(c.n);
+    MatMul(avx2_, two, x.data() + i * c.k, 1, c.k, *w, row.data(), c.n);
+    EXPECT_EQ(0, std::memcmp(row.data(), ya.data() + i * c.n, c.n * sizeof(float))) << "row " << i;
+  }
+  // And agrees with a double-precision reference to float accuracy.
+  for (size_t i = 0; i < c.m; i += 3) {
+    for (size_t n = 0; n < c.n; n += 7) {
+      double ref = 0;
+      for (size_t k = 0; k < c.k; ++k) ref += double(x[i * c.k + k]) * w->At(n, k);
+      EXPECT_NEAR(ya[i * c.n + n], ref, 1e-4 * (1 + std::fabs(ref)));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, MatMulTest,
+                         ::testing::Values(MatMulCase{1, 64, 64, WeightDtype::kBf16},
+                                           MatMulCase{2, 96, 300, WeightDtype::kBf16},
+                                           MatMulCase{3, 128, 513, WeightDtype::kBf16},
+                                           MatMulCase{7, 48, 257, WeightDtype::kBf16},
+                                           MatMulCase{37, 160, 600, WeightDtype::kBf16},
+                                           MatMulCase{13, 80, 100, WeightDtype::kF32},
+                                           MatMulCase{1, 256, 33, WeightDtype::kF32}));
+
+TEST(PackedMatrixTest, RejectsRowsNotMultipleOf16) {
+  std::vector<uint16_t> w(15 * 4);
+  auto m = PackedMatrix::Pack(w.data(), WeightDtype::kBf16, 15, 4);
+  EXPECT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(PackedMatrixTest, F16WidensExactly) {
+  // 1.0, -2.0, smallest subnormal, 65504 (max), +inf
+  const uint16_t h[] = {0x3c00, 0xc000, 0x0001, 0x7bff, 0x7c00};
+  EXPECT_EQ(F16ToF32(h[0]), 1.0f);
+  EXPECT_EQ(F16ToF32(h[1]), -2.0f);
+  EXPECT_EQ(F16ToF32(h[2]), std::ldexp(1.0f, -24));
+  EXPECT_EQ(F16ToF32(h[3]), 65504.0f);
+  EXPECT_TRUE(std::isinf(F16ToF32(h[4])));
+}
+
+TEST(Bf16Test, RoundsToNearestEven) {
+  EXPECT_EQ(F32ToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(F32ToBf16(std::bit_cast<float>(0x3f808000u)), 0x3f80);  // tie -> even
+  EXPECT_EQ(F32ToBf16(std::bit_cast<float>(0x3f818000u)), 0x3f82);  // tie -> even (up)
+  EXPECT_EQ(F32ToBf16(std::bit_cast<float>(0x3f808001u)), 0x3f81);
+  EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(std::nanf("")))));
+}
+
+TEST(ExpTest, AccurateOverRange) {
+  for (float x = -80.0f; x < 80.0f; x += 0.0173f) {
+    const double ref = std::exp(double(x));
+    EXPECT_NEAR(KvExp(x), ref, ref * 4e-7) << x;
+  }
+  EXPECT_EQ(KvExp(0.0f), 1.0f);
+}
+
+TEST_F(PathTest, ElementwiseKernelsAgree) {
+  const size_t n = 1029;
+  auto x = RandomFloats(n, 5, 3.0f), w = RandomFloats(n, 6), u = RandomFloats(n, 7);
+  std::vector<float> a(n), b(n);
+  portable_.rms_norm(x.data(), w.data(), n, 1e-6f, a.data());
+  avx2_.rms_norm(x.data(), w.data(), n, 1e-6f, b.data());
+  EXPECT_TRUE(BitEqual(a, b));
+  x[3] = 120.0f;
+  x[4] = -120.0f;  // exp clamps on both paths alike
+  portable_.silu_mul(x.data(), u.data(), n, a.data());
+  avx2_.silu_mul(x.data(), u.data(), n, b.data());
+  EXPECT_TRUE(BitEqual(a, b));
+  for (size_t i = 0; i < n; i += 11) {
+    double g = x[i], ref = g / (1 + std::exp(-g)) * u[i];
+    EXPECT_NEAR(a[i], ref, 1e-5 * (1 + std::fabs(ref)));
+  }
+}
+
+TEST_F(PathTest, AttentionAgreesAcrossPathsAndMatchesReference) {
+  const size_t hd = 128, tile_stride = hd * kKeyTile;
+  for (size_t n_keys : {1u, 5u, 8u, 17u, 64u, 301u}) {
+    const size_t tiles = (n_keys + 7) / 8;
+    auto kf = RandomFloats(tiles * tile_stride, 11 + n_keys), vf = RandomFloats(n_keys * hd, 12);
+    std::vector<uint16_t> k(kf.size()), v(vf.size());
+    RoundToBf16(kf.data(), kf.size(), k.data());
+    RoundToBf16(vf.data(), vf.size(), v.data());
+    auto q = RandomFloats(hd, 13);
+    std::vector<float> scores(tiles * 8), outp(hd), outa(hd);
+    AttentionQuery a{q.data(), k.data(), tile_stride, v.data(), hd, n_keys, hd, 0.0883883f, scores.data(),
+                     outp.data()};
+    portable_.attend(a);
+    a.out = outa.data();
+    avx2_.attend(a);
+    EXPECT_TRUE(BitEqual(outp, outa)) << n_keys;
+    // Reference softmax attention in double.
+    std::vector<double> s(n_keys);
+    double mx = -1e300, sum = 0;
+    for (size_t j = 0; j < n_keys; ++j) {
+      double acc = 0;
+      for (size_t d = 0; d < hd; ++d) acc += q[d] * double(Bf16ToF32(k[(j / 8) * tile_stride + d * 8 + j % 8]));
+      s[j] = acc * 0.0883883;
+      mx = std::max(mx, s[j]);
+    }
+    for (auto& e : s) sum += (e = std::exp(e - mx));
+    for (size_t d = 0; d < hd; d += 9) {
+      double ref = 0;
+      for (size_t j = 0; j < n_keys; ++j) ref += s[j] * Bf16ToF32(v[j * hd + d]);
+      EXPECT_NEAR(outa[d], ref / sum, 1e-4);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvmart
