@@ -1,0 +1,108 @@
+// The inference engine: a loaded model, a kernel path, a thread pool, and
+// sessions that each own a KV cache.
+//
+// Exactness (DESIGN §3): a session's logits depend only on its token sequence —
+// not on prefill chunking, thread count, kernel path, or whether earlier KV rows
+// were computed here or imported. ExportKv/ImportKv move those rows bit-exactly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/kv_cache.h"
+#include "engine/sampling.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+namespace kvmart {
+
+struct EngineOptions {
+  KernelPath kernels = KernelPath::kPortable;
+  size_t threads = 0;       // 0 = all cores
+  size_t max_context = 0;   // 0 = the model's max_position_embeddings
+};
+
+// KV rows of positions [begin, begin + token_ids.size()), in the exchange layout
+// of DESIGN §4: for each layer, K then V, each [tokens][kv_heads][head_dim] bf16.
+struct KvExport {
+  uint32_t num_layers = 0, num_kv_heads = 0, head_dim = 0;
+  uint64_t begin = 0;
+  std::vector<int32_t> token_ids;
+  std::vector<uint16_t> data;
+  uint64_t bytes_per_token() const { return uint64_t{num_layers} * 2 * num_kv_heads * head_dim * 2; }
+};
+
+// Counters for cost accounting (economics, metrics).
+struct SessionStats {
+  uint64_t tokens_prefilled = 0;  // tokens run through the model
+  uint64_t tokens_imported = 0;
+  double matmul_flops = 0;        // 2 · params touched
+  double attention_flops = 0;     // 4 · head_dim · keys · heads per token and layer
+};
+
+class Session;
+
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> Create(std::shared_ptr<const Model> model, const EngineOptions& options);
+
+  const Model& model() const { return *model_; }
+  const KernelOps& ops() const { return ops_; }
+  size_t max_context() const { return max_context_; }
+  size_t threads() const { return pool_->num_threads(); }
+  std::unique_ptr<Session> NewSession();
+
+ private:
+  friend class Session;
+  Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context);
+
+  std::shared_ptr<const Model> model_;
+  const KernelOps& ops_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::mutex compute_mu_;  // one forward pass at a time on the shared pool
+  size_t max_context_;
+  std::vector<float> rope_cos_, rope_sin_;  // [max_context][head_dim / 2]
+};
+
+class Session {
+ public:
+  using Progress = std::function<void(size_t done, size_t total)>;
+
+  // Appends tokens and computes the logits after the last one. chunk_size 0
+  // runs all tokens in one batch; any chunk size gives identical results.
+  Status Prefill(std::span<const int32_t> tokens, size_t chunk_size = 0, const Progress& progress = nullptr);
+  // Picks the next token from the current logits, appends it, and computes the
+  // logits after it. Returns the token.
+  StatusOr<int32_t> DecodeStep(const SamplingParams& params = {});
+  // Logits after the last token; FailedPrecondition when none are computed
+  // (empty session, or right after ImportKv).
+  StatusOr<std::span<const float>> logits() const;
+
+  StatusOr<KvExport> ExportKv(size_t begin, size_t end) const;
+  // Appends imported rows; kv.begin must equal the current length.
+  Status ImportKv(const KvExport& kv);
+
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  size_t size() const { return tokens_.size(); }
+  const SessionStats& stats() const { return stats_; }
+  const Engine& engine() const { return *engine_; }
+
+ private:
+  friend class Engine;
+  explicit Session(Engine* engine);
+  Status Forward(std::span<const int32_t> tokens, bool want_logits);
+
+  Engine* engine_;
+  KvCache cache_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> logits_;
+  bool has_logits_ = false;
+  SessionStats stats_;
+};
+
+}  // namespace kvmart
