@@ -11,7 +11,12 @@
 
 namespace kvmart::portable {
 
-void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1,
+// std::fma is exactly specified (one rounding), so a clone that inlines the
+// hardware instruction gives the same bits as the library call; the clone only
+// removes the call overhead on CPUs that have FMA.
+#define KVMART_FMA_CLONES __attribute__((target_clones("fma", "default")))
+
+KVMART_FMA_CLONES void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1,
                   float* y, size_t ldy) {
   constexpr size_t R = PackedMatrix::kPanelRows;
   const size_t k_len = w.cols();
@@ -48,7 +53,7 @@ void SiluMul(const float* g, const float* u, size_t n, float* out) {
   for (size_t i = 0; i < n; ++i) out[i] = (g[i] / (1.0f + KvExp(-g[i]))) * u[i];
 }
 
-void Attend(const AttentionQuery& a) {
+KVMART_FMA_CLONES void Attend(const AttentionQuery& a) {
   const size_t n = a.n_keys, hd = a.head_dim;
   for (size_t j = 0; j < n; ++j) {
     const uint16_t* tile = a.k_tiles + (j / kKeyTile) * a.k_tile_stride;
