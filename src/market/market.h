@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "market/keys.h"
 #include "market/money.h"
 #include "market/receipts.h"
 

@@ -1,6 +1,7 @@
 #include "market/sqlite_market.h"
 
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <thread>
@@ -436,7 +437,7 @@ struct SqliteMarket::Impl {
       if (row) {
         std::string stored_hash = st->Blob(1);
         if (st->Text(0) != op || stored_hash.size() != req_hash.size() ||
-            !std::equal(req_hash.begin(), req_hash.end(), stored_hash.begin())) {
+            std::memcmp(req_hash.data(), stored_hash.data(), req_hash.size()) != 0) {
           return Status::FailedPrecondition("idempotency key '" + std::string(idem) +
                                             "' was already used for a different request (" + st->Text(0) + ")");
         }
