@@ -90,6 +90,7 @@ CREATE TABLE loads(
   refunded INTEGER NOT NULL DEFAULT 0,
   refund_txn INTEGER,
   created_at INTEGER NOT NULL);
+CREATE INDEX loads_by_charge ON loads(charge_txn);
 CREATE TABLE idempotency(
   account_id INTEGER NOT NULL,
   idem_key TEXT NOT NULL,
@@ -179,6 +180,10 @@ struct SqliteMarket::Impl {
   std::string provider_pk_hex;
   std::mutex mu;
   std::vector<std::unique_ptr<Db>> idle;  // connection pool, guarded by mu
+  // SQLite admits one writer at a time anyway. Queueing this process's writers
+  // on a mutex hands the lock over at once, where SQLite's busy handler would
+  // make the loser sleep and poll; other processes still meet busy_timeout.
+  std::mutex write_mu;
 
   int64_t Now() const { return opt.clock ? opt.clock() : SystemNow(); }
 
@@ -427,6 +432,7 @@ struct SqliteMarket::Impl {
                           const Digest256& req_hash, Fn& fn) {
     KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
     Db* db = lease.get();
+    std::lock_guard<std::mutex> writer(write_mu);
     sqlite::WriteTxn txn(db);
     KVMART_RETURN_IF_ERROR(txn.Begin());
     KVMART_ASSIGN_OR_RETURN(Caller caller, Auth(db, api_key, scope));
@@ -545,6 +551,7 @@ std::string SqliteMarket::ProviderPublicKey() const { return impl_->provider_pk_
 StatusOr<Bootstrap> SqliteMarket::Initialize(Currency currency) {
   KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
   Db* db = lease.get();
+  std::lock_guard<std::mutex> writer(impl_->write_mu);
   sqlite::WriteTxn txn(db);
   KVMART_RETURN_IF_ERROR(txn.Begin());
   {
