@@ -1,0 +1,141 @@
+// kvmart-bench-market: metered loads and purchases per second on SQLite with
+// durability on, at 1 and 2 threads. Baseline in the same run: the rate of
+// bare durable one-row commits on the same disk, i.e. the ceiling any ledger
+// write that must survive power loss can reach here.
+//
+//   build/kvmart-bench-market [--loads N] [--sync full|normal|both] [--dir DIR]
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "market/sqlite_market.h"
+
+using namespace kvmart;
+using namespace kvmart::market;
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void Die(const Status& s, const char* what) {
+  std::fprintf(stderr, "error: %s: %s\n", what, s.ToString().c_str());
+  std::exit(1);
+}
+
+double BareCommits(const std::string& path, bool full, int n) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+  sqlite3_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+  sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS t(x INTEGER)", nullptr, nullptr, nullptr);
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO t VALUES(1); COMMIT", nullptr, nullptr, nullptr);
+  }
+  double s = Seconds(t0);
+  sqlite3_close(db);
+  return n / s;
+}
+
+struct Result {
+  double loads_per_s;
+  double buys_per_s;
+};
+
+Result Run(const std::string& dir, bool full, int threads, int loads_per_thread) {
+  std::string path = dir + "/bench-" + std::to_string(full) + "-" + std::to_string(threads) + ".db";
+  std::filesystem::remove(path);
+  SqliteMarketOptions opt;
+  opt.synchronous_full = full;
+  auto mo = SqliteMarket::Open(path, opt);
+  if (!mo.ok()) Die(mo.status(), "open");
+  auto& m = **mo;
+  auto boot = m.Initialize(Currency());
+  if (!boot.ok()) Die(boot.status(), "init");
+  std::string admin = boot->admin_key;
+  auto pub = m.CreateAccount(admin, "pub", {"publisher", Currency(), 0});
+  auto pubkey = m.CreateKey(admin, "pubkey", *pub, kScopePublish);
+  std::string art = "kv1-" + std::string(64, 'b');
+  PriceSpec spec;
+  spec.artifact_id = art;
+  spec.tokens = 4096;
+  spec.stored_bytes = 4096LL * 147456;
+  spec.bundle_loads = 10;
+  spec.bundle_price_micros = 5'000;
+  if (auto l = m.SetPrice(pubkey->secret, "price", spec); !l.ok()) Die(l.status(), "price");
+  std::vector<std::string> keys;
+  for (int t = 0; t < threads; ++t) {
+    auto a = m.CreateAccount(admin, "buyer" + std::to_string(t), {"buyer", Currency(), 0});
+    auto k = m.CreateKey(admin, "bk" + std::to_string(t), *a, kScopeBuy);
+    if (auto d = m.Deposit(admin, "dep" + std::to_string(t), *a, Money(1'000'000'000'000, Currency())); !d.ok()) Die(d.status(), "deposit");
+    if (auto b = m.Buy(k->secret, "meter", {art, PurchaseKind::kMetered, 1'000'000'000}); !b.ok()) Die(b.status(), "buy");
+    keys.push_back(k->secret);
+  }
+  auto timed = [&](auto&& body) {
+    std::vector<std::thread> ts;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int t = 0; t < threads; ++t) ts.emplace_back([&, t] { body(t); });
+    for (auto& th : ts) th.join();
+    return Seconds(t0);
+  };
+  double load_s = timed([&](int t) {
+    for (int i = 0; i < loads_per_thread; ++i) {
+      auto r = m.Load(keys[t], "load-" + std::to_string(i), art);
+      if (!r.ok() || r->charged.is_zero()) Die(r.status(), "load");
+    }
+  });
+  int buys = loads_per_thread / 2;
+  double buy_s = timed([&](int t) {
+    for (int i = 0; i < buys; ++i) {
+      auto r = m.Buy(keys[t], "bundle-" + std::to_string(i), {art, PurchaseKind::kBundle, 1});
+      if (!r.ok()) Die(r.status(), "bundle");
+    }
+  });
+  if (auto s = m.CheckInvariants(); !s.ok()) Die(s, "invariants");
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+  return {threads * loads_per_thread / load_s, threads * buys / buy_s};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int loads = 3000;
+  std::string sync = "both";
+  std::string dir = std::filesystem::temp_directory_path().string();
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--loads")) loads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
+    else {
+      std::fprintf(stderr, "usage: %s [--loads N] [--sync full|normal|both] [--dir DIR]\n", argv[0]);
+      return 2;
+    }
+  }
+  dir += "/kvmart-bench-market-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  std::printf("metered loads: each is auth + entitlement decrement + 3 ledger entries + signed receipt + idempotency row, one durable commit\n");
+  std::printf("%-8s %-8s %14s %14s %16s %10s\n", "sync", "threads", "loads/s", "purchases/s", "bare commits/s", "vs bare");
+  for (bool full : {true, false}) {
+    if ((sync == "full" && !full) || (sync == "normal" && full)) continue;
+    double bare = BareCommits(dir + "/bare.db", full, loads);
+    for (int threads : {1, 2}) {
+      Result r = Run(dir, full, threads, loads / threads);
+      std::printf("%-8s %-8d %14.0f %14.0f %16.0f %9.2fx\n", full ? "FULL" : "NORMAL", threads, r.loads_per_s, r.buys_per_s,
+                  bare, r.loads_per_s / bare);
+    }
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}

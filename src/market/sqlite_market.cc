@@ -1,0 +1,1007 @@
+#include "market/sqlite_market.h"
+
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "base/sha256.h"
+#include "market/keys.h"
+#include "market/sqlite_db.h"
+
+namespace kvmart::market {
+
+using nlohmann::json;
+using sqlite::Db;
+using sqlite::Stmt;
+
+namespace {
+
+// Versioned migrations: entry i upgrades user_version i → i+1. Never edit a
+// shipped entry; append a new one.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE accounts(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  credit_limit INTEGER NOT NULL DEFAULT 0 CHECK(credit_limit >= 0),
+  balance INTEGER NOT NULL DEFAULT 0,
+  system TEXT,                      -- NULL, 'provider' or 'external'
+  created_at INTEGER NOT NULL,
+  CHECK(balance >= -credit_limit),
+  UNIQUE(system, currency));
+CREATE TABLE api_keys(
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id),
+  key_hash BLOB NOT NULL UNIQUE,
+  scopes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER);
+CREATE TABLE listings(
+  artifact_id TEXT PRIMARY KEY,
+  publisher INTEGER NOT NULL REFERENCES accounts(id),
+  tokens INTEGER NOT NULL CHECK(tokens >= 0),
+  stored_bytes INTEGER NOT NULL CHECK(stored_bytes >= 0),
+  currency TEXT NOT NULL,
+  per_load INTEGER CHECK(per_load IS NULL OR per_load >= 0),
+  bundle_loads INTEGER NOT NULL CHECK(bundle_loads >= 0),
+  bundle_price INTEGER NOT NULL CHECK(bundle_price >= 0),
+  unlimited_seconds INTEGER NOT NULL CHECK(unlimited_seconds >= 0),
+  unlimited_price INTEGER NOT NULL CHECK(unlimited_price >= 0),
+  updated_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE txns(
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,               -- deposit purchase load refund storage
+  artifact_id TEXT NOT NULL DEFAULT '',
+  ref_txn INTEGER,                  -- the charge a refund compensates
+  created_at INTEGER NOT NULL);
+CREATE TABLE entries(
+  id INTEGER PRIMARY KEY,
+  txn_id INTEGER NOT NULL REFERENCES txns(id),
+  account_id INTEGER NOT NULL REFERENCES accounts(id),
+  currency TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  role TEXT NOT NULL);              -- buyer publisher fee storage external
+CREATE INDEX entries_by_account ON entries(account_id, txn_id);
+CREATE INDEX entries_by_txn ON entries(txn_id);
+CREATE TABLE entitlements(
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id),
+  artifact_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  loads_remaining INTEGER CHECK(loads_remaining IS NULL OR loads_remaining >= 0),
+  expires_at INTEGER NOT NULL,      -- 0 = never
+  per_load INTEGER NOT NULL,        -- metered price agreed at purchase
+  purchase_txn INTEGER,
+  created_at INTEGER NOT NULL);
+CREATE INDEX entitlements_lookup ON entitlements(account_id, artifact_id);
+CREATE TABLE loads(
+  id INTEGER PRIMARY KEY,
+  entitlement_id INTEGER NOT NULL REFERENCES entitlements(id),
+  account_id INTEGER NOT NULL,
+  artifact_id TEXT NOT NULL,
+  tokens INTEGER NOT NULL,
+  charged INTEGER NOT NULL,
+  charge_txn INTEGER,               -- NULL for prepaid entitlements
+  refunded INTEGER NOT NULL DEFAULT 0,
+  refund_txn INTEGER,
+  created_at INTEGER NOT NULL);
+CREATE INDEX loads_by_charge ON loads(charge_txn);
+CREATE TABLE idempotency(
+  account_id INTEGER NOT NULL,
+  idem_key TEXT NOT NULL,
+  op TEXT NOT NULL,
+  request_hash BLOB NOT NULL,
+  response TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(account_id, idem_key)) WITHOUT ROWID;
+)sql",
+};
+
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
+
+int64_t SystemNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+bool ValidArtifactId(std::string_view id) {
+  if (id.size() != 4 + 64 || id.substr(0, 4) != "kv1-") return false;
+  for (char c : id.substr(4)) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+struct Caller {
+  int64_t key_id = 0;
+  AccountId account = 0;
+  uint32_t scopes = 0;
+};
+
+struct Posting {
+  AccountId account;
+  Money amount;
+  const char* role;
+};
+
+json MoneyJson(const Money& m) { return json{{"micros", m.micros()}, {"currency", m.currency().str()}}; }
+Money MoneyFromJson(const json& j) {
+  auto c = Currency::Parse(j.at("currency").get<std::string>());
+  return Money(j.at("micros").get<int64_t>(), c.ok() ? *c : Currency());
+}
+
+json QuoteJson(const Quote& q) {
+  return json{{"artifact_id", q.artifact_id},       {"kind", PurchaseKindName(q.kind)},
+              {"tokens", q.tokens},                 {"loads", q.loads},
+              {"upfront", MoneyJson(q.upfront)},    {"per_load", MoneyJson(q.per_load)},
+              {"provider_fee", MoneyJson(q.provider_fee)}, {"expires_at", q.expires_at},
+              {"fresh_prefill_cost", MoneyJson(q.fresh_prefill_cost)}};
+}
+Quote QuoteFromJson(const json& j) {
+  Quote q;
+  q.artifact_id = j.at("artifact_id").get<std::string>();
+  auto k = ParsePurchaseKind(j.at("kind").get<std::string>());
+  q.kind = k.ok() ? *k : PurchaseKind::kMetered;
+  q.tokens = j.at("tokens").get<int64_t>();
+  q.loads = j.at("loads").get<int64_t>();
+  q.upfront = MoneyFromJson(j.at("upfront"));
+  q.per_load = MoneyFromJson(j.at("per_load"));
+  q.provider_fee = MoneyFromJson(j.at("provider_fee"));
+  q.expires_at = j.at("expires_at").get<int64_t>();
+  q.fresh_prefill_cost = MoneyFromJson(j.at("fresh_prefill_cost"));
+  return q;
+}
+
+}  // namespace
+
+const char* PurchaseKindName(PurchaseKind k) {
+  switch (k) {
+    case PurchaseKind::kMetered: return "metered";
+    case PurchaseKind::kBundle: return "bundle";
+    case PurchaseKind::kUnlimited: return "unlimited";
+  }
+  return "metered";
+}
+
+StatusOr<PurchaseKind> ParsePurchaseKind(std::string_view s) {
+  if (s == "metered") return PurchaseKind::kMetered;
+  if (s == "bundle") return PurchaseKind::kBundle;
+  if (s == "unlimited") return PurchaseKind::kUnlimited;
+  return Status::InvalidArgument("purchase kind must be metered, bundle or unlimited, got '" + std::string(s) + "'");
+}
+
+struct SqliteMarket::Impl {
+  std::string path;
+  SqliteMarketOptions opt;
+  std::string provider_pk_hex;
+  std::mutex mu;
+  std::vector<std::unique_ptr<Db>> idle;  // connection pool, guarded by mu
+  // SQLite admits one writer at a time anyway. Queueing this process's writers
+  // on a mutex hands the lock over at once, where SQLite's busy handler would
+  // make the loser sleep and poll; other processes still meet busy_timeout.
+  std::mutex write_mu;
+
+  int64_t Now() const { return opt.clock ? opt.clock() : SystemNow(); }
+
+  // --- connection pool ---
+  class Lease {
+   public:
+    Lease(Impl* impl, std::unique_ptr<Db> db) : impl_(impl), db_(std::move(db)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (db_ != nullptr) {
+        std::lock_guard<std::mutex> lock(impl_->mu);
+        impl_->idle.push_back(std::move(db_));
+      }
+    }
+    Db* get() const { return db_.get(); }
+
+   private:
+    Impl* impl_;
+    std::unique_ptr<Db> db_;
+  };
+
+  StatusOr<Lease> Acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!idle.empty()) {
+        auto db = std::move(idle.back());
+        idle.pop_back();
+        return Lease(this, std::move(db));
+      }
+    }
+    KVMART_ASSIGN_OR_RETURN(auto db, Db::Open(path, opt.synchronous_full, opt.busy_timeout_ms));
+    return Lease(this, std::move(db));
+  }
+
+  // --- helpers that run inside a transaction ---
+  StatusOr<Caller> Auth(Db* db, std::string_view api_key, uint32_t need_scope) {
+    KVMART_ASSIGN_OR_RETURN(Digest256 h, HashApiKey(api_key));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT id, account_id, scopes, revoked_at, key_hash FROM api_keys WHERE key_hash=?"));
+    st->BindBlob(1, h.data(), h.size());
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    // One message for unknown and revoked keys: a caller learns nothing more.
+    if (!row) return Status::Unauthenticated("invalid or revoked API key");
+    std::string stored = st->Blob(4);
+    Digest256 sd{};
+    if (stored.size() == sd.size()) std::copy(stored.begin(), stored.end(), sd.begin());
+    if (!DigestEquals(sd, h) || !st->IsNull(3)) return Status::Unauthenticated("invalid or revoked API key");
+    Caller c{st->Int(0), st->Int(1), static_cast<uint32_t>(st->Int(2))};
+    if (need_scope != 0 && (c.scopes & need_scope) == 0) {
+      return Status::PermissionDenied("API key lacks the '" + ScopesToString(need_scope) + "' scope");
+    }
+    return c;
+  }
+
+  struct AccountRow {
+    AccountId id = 0;
+    std::string name;
+    Currency currency;
+    int64_t credit_limit = 0;
+    int64_t balance = 0;
+    bool system = false;
+  };
+
+  StatusOr<AccountRow> GetAccountRow(Db* db, AccountId id) {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT name, currency, credit_limit, balance, system FROM accounts WHERE id=?"));
+    st->Bind(1, id);
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return Status::NotFound("account " + std::to_string(id) + " does not exist");
+    AccountRow a;
+    a.id = id;
+    a.name = st->Text(0);
+    KVMART_ASSIGN_OR_RETURN(a.currency, Currency::Parse(st->Text(1)));
+    a.credit_limit = st->Int(2);
+    a.balance = st->Int(3);
+    a.system = !st->IsNull(4);
+    return a;
+  }
+
+  // The provider's or the external-funds account for a currency, created on first use.
+  StatusOr<AccountId> SystemAccount(Db* db, const char* kind, Currency cur) {
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT id FROM accounts WHERE system=? AND currency=?"));
+      st->Bind(1, std::string_view(kind)).Bind(2, cur.str());
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (row) return st->Int(0);
+    }
+    KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare("INSERT INTO accounts(name, currency, credit_limit, system, created_at) VALUES(?,?,?,?,?)"));
+    // The external account is where deposits come from: its balance is minus
+    // everything ever paid in, so it alone has an unbounded credit limit.
+    ins->Bind(1, std::string(kind) + ":" + cur.str()).Bind(2, cur.str())
+        .Bind(3, std::string_view(kind) == "external" ? kNoLimit : int64_t{0}).Bind(4, std::string_view(kind)).Bind(5, Now());
+    KVMART_RETURN_IF_ERROR(ins->Run());
+    return db->LastInsertId();
+  }
+
+  // Posts one balanced ledger transaction and updates cached balances. Any
+  // account that would fall below -credit_limit fails the whole call with
+  // ResourceExhausted (the caller's WriteTxn then rolls everything back).
+  StatusOr<int64_t> Post(Db* db, const char* kind, std::string_view artifact, std::optional<int64_t> ref,
+                         const std::vector<Posting>& postings) {
+    std::map<std::string, int64_t> sums;
+    for (const auto& p : postings) {
+      KVMART_ASSIGN_OR_RETURN(sums[p.amount.currency().str()], CheckedAddI64(sums[p.amount.currency().str()], p.amount.micros()));
+    }
+    for (const auto& [cur, s] : sums) {
+      if (s != 0) return Status::Internal("unbalanced ledger transaction in " + cur);
+    }
+    int64_t now = Now();
+    KVMART_ASSIGN_OR_RETURN(auto tx, db->Prepare("INSERT INTO txns(kind, artifact_id, ref_txn, created_at) VALUES(?,?,?,?)"));
+    tx->Bind(1, std::string_view(kind)).Bind(2, artifact).Bind(3, ref).Bind(4, now);
+    KVMART_RETURN_IF_ERROR(tx->Run());
+    int64_t txn = db->LastInsertId();
+    for (const auto& p : postings) {
+      if (p.amount.is_zero()) continue;
+      KVMART_ASSIGN_OR_RETURN(AccountRow a, GetAccountRow(db, p.account));
+      if (!(a.currency == p.amount.currency())) {
+        return Status::InvalidArgument("account " + std::to_string(a.id) + " holds " + a.currency.str() + ", not " + p.amount.currency().str());
+      }
+      KVMART_ASSIGN_OR_RETURN(int64_t nb, CheckedAddI64(a.balance, p.amount.micros()));
+      if (nb < -a.credit_limit) {
+        return Status::ResourceExhausted("insufficient funds in account " + std::to_string(a.id) + ": balance " +
+                                         Money(a.balance, a.currency).ToString() + ", needs " +
+                                         Money(-p.amount.micros(), a.currency).ToString());
+      }
+      KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE accounts SET balance=? WHERE id=?"));
+      up->Bind(1, nb).Bind(2, a.id);
+      KVMART_RETURN_IF_ERROR(up->Run());
+      KVMART_ASSIGN_OR_RETURN(auto en, db->Prepare("INSERT INTO entries(txn_id, account_id, currency, amount, role) VALUES(?,?,?,?,?)"));
+      en->Bind(1, txn).Bind(2, a.id).Bind(3, a.currency.str()).Bind(4, p.amount.micros()).Bind(5, std::string_view(p.role));
+      KVMART_RETURN_IF_ERROR(en->Run());
+    }
+    return txn;
+  }
+
+  // A charge of `price` from buyer to publisher, less the provider's fee.
+  StatusOr<int64_t> PostCharge(Db* db, const char* kind, std::string_view artifact, AccountId buyer, AccountId publisher,
+                               const Money& price) {
+    KVMART_ASSIGN_OR_RETURN(Split split, SplitCharge(opt.fees, price));
+    KVMART_ASSIGN_OR_RETURN(AccountId provider, SystemAccount(db, "provider", price.currency()));
+    KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(price));
+    return Post(db, kind, artifact, std::nullopt,
+                {{buyer, neg, "buyer"}, {publisher, split.publisher, "publisher"}, {provider, split.provider, "fee"}});
+  }
+
+  struct ListingRow {
+    Listing l;
+  };
+
+  StatusOr<Listing> GetListing(Db* db, std::string_view artifact_id) {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT publisher, tokens, stored_bytes, currency, per_load, bundle_loads, bundle_price, unlimited_seconds, "
+        "unlimited_price FROM listings WHERE artifact_id=?"));
+    st->Bind(1, artifact_id);
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
+    Listing l;
+    l.spec.artifact_id = std::string(artifact_id);
+    l.publisher = st->Int(0);
+    l.spec.tokens = st->Int(1);
+    l.spec.stored_bytes = st->Int(2);
+    KVMART_ASSIGN_OR_RETURN(l.spec.currency, Currency::Parse(st->Text(3)));
+    l.spec.per_load_micros = st->OptInt(4);
+    l.spec.bundle_loads = st->Int(5);
+    l.spec.bundle_price_micros = st->Int(6);
+    l.spec.unlimited_seconds = st->Int(7);
+    l.spec.unlimited_price_micros = st->Int(8);
+    if (l.spec.per_load_micros) {
+      l.per_load = Money(*l.spec.per_load_micros, l.spec.currency);
+    } else {
+      KVMART_ASSIGN_OR_RETURN(l.per_load, DefaultLoadPrice(opt.cost_model, l.spec.tokens, l.spec.currency));
+      l.per_load_is_default = true;
+    }
+    return l;
+  }
+
+  StatusOr<Quote> MakeQuote(const Listing& l, const PurchaseRequest& req) {
+    Quote q;
+    q.artifact_id = l.spec.artifact_id;
+    q.kind = req.kind;
+    q.tokens = l.spec.tokens;
+    Currency cur = l.spec.currency;
+    q.upfront = q.per_load = q.provider_fee = Money::Zero(cur);
+    KVMART_ASSIGN_OR_RETURN(q.fresh_prefill_cost, FreshPrefillCost(opt.cost_model, l.spec.tokens, cur));
+    switch (req.kind) {
+      case PurchaseKind::kMetered: {
+        if (req.quantity <= 0) return Status::InvalidArgument("quantity (loads) must be > 0");
+        q.loads = req.quantity;
+        q.per_load = l.per_load;
+        KVMART_ASSIGN_OR_RETURN(Split s, SplitCharge(opt.fees, q.per_load));
+        q.provider_fee = s.provider;
+        break;
+      }
+      case PurchaseKind::kBundle: {
+        if (l.spec.bundle_loads <= 0) return Status::FailedPrecondition("artifact " + l.spec.artifact_id + " offers no bundle");
+        if (req.quantity <= 0) return Status::InvalidArgument("quantity (bundles) must be > 0");
+        KVMART_ASSIGN_OR_RETURN(q.loads, CheckedMulI64(l.spec.bundle_loads, req.quantity));
+        KVMART_ASSIGN_OR_RETURN(q.upfront, CheckedMul(Money(l.spec.bundle_price_micros, cur), req.quantity));
+        KVMART_ASSIGN_OR_RETURN(Split s, SplitCharge(opt.fees, q.upfront));
+        q.provider_fee = s.provider;
+        break;
+      }
+      case PurchaseKind::kUnlimited: {
+        if (l.spec.unlimited_seconds <= 0) return Status::FailedPrecondition("artifact " + l.spec.artifact_id + " offers no unlimited plan");
+        q.loads = 0;
+        q.upfront = Money(l.spec.unlimited_price_micros, cur);
+        KVMART_ASSIGN_OR_RETURN(q.expires_at, CheckedAddI64(Now(), l.spec.unlimited_seconds));
+        KVMART_ASSIGN_OR_RETURN(Split s, SplitCharge(opt.fees, q.upfront));
+        q.provider_fee = s.provider;
+        break;
+      }
+    }
+    return q;
+  }
+
+  std::string SignReceipt(Receipt r) {
+    r.receipt_id = "rcpt-" + r.kind + "-" + std::to_string(r.ledger_txn) + "-" + std::to_string(r.entitlement) + "-" +
+                   std::to_string(r.load);
+    r.provider_key = provider_pk_hex;
+    r.time = Now();
+    return opt.provider_key.Sign(r);
+  }
+
+  // The idempotent write skeleton shared by every mutating call:
+  //   BEGIN IMMEDIATE → authenticate (+scope) → look up (account, idem key):
+  //   same op and request hash → return the stored response; different → reject;
+  //   none → do the work, store its response, COMMIT.
+  // A failed call stores nothing, so the ledger is untouched and a later retry
+  // (say, after a deposit) may succeed. Busy databases are retried.
+  template <typename Fn>
+  StatusOr<json> RunWrite(std::string_view op, std::string_view api_key, std::string_view idem, uint32_t scope,
+                          const json& request, Fn&& fn) {
+    if (idem.empty() || idem.size() > 200) return Status::InvalidArgument("an idempotency key of 1-200 bytes is required");
+    std::string req_text = std::string(op) + "\n" + CanonicalJson(request);
+    Digest256 req_hash = Sha256Of(req_text);
+    Status last;
+    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(100 * attempt));
+      StatusOr<json> r = TryWrite(op, api_key, idem, scope, req_hash, fn);
+      if (r.ok() || !sqlite::IsBusy(r.status())) return r;
+      last = r.status();
+    }
+    return last;
+  }
+
+  template <typename Fn>
+  StatusOr<json> TryWrite(std::string_view op, std::string_view api_key, std::string_view idem, uint32_t scope,
+                          const Digest256& req_hash, Fn& fn) {
+    KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+    Db* db = lease.get();
+    std::lock_guard<std::mutex> writer(write_mu);
+    sqlite::WriteTxn txn(db);
+    KVMART_RETURN_IF_ERROR(txn.Begin());
+    KVMART_ASSIGN_OR_RETURN(Caller caller, Auth(db, api_key, scope));
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT op, request_hash, response FROM idempotency WHERE account_id=? AND idem_key=?"));
+      st->Bind(1, caller.account).Bind(2, idem);
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (row) {
+        std::string stored_hash = st->Blob(1);
+        if (st->Text(0) != op || stored_hash.size() != req_hash.size() ||
+            std::memcmp(req_hash.data(), stored_hash.data(), req_hash.size()) != 0) {
+          return Status::FailedPrecondition("idempotency key '" + std::string(idem) +
+                                            "' was already used for a different request (" + st->Text(0) + ")");
+        }
+        json stored = json::parse(st->Text(2), nullptr, false);
+        if (stored.is_discarded()) return Status::Corruption("stored idempotent response is not JSON");
+        stored["replayed"] = true;
+        return stored;
+      }
+    }
+    KVMART_ASSIGN_OR_RETURN(json result, fn(db, caller));
+    json stored = result;
+    stored.erase("secret");  // an API key secret is shown once, never stored
+    KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare(
+        "INSERT INTO idempotency(account_id, idem_key, op, request_hash, response, created_at) VALUES(?,?,?,?,?,?)"));
+    ins->Bind(1, caller.account).Bind(2, idem).Bind(3, op).BindBlob(4, req_hash.data(), req_hash.size())
+        .Bind(5, stored.dump()).Bind(6, Now());
+    KVMART_RETURN_IF_ERROR(ins->Run());
+    KVMART_RETURN_IF_ERROR(txn.Commit());
+    return result;
+  }
+
+  // Reads: authenticate then run fn inside one snapshot.
+  template <typename T, typename Fn>
+  StatusOr<T> RunRead(std::string_view api_key, uint32_t scope, Fn&& fn) {
+    Status last;
+    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
+      StatusOr<T> r = [&]() -> StatusOr<T> {
+        KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+        Db* db = lease.get();
+        sqlite::ReadTxn txn(db);
+        KVMART_RETURN_IF_ERROR(txn.Begin());
+        KVMART_ASSIGN_OR_RETURN(Caller caller, Auth(db, api_key, scope));
+        return fn(db, caller);
+      }();
+      if (r.ok() || !sqlite::IsBusy(r.status())) return r;
+      last = r.status();
+    }
+    return last;
+  }
+
+  // A caller may read its own account; an admin any account.
+  static Status CanRead(const Caller& c, AccountId account) {
+    if (c.account == account || (c.scopes & kScopeAdmin)) return Status::Ok();
+    return Status::PermissionDenied("key may not read account " + std::to_string(account));
+  }
+
+  Status Migrate(Db* db) {
+    sqlite::WriteTxn txn(db);
+    KVMART_RETURN_IF_ERROR(txn.Begin());
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("PRAGMA user_version"));
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    int64_t version = row ? st->Int(0) : 0;
+    st.reset();
+    constexpr int64_t kLatest = static_cast<int64_t>(std::size(kMigrations));
+    if (version > kLatest) {
+      return Status::FailedPrecondition("market database schema v" + std::to_string(version) +
+                                        " is newer than this build (v" + std::to_string(kLatest) + ")");
+    }
+    for (int64_t v = version; v < kLatest; ++v) {
+      KVMART_RETURN_IF_ERROR(db->Exec(kMigrations[v]));
+      KVMART_RETURN_IF_ERROR(db->Exec(("PRAGMA user_version=" + std::to_string(v + 1)).c_str()));
+    }
+    // Bind the file to one provider key: receipts signed by two keys for one
+    // ledger would make offline verification ambiguous.
+    KVMART_ASSIGN_OR_RETURN(auto get, db->Prepare("SELECT v FROM meta WHERE k='provider_public_key'"));
+    KVMART_ASSIGN_OR_RETURN(bool has, get->Step());
+    if (has) {
+      if (get->Text(0) != provider_pk_hex) {
+        return Status::FailedPrecondition("market database belongs to provider key " + get->Text(0) + ", not " + provider_pk_hex);
+      }
+    } else {
+      KVMART_ASSIGN_OR_RETURN(auto put, db->Prepare("INSERT INTO meta(k, v) VALUES('provider_public_key', ?)"));
+      put->Bind(1, provider_pk_hex);
+      KVMART_RETURN_IF_ERROR(put->Run());
+    }
+    get.reset();
+    return txn.Commit();
+  }
+};
+
+SqliteMarket::SqliteMarket(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteMarket::~SqliteMarket() = default;
+
+StatusOr<std::unique_ptr<SqliteMarket>> SqliteMarket::Open(const std::string& path, SqliteMarketOptions options) {
+  KVMART_RETURN_IF_ERROR(ValidateCostModel(options.cost_model));
+  KVMART_RETURN_IF_ERROR(ValidateFeeSchedule(options.fees));
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->opt = std::move(options);
+  impl->provider_pk_hex = impl->opt.provider_key.PublicKeyHex();
+  {
+    KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl->Acquire());
+    Status s;
+    for (int attempt = 0; attempt <= impl->opt.max_busy_retries; ++attempt) {
+      s = impl->Migrate(lease.get());
+      if (!sqlite::IsBusy(s)) break;
+    }
+    KVMART_RETURN_IF_ERROR(s.WithContext("market " + path));
+  }
+  return std::make_unique<SqliteMarket>(std::move(impl));
+}
+
+std::string SqliteMarket::ProviderPublicKey() const { return impl_->provider_pk_hex; }
+
+StatusOr<Bootstrap> SqliteMarket::Initialize(Currency currency) {
+  KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
+  Db* db = lease.get();
+  std::lock_guard<std::mutex> writer(impl_->write_mu);
+  sqlite::WriteTxn txn(db);
+  KVMART_RETURN_IF_ERROR(txn.Begin());
+  {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT v FROM meta WHERE k='initialized'"));
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row) return Status::AlreadyExists("market already initialised");
+  }
+  Bootstrap b;
+  KVMART_ASSIGN_OR_RETURN(b.provider_account, impl_->SystemAccount(db, "provider", currency));
+  KVMART_RETURN_IF_ERROR(impl_->SystemAccount(db, "external", currency).status());
+  NewApiKey key = GenerateApiKey();
+  KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare("INSERT INTO api_keys(account_id, key_hash, scopes, created_at) VALUES(?,?,?,?)"));
+  ins->Bind(1, b.provider_account).BindBlob(2, key.hash.data(), key.hash.size()).Bind(3, int64_t{kAllScopes}).Bind(4, impl_->Now());
+  KVMART_RETURN_IF_ERROR(ins->Run());
+  KVMART_ASSIGN_OR_RETURN(auto mark, db->Prepare("INSERT INTO meta(k, v) VALUES('initialized', ?)"));
+  mark->Bind(1, currency.str());
+  KVMART_RETURN_IF_ERROR(mark->Run());
+  KVMART_RETURN_IF_ERROR(txn.Commit());
+  b.admin_key = key.secret;
+  b.provider_public_key = impl_->provider_pk_hex;
+  return b;
+}
+
+StatusOr<AccountId> SqliteMarket::CreateAccount(std::string_view api_key, std::string_view idem,
+                                                const CreateAccountRequest& req) {
+  if (req.name.empty()) return Status::InvalidArgument("account name is required");
+  if (req.credit_limit_micros < 0) return Status::InvalidArgument("credit limit must be >= 0");
+  json request{{"name", req.name}, {"currency", req.currency.str()}, {"credit_limit", req.credit_limit_micros}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("account.create", api_key, idem, kScopeAdmin, request,
+      [&](Db* db, const Caller&) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("INSERT INTO accounts(name, currency, credit_limit, created_at) VALUES(?,?,?,?)"));
+        st->Bind(1, req.name).Bind(2, req.currency.str()).Bind(3, req.credit_limit_micros).Bind(4, impl_->Now());
+        KVMART_RETURN_IF_ERROR(st->Run());
+        return json{{"account", db->LastInsertId()}};
+      }));
+  return r.at("account").get<int64_t>();
+}
+
+StatusOr<CreatedKey> SqliteMarket::CreateKey(std::string_view api_key, std::string_view idem, AccountId account,
+                                             uint32_t scopes) {
+  if (scopes == 0 || (scopes & ~kAllScopes) != 0) return Status::InvalidArgument("invalid scopes");
+  json request{{"account", account}, {"scopes", scopes}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("key.create", api_key, idem, kScopeAdmin, request,
+      [&](Db* db, const Caller&) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, account));
+        (void)acct;
+        NewApiKey key = GenerateApiKey();
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("INSERT INTO api_keys(account_id, key_hash, scopes, created_at) VALUES(?,?,?,?)"));
+        st->Bind(1, account).BindBlob(2, key.hash.data(), key.hash.size()).Bind(3, int64_t{scopes}).Bind(4, impl_->Now());
+        KVMART_RETURN_IF_ERROR(st->Run());
+        return json{{"key_id", db->LastInsertId()}, {"account", account}, {"scopes", scopes}, {"secret", key.secret}};
+      }));
+  CreatedKey k;
+  k.key_id = r.at("key_id").get<int64_t>();
+  k.account = r.at("account").get<int64_t>();
+  k.scopes = r.at("scopes").get<uint32_t>();
+  k.secret = r.value("secret", std::string());
+  return k;
+}
+
+Status SqliteMarket::RevokeKey(std::string_view api_key, std::string_view idem, int64_t key_id) {
+  json request{{"key_id", key_id}};
+  return impl_->RunWrite("key.revoke", api_key, idem, kScopeAdmin, request,
+      [&](Db* db, const Caller&) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL"));
+        st->Bind(1, impl_->Now()).Bind(2, key_id);
+        KVMART_RETURN_IF_ERROR(st->Run());
+        if (sqlite3_changes(db->raw()) != 1) return Status::NotFound("no active key " + std::to_string(key_id));
+        return json{{"revoked", key_id}};
+      }).status();
+}
+
+StatusOr<std::string> SqliteMarket::Deposit(std::string_view api_key, std::string_view idem, AccountId account,
+                                            const Money& amount) {
+  if (amount.micros() <= 0) return Status::InvalidArgument("deposit must be > 0, got " + amount.ToString());
+  json request{{"account", account}, {"amount", MoneyJson(amount)}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("deposit", api_key, idem, kScopeAdmin, request,
+      [&](Db* db, const Caller&) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, account));
+        if (acct.system) return Status::InvalidArgument("cannot deposit into a system account");
+        if (!(acct.currency == amount.currency())) {
+          return Status::InvalidArgument("account " + std::to_string(account) + " holds " + acct.currency.str());
+        }
+        KVMART_ASSIGN_OR_RETURN(AccountId ext, impl_->SystemAccount(db, "external", amount.currency()));
+        KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(amount));
+        KVMART_ASSIGN_OR_RETURN(int64_t txn, impl_->Post(db, "deposit", "", std::nullopt,
+                                                         {{ext, neg, "external"}, {account, amount, "deposit"}}));
+        Receipt rc;
+        rc.kind = "deposit";
+        rc.account = account;
+        rc.price_micros = amount.micros();
+        rc.currency = amount.currency().str();
+        rc.ledger_txn = txn;
+        return json{{"receipt", impl_->SignReceipt(rc)}};
+      }));
+  return r.at("receipt").get<std::string>();
+}
+
+StatusOr<std::string> SqliteMarket::ChargeStorage(std::string_view api_key, std::string_view idem,
+                                                  std::string_view artifact_id, int64_t seconds) {
+  if (seconds <= 0) return Status::InvalidArgument("storage period must be > 0 seconds");
+  json request{{"artifact_id", artifact_id}, {"seconds", seconds}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("storage.charge", api_key, idem, kScopeAdmin, request,
+      [&](Db* db, const Caller&) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
+        KVMART_ASSIGN_OR_RETURN(Money amt, StorageCharge(impl_->opt.fees, l.spec.stored_bytes, seconds, l.spec.currency));
+        KVMART_ASSIGN_OR_RETURN(AccountId provider, impl_->SystemAccount(db, "provider", l.spec.currency));
+        KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(amt));
+        KVMART_ASSIGN_OR_RETURN(int64_t txn, impl_->Post(db, "storage", artifact_id, std::nullopt,
+                                                         {{l.publisher, neg, "publisher"}, {provider, amt, "storage"}}));
+        Receipt rc;
+        rc.kind = "storage";
+        rc.account = l.publisher;
+        rc.artifact_id = std::string(artifact_id);
+        rc.price_micros = amt.micros();
+        rc.currency = amt.currency().str();
+        rc.ledger_txn = txn;
+        return json{{"receipt", impl_->SignReceipt(rc)}};
+      }));
+  return r.at("receipt").get<std::string>();
+}
+
+StatusOr<Listing> SqliteMarket::SetPrice(std::string_view api_key, std::string_view idem, const PriceSpec& spec) {
+  if (!ValidArtifactId(spec.artifact_id)) return Status::InvalidArgument("artifact id must be kv1-<64 lower-case hex>");
+  if (spec.tokens < 0 || spec.stored_bytes < 0 || spec.bundle_loads < 0 || spec.bundle_price_micros < 0 ||
+      spec.unlimited_seconds < 0 || spec.unlimited_price_micros < 0 || (spec.per_load_micros && *spec.per_load_micros < 0)) {
+    return Status::InvalidArgument("prices, counts and sizes must be >= 0");
+  }
+  json request{{"artifact_id", spec.artifact_id}, {"tokens", spec.tokens}, {"stored_bytes", spec.stored_bytes},
+               {"currency", spec.currency.str()}, {"per_load", spec.per_load_micros ? json(*spec.per_load_micros) : json()},
+               {"bundle_loads", spec.bundle_loads}, {"bundle_price", spec.bundle_price_micros},
+               {"unlimited_seconds", spec.unlimited_seconds}, {"unlimited_price", spec.unlimited_price_micros}};
+  KVMART_RETURN_IF_ERROR(impl_->RunWrite("price.set", api_key, idem, kScopePublish, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, c.account));
+        if (!(acct.currency == spec.currency)) {
+          return Status::InvalidArgument("publisher account holds " + acct.currency.str() + ", price is in " + spec.currency.str());
+        }
+        auto existing = impl_->GetListing(db, spec.artifact_id);
+        if (existing.ok() && existing->publisher != c.account) {
+          return Status::PermissionDenied("artifact " + spec.artifact_id + " is listed by another publisher");
+        }
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "INSERT OR REPLACE INTO listings(artifact_id, publisher, tokens, stored_bytes, currency, per_load, bundle_loads, "
+            "bundle_price, unlimited_seconds, unlimited_price, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+        st->Bind(1, spec.artifact_id).Bind(2, c.account).Bind(3, spec.tokens).Bind(4, spec.stored_bytes)
+            .Bind(5, spec.currency.str()).Bind(6, spec.per_load_micros).Bind(7, spec.bundle_loads)
+            .Bind(8, spec.bundle_price_micros).Bind(9, spec.unlimited_seconds).Bind(10, spec.unlimited_price_micros)
+            .Bind(11, impl_->Now());
+        KVMART_RETURN_IF_ERROR(st->Run());
+        return json{{"artifact_id", spec.artifact_id}};
+      }).status());
+  // The listing is immutable history-free state: read it back after the write.
+  return impl_->RunRead<Listing>(api_key, 0, [&](Db* db, const Caller&) { return impl_->GetListing(db, spec.artifact_id); });
+}
+
+StatusOr<Quote> SqliteMarket::GetQuote(std::string_view api_key, const PurchaseRequest& req) {
+  return impl_->RunRead<Quote>(api_key, kScopeBuy, [&](Db* db, const Caller&) -> StatusOr<Quote> {
+    KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, req.artifact_id));
+    return impl_->MakeQuote(l, req);
+  });
+}
+
+StatusOr<Purchase> SqliteMarket::Buy(std::string_view api_key, std::string_view idem, const PurchaseRequest& req) {
+  json request{{"artifact_id", req.artifact_id}, {"kind", PurchaseKindName(req.kind)}, {"quantity", req.quantity}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("buy", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, req.artifact_id));
+        KVMART_ASSIGN_OR_RETURN(Quote q, impl_->MakeQuote(l, req));
+        std::optional<int64_t> txn;
+        if (!q.upfront.is_zero()) {
+          KVMART_ASSIGN_OR_RETURN(txn, impl_->PostCharge(db, "purchase", req.artifact_id, c.account, l.publisher, q.upfront));
+        } else {
+          // Currency must still match for a metered purchase.
+          KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, c.account));
+          if (!(acct.currency == l.spec.currency)) {
+            return Status::InvalidArgument("account holds " + acct.currency.str() + ", artifact is priced in " + l.spec.currency.str());
+          }
+        }
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "INSERT INTO entitlements(account_id, artifact_id, kind, loads_remaining, expires_at, per_load, purchase_txn, "
+            "created_at) VALUES(?,?,?,?,?,?,?,?)"));
+        st->Bind(1, c.account).Bind(2, req.artifact_id).Bind(3, std::string_view(PurchaseKindName(q.kind)))
+            .Bind(4, q.kind == PurchaseKind::kUnlimited ? std::nullopt : std::optional<int64_t>(q.loads))
+            .Bind(5, q.expires_at).Bind(6, q.per_load.micros()).Bind(7, txn).Bind(8, impl_->Now());
+        KVMART_RETURN_IF_ERROR(st->Run());
+        int64_t ent = db->LastInsertId();
+        Receipt rc;
+        rc.kind = "purchase";
+        rc.account = c.account;
+        rc.artifact_id = req.artifact_id;
+        rc.price_micros = q.upfront.micros();
+        rc.currency = l.spec.currency.str();
+        rc.ledger_txn = txn.value_or(0);
+        rc.entitlement = ent;
+        return json{{"entitlement", ent}, {"quote", QuoteJson(q)}, {"receipt", impl_->SignReceipt(rc)}};
+      }));
+  Purchase p;
+  p.entitlement = r.at("entitlement").get<int64_t>();
+  p.quote = QuoteFromJson(r.at("quote"));
+  p.receipt = r.at("receipt").get<std::string>();
+  return p;
+}
+
+StatusOr<LoadResult> SqliteMarket::Load(std::string_view api_key, std::string_view idem, std::string_view artifact_id) {
+  json request{{"artifact_id", artifact_id}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        int64_t now = impl_->Now();
+        // Prepaid first (unlimited, then bundles), oldest first; metered last.
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "SELECT id, kind, loads_remaining, per_load FROM entitlements WHERE account_id=? AND artifact_id=? "
+            "AND (expires_at=0 OR expires_at>?) AND (loads_remaining IS NULL OR loads_remaining>0) "
+            "ORDER BY CASE kind WHEN 'unlimited' THEN 0 WHEN 'bundle' THEN 1 ELSE 2 END, id LIMIT 1"));
+        st->Bind(1, c.account).Bind(2, artifact_id).Bind(3, now);
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        // Same answer for "never listed", "not bought", "expired", "used up":
+        // authorisation must not reveal what the provider holds.
+        if (!row) return Status::PermissionDenied("no valid entitlement to load " + std::string(artifact_id));
+        int64_t ent = st->Int(0);
+        std::string kind = st->Text(1);
+        std::optional<int64_t> remaining = st->OptInt(2);
+        int64_t per_load = st->Int(3);
+        st.reset();
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
+        Money charged = Money::Zero(l.spec.currency);
+        std::optional<int64_t> txn;
+        if (kind == "metered" && per_load > 0) {
+          charged = Money(per_load, l.spec.currency);
+          KVMART_ASSIGN_OR_RETURN(txn, impl_->PostCharge(db, "load", artifact_id, c.account, l.publisher, charged));
+        }
+        if (remaining) {
+          KVMART_ASSIGN_OR_RETURN(auto dec, db->Prepare("UPDATE entitlements SET loads_remaining=loads_remaining-1 WHERE id=?"));
+          dec->Bind(1, ent);
+          KVMART_RETURN_IF_ERROR(dec->Run());
+        }
+        KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare(
+            "INSERT INTO loads(entitlement_id, account_id, artifact_id, tokens, charged, charge_txn, created_at) VALUES(?,?,?,?,?,?,?)"));
+        ins->Bind(1, ent).Bind(2, c.account).Bind(3, artifact_id).Bind(4, l.spec.tokens).Bind(5, charged.micros())
+            .Bind(6, txn).Bind(7, now);
+        KVMART_RETURN_IF_ERROR(ins->Run());
+        int64_t load = db->LastInsertId();
+        Receipt rc;
+        rc.kind = "load";
+        rc.account = c.account;
+        rc.artifact_id = std::string(artifact_id);
+        rc.tokens_reused = l.spec.tokens;
+        rc.price_micros = charged.micros();
+        rc.currency = l.spec.currency.str();
+        rc.ledger_txn = txn.value_or(0);
+        rc.entitlement = ent;
+        rc.load = load;
+        return json{{"load", load}, {"entitlement", ent}, {"tokens", l.spec.tokens}, {"charged", MoneyJson(charged)},
+                    {"receipt", impl_->SignReceipt(rc)}};
+      }));
+  LoadResult out;
+  out.load = r.at("load").get<int64_t>();
+  out.entitlement = r.at("entitlement").get<int64_t>();
+  out.tokens_reused = r.at("tokens").get<int64_t>();
+  out.charged = MoneyFromJson(r.at("charged"));
+  out.receipt = r.at("receipt").get<std::string>();
+  return out;
+}
+
+StatusOr<std::string> SqliteMarket::FailLoad(std::string_view api_key, std::string_view idem, int64_t load) {
+  json request{{"load", load}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load.fail", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "SELECT entitlement_id, account_id, artifact_id, charged, charge_txn, refunded FROM loads WHERE id=?"));
+        st->Bind(1, load);
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row || st->Int(1) != c.account) return Status::NotFound("no load " + std::to_string(load) + " for this account");
+        if (st->Int(5) != 0) return Status::FailedPrecondition("load " + std::to_string(load) + " was already refunded");
+        int64_t ent = st->Int(0);
+        std::string artifact = st->Text(2);
+        int64_t charged = st->Int(3);
+        std::optional<int64_t> charge_txn = st->OptInt(4);
+        st.reset();
+        std::optional<int64_t> refund_txn;
+        std::string currency;
+        if (charge_txn) {
+          // The compensating transaction negates every entry of the charge.
+          std::vector<Posting> reverse;
+          KVMART_ASSIGN_OR_RETURN(auto en, db->Prepare("SELECT account_id, currency, amount, role FROM entries WHERE txn_id=? ORDER BY id"));
+          en->Bind(1, *charge_txn);
+          for (;;) {
+            KVMART_ASSIGN_OR_RETURN(bool more, en->Step());
+            if (!more) break;
+            KVMART_ASSIGN_OR_RETURN(Currency cur, Currency::Parse(en->Text(1)));
+            currency = cur.str();
+            KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(Money(en->Int(2), cur)));
+            std::string role = en->Text(3);
+            reverse.push_back({en->Int(0), neg, role == "buyer" ? "buyer" : role == "publisher" ? "publisher" : "fee"});
+          }
+          en.reset();
+          KVMART_ASSIGN_OR_RETURN(refund_txn, impl_->Post(db, "refund", artifact, charge_txn, reverse));
+        }
+        KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE loads SET refunded=1, refund_txn=? WHERE id=?"));
+        up->Bind(1, refund_txn).Bind(2, load);
+        KVMART_RETURN_IF_ERROR(up->Run());
+        KVMART_ASSIGN_OR_RETURN(auto inc, db->Prepare(
+            "UPDATE entitlements SET loads_remaining=loads_remaining+1 WHERE id=? AND loads_remaining IS NOT NULL"));
+        inc->Bind(1, ent);
+        KVMART_RETURN_IF_ERROR(inc->Run());
+        Receipt rc;
+        rc.kind = "refund";
+        rc.account = c.account;
+        rc.artifact_id = artifact;
+        rc.price_micros = charged;
+        rc.currency = currency;
+        rc.ledger_txn = refund_txn.value_or(0);
+        rc.entitlement = ent;
+        rc.load = load;
+        return json{{"receipt", impl_->SignReceipt(rc)}};
+      }));
+  return r.at("receipt").get<std::string>();
+}
+
+StatusOr<AccountInfo> SqliteMarket::GetAccount(std::string_view api_key, AccountId account) {
+  return impl_->RunRead<AccountInfo>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<AccountInfo> {
+    KVMART_RETURN_IF_ERROR(Impl::CanRead(c, account));
+    KVMART_ASSIGN_OR_RETURN(auto a, impl_->GetAccountRow(db, account));
+    AccountInfo i;
+    i.id = a.id;
+    i.name = a.name;
+    i.currency = a.currency;
+    i.credit_limit = Money(a.credit_limit, a.currency);
+    i.balance = Money(a.balance, a.currency);
+    i.system = a.system;
+    return i;
+  });
+}
+
+StatusOr<std::vector<Entitlement>> SqliteMarket::Entitlements(std::string_view api_key, AccountId account) {
+  return impl_->RunRead<std::vector<Entitlement>>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<std::vector<Entitlement>> {
+    KVMART_RETURN_IF_ERROR(Impl::CanRead(c, account));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT id, artifact_id, kind, loads_remaining, expires_at FROM entitlements WHERE account_id=? ORDER BY id"));
+    st->Bind(1, account);
+    std::vector<Entitlement> out;
+    for (;;) {
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      Entitlement e;
+      e.id = st->Int(0);
+      e.account = account;
+      e.artifact_id = st->Text(1);
+      KVMART_ASSIGN_OR_RETURN(e.kind, ParsePurchaseKind(st->Text(2)));
+      e.loads_remaining = st->OptInt(3);
+      e.expires_at = st->Int(4);
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+StatusOr<std::vector<StatementLine>> SqliteMarket::Statement(std::string_view api_key, AccountId account, int64_t from,
+                                                             int64_t to) {
+  return impl_->RunRead<std::vector<StatementLine>>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<std::vector<StatementLine>> {
+    KVMART_RETURN_IF_ERROR(Impl::CanRead(c, account));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT t.id, t.created_at, t.kind, t.artifact_id, e.currency, e.amount FROM entries e JOIN txns t ON t.id=e.txn_id "
+        "WHERE e.account_id=? AND t.created_at>=? AND t.created_at<? ORDER BY e.id"));
+    st->Bind(1, account).Bind(2, from).Bind(3, to);
+    std::vector<StatementLine> out;
+    for (;;) {
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      KVMART_ASSIGN_OR_RETURN(Currency cur, Currency::Parse(st->Text(4)));
+      out.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), Money(st->Int(5), cur)});
+    }
+    return out;
+  });
+}
+
+StatusOr<std::vector<ArtifactEarnings>> SqliteMarket::PublisherEarnings(std::string_view api_key, AccountId account) {
+  return impl_->RunRead<std::vector<ArtifactEarnings>>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<std::vector<ArtifactEarnings>> {
+    KVMART_RETURN_IF_ERROR(Impl::CanRead(c, account));
+    // Net of refunds (their publisher entries are negative); storage is a cost,
+    // reported by the statement, not here.
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT t.artifact_id, e.currency, SUM(e.amount), SUM(CASE t.kind WHEN 'load' THEN 1 WHEN 'refund' THEN -1 ELSE 0 END) "
+        "FROM entries e JOIN txns t ON t.id=e.txn_id WHERE e.account_id=? AND e.role='publisher' AND t.kind IN "
+        "('purchase','load','refund') GROUP BY t.artifact_id, e.currency ORDER BY t.artifact_id"));
+    st->Bind(1, account);
+    std::vector<ArtifactEarnings> out;
+    for (;;) {
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      KVMART_ASSIGN_OR_RETURN(Currency cur, Currency::Parse(st->Text(1)));
+      out.push_back({st->Text(0), Money(st->Int(2), cur), st->Int(3)});
+    }
+    return out;
+  });
+}
+
+StatusOr<ProviderRevenue> SqliteMarket::ProviderRevenueFor(std::string_view api_key, Currency currency) {
+  return impl_->RunRead<ProviderRevenue>(api_key, kScopeAdmin, [&](Db* db, const Caller&) -> StatusOr<ProviderRevenue> {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT COALESCE(SUM(CASE WHEN e.role='storage' THEN 0 ELSE e.amount END),0), "
+        "COALESCE(SUM(CASE WHEN e.role='storage' THEN e.amount ELSE 0 END),0) "
+        "FROM entries e JOIN accounts a ON a.id=e.account_id WHERE a.system='provider' AND a.currency=?"));
+    st->Bind(1, currency.str());
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return Status::Internal("no revenue row");
+    return ProviderRevenue{Money(st->Int(0), currency), Money(st->Int(1), currency)};
+  });
+}
+
+StatusOr<std::pair<AccountId, uint32_t>> SqliteMarket::Authenticate(std::string_view api_key) {
+  return impl_->RunRead<std::pair<AccountId, uint32_t>>(api_key, 0, [](Db*, const Caller& c) -> StatusOr<std::pair<AccountId, uint32_t>> {
+    return std::make_pair(c.account, c.scopes);
+  });
+}
+
+Status SqliteMarket::CheckInvariants() {
+  KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
+  Db* db = lease.get();
+  sqlite::ReadTxn txn(db);
+  KVMART_RETURN_IF_ERROR(txn.Begin());
+  struct Check {
+    const char* sql;
+    const char* what;
+  };
+  // Each query returns the offending rows' first column; any row is a violation.
+  static constexpr Check kChecks[] = {
+      {"SELECT txn_id FROM entries GROUP BY txn_id, currency HAVING SUM(amount) != 0", "transaction does not sum to zero"},
+      {"SELECT a.id FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount) s FROM entries GROUP BY account_id) e "
+       "ON e.account_id=a.id WHERE a.balance != COALESCE(e.s, 0)", "balance differs from the sum of its entries"},
+      {"SELECT id FROM accounts WHERE balance < -credit_limit", "balance below its credit limit"},
+      {"SELECT e.id FROM entries e JOIN accounts a ON a.id=e.account_id WHERE a.currency != e.currency", "entry currency differs from its account"},
+      {"SELECT currency FROM accounts GROUP BY currency HAVING SUM(balance) != 0", "balances do not sum to zero"},
+      {"SELECT id FROM entitlements WHERE loads_remaining < 0", "entitlement below zero"},
+      {"SELECT l.id FROM loads l JOIN entitlements n ON n.id=l.entitlement_id WHERE n.kind='metered' AND l.charged>0 AND "
+       "(l.charge_txn IS NULL OR (SELECT kind FROM txns WHERE id=l.charge_txn) != 'load' OR "
+       "(SELECT -SUM(amount) FROM entries WHERE txn_id=l.charge_txn AND role='buyer') != l.charged)", "load without exactly one charge"},
+      {"SELECT charge_txn FROM loads WHERE charge_txn IS NOT NULL GROUP BY charge_txn HAVING COUNT(*) != 1", "charge shared by loads"},
+      {"SELECT id FROM txns t WHERE kind='load' AND (SELECT COUNT(*) FROM loads WHERE charge_txn=t.id) != 1", "load charge without a load"},
+      {"SELECT l.id FROM loads l WHERE l.charge_txn IS NOT NULL AND l.refunded=1 AND (l.refund_txn IS NULL OR "
+       "(SELECT ref_txn FROM txns WHERE id=l.refund_txn) != l.charge_txn)", "refund not tied to its charge"},
+      {"SELECT ref_txn FROM txns WHERE kind='refund' GROUP BY ref_txn HAVING COUNT(*) != 1", "charge refunded more than once"},
+      {"SELECT id FROM loads WHERE refunded=0 AND refund_txn IS NOT NULL", "refund on a load not marked refunded"},
+  };
+  for (const auto& c : kChecks) {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(c.sql));
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row) return Status::Internal(std::string("ledger invariant violated: ") + c.what + " (" + st->Text(0) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace kvmart::market
