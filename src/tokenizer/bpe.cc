@@ -15,7 +15,7 @@ constexpr size_t kSmallWord = 48;
 BpeModel::BpeModel(const TokenId (&byte_ids)[256], const std::vector<Merge>& merges) {
   std::copy(std::begin(byte_ids), std::end(byte_ids), byte_ids_);
   size_t cap = 16;
-  while (cap < merges.size() * 2) cap <<= 1;
+  while (cap < merges.size() + merges.size() / 2) cap <<= 1;  // load <= 2/3: 4 MB for Qwen3
   table_.assign(cap, Slot{kEmpty, 0, 0});
   mask_ = cap - 1;
   for (size_t r = 0; r < merges.size(); ++r) {
@@ -37,9 +37,15 @@ void BpeModel::Encode(std::string_view word, std::vector<TokenId>* out) const {
   const bool cacheable = word.size() <= kMaxCachedWordBytes;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    auto it = cache_.find(std::string(word));
+    auto it = cache_.find(word);
     if (it != cache_.end()) {
       out->insert(out->end(), it->second.begin(), it->second.end());
+      return;
+    }
+    it = old_cache_.find(word);
+    if (it != old_cache_.end()) {  // still in use: promote to the current generation
+      out->insert(out->end(), it->second.begin(), it->second.end());
+      InsertLocked(word, it->second);
       return;
     }
   }
@@ -51,33 +57,47 @@ void BpeModel::Encode(std::string_view word, std::vector<TokenId>* out) const {
   }
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    if (cache_.size() >= kCacheCapacity) cache_.clear();
-    cache_.emplace(std::string(word), std::vector<TokenId>(out->begin() + start, out->end()));
+    InsertLocked(word, std::vector<TokenId>(out->begin() + start, out->end()));
   }
 }
 
+void BpeModel::InsertLocked(std::string_view word, std::vector<TokenId> ids) const {
+  if (cache_.size() >= kCacheCapacity) {
+    old_cache_ = std::move(cache_);
+    cache_ = Cache();
+  }
+  cache_.emplace(std::string(word), std::move(ids));
+}
+
 void BpeModel::EncodeSmall(std::string_view word, std::vector<TokenId>* out) const {
+  // sym[i] and the rank/result of merging sym[i] with sym[i+1]; after a merge
+  // only the two neighbouring pairs are looked up again.
   TokenId sym[kSmallWord];
+  int32_t rank[kSmallWord];
+  TokenId merged[kSmallWord];
   size_t n = word.size();
   for (size_t i = 0; i < n; ++i) sym[i] = byte_ids_[static_cast<unsigned char>(word[i])];
+  auto look = [&](size_t i) {
+    if (!Lookup(sym[i], sym[i + 1], &rank[i], &merged[i])) rank[i] = INT32_MAX;
+  };
+  for (size_t i = 0; i + 1 < n; ++i) look(i);
   while (n > 1) {
-    int32_t best_rank = INT32_MAX;
     size_t best = 0;
-    TokenId best_merged = 0;
-    for (size_t i = 0; i + 1 < n; ++i) {
-      int32_t rank;
-      TokenId merged;
-      // Strict '<' keeps the leftmost pair among equal ranks.
-      if (Lookup(sym[i], sym[i + 1], &rank, &merged) && rank < best_rank) {
-        best_rank = rank;
-        best = i;
-        best_merged = merged;
-      }
+    // Strict '<' keeps the leftmost pair among equal ranks.
+    for (size_t i = 1; i + 1 < n; ++i) {
+      if (rank[i] < rank[best]) best = i;
     }
-    if (best_rank == INT32_MAX) break;
-    sym[best] = best_merged;
-    std::copy(sym + best + 2, sym + n, sym + best + 1);
+    if (rank[best] == INT32_MAX) break;
+    sym[best] = merged[best];
+    // Close the gap: symbols best+2.. and pairs best+2.. move one left.
+    for (size_t i = best + 1; i + 1 < n; ++i) sym[i] = sym[i + 1];
+    for (size_t i = best + 1; i + 2 < n; ++i) {
+      rank[i] = rank[i + 1];
+      merged[i] = merged[i + 1];
+    }
     --n;
+    if (best > 0) look(best - 1);
+    if (best + 1 < n) look(best);
   }
   out->insert(out->end(), sym, sym + n);
 }

@@ -70,12 +70,20 @@ class BpeModel {
   std::vector<Slot> table_;
   size_t mask_ = 0;
 
-  // Bounded cache of pre-token -> tokens. When full it is emptied rather than
-  // evicted entry by entry: cheap, and bounded memory is what matters here.
-  static constexpr size_t kCacheCapacity = 1 << 16;
-  static constexpr size_t kMaxCachedWordBytes = 256;
+  // Bounded cache of pre-token -> tokens, an approximate LRU in two
+  // generations: when the current one is full it becomes the old one (the
+  // previous old one is dropped); hits in the old one are promoted. At most
+  // 2 * kCacheCapacity entries of at most kMaxCachedWordBytes each.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  using Cache = std::unordered_map<std::string, std::vector<TokenId>, StringHash, std::equal_to<>>;
+  static constexpr size_t kCacheCapacity = 1 << 15;
+  static constexpr size_t kMaxCachedWordBytes = 24;
+  void InsertLocked(std::string_view word, std::vector<TokenId> ids) const;
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<TokenId>> cache_;
+  mutable Cache cache_, old_cache_;
 };
 
 }  // namespace kvmart::tokenizer

@@ -24,6 +24,9 @@ class RegexSplitter {
   // Fills *spans with (offset, length) of each pre-token of `text`
   // (well-formed UTF-8), in order; the spans tile `text` exactly. Thread-safe.
   Status SplitSpans(std::string_view text, std::vector<std::pair<size_t, size_t>>* spans) const;
+  // The same, always through PCRE2 (SplitSpans takes an exact ASCII fast path
+  // for the Qwen2 pattern); exposed so tests can compare the two.
+  Status SplitSpansPcre2(std::string_view text, std::vector<std::pair<size_t, size_t>>* spans) const;
 
   const std::string& translated_pattern() const { return translated_; }
 
