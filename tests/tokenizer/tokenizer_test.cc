@@ -107,13 +107,14 @@ double SecondsToEncode(const std::string& s, Ids* ids) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Pathological inputs must stay (near-)linear. Generous bounds: these also run
-// under ASan+UBSan.
+// Pathological inputs must stay (near-)linear: each takes well under a second
+// in a release build. The bounds are loose because these also run under
+// ASan+UBSan on a shared machine; a quadratic blow-up would take hours.
 TEST(TokenizerTest, LongWordWithoutSpaces) {
   std::string s;
   for (int i = 0; s.size() < (1 << 20); ++i) s += "abcdefghij"[(i * 7) % 10];
   Ids ids;
-  EXPECT_LT(SecondsToEncode(s, &ids), 10.0);
+  EXPECT_LT(SecondsToEncode(s, &ids), 30.0);
   EXPECT_EQ(Dec(ids), s);
 }
 
@@ -121,18 +122,22 @@ TEST(TokenizerTest, LongRunOfOneEmoji) {
   std::string s;
   while (s.size() < (1 << 20)) s += "\xF0\x9F\x98\x80";
   Ids ids;
-  EXPECT_LT(SecondsToEncode(s, &ids), 10.0);
+  EXPECT_LT(SecondsToEncode(s, &ids), 30.0);
   EXPECT_EQ(Dec(ids), s);
 }
 
-TEST(TokenizerTest, ManyNewlinesAndSpaces) {
+TEST(TokenizerTest, ManyNewlines) {
   std::string s(100000, '\n');
   Ids ids;
-  EXPECT_LT(SecondsToEncode(s, &ids), 10.0);
+  EXPECT_LT(SecondsToEncode(s, &ids), 30.0);
   EXPECT_EQ(Dec(ids), s);
+}
+
+TEST(TokenizerTest, LongRunOfSpaces) {
+  Ids ids;
   std::string spaces(1 << 20, ' ');
   spaces += "x";
-  EXPECT_LT(SecondsToEncode(spaces, &ids), 10.0);
+  EXPECT_LT(SecondsToEncode(spaces, &ids), 30.0);
   EXPECT_EQ(Dec(ids), spaces);
 }
 
