@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "engine/engine.h"
 #include "engine/kv_file.h"
 #include "model/synth.h"
+#include "tokenizer/tokenizer.h"
 
 namespace kvmart::cli {
 namespace {
@@ -310,6 +312,7 @@ int RunExactnessChild(const EngineFlags& f, const std::string& kv_path, const st
 struct GenerateArgs {
   EngineFlags engine;
   std::string tokens;
+  std::string prompt;
   size_t n = 16, chunk = 0;
   bool json = false;
   SamplingParams sampling;
@@ -321,8 +324,16 @@ int RunGenerate(const GenerateArgs& a) {
   if (!model.ok()) return Fail(model.status());
   auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads);
   if (!engine.ok()) return Fail(engine.status());
-  auto prompt = ParseTokenList(a.tokens);
+  // Text prompts use the checkpoint's own tokenizer.json.
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  if (!a.prompt.empty() || a.tokens.empty()) {
+    auto t = tokenizer::Tokenizer::Load((fs::path(a.engine.model_dir) / "tokenizer.json").string());
+    if (!t.ok()) return Fail(t.status());
+    tok = std::move(t).value();
+  }
+  StatusOr<std::vector<int32_t>> prompt = a.tokens.empty() ? tok->Encode(a.prompt) : ParseTokenList(a.tokens);
   if (!prompt.ok()) return Fail(prompt.status());
+  if (prompt->empty()) return Fail(Status::InvalidArgument("empty prompt"));
   auto t1 = Clock::now();
   auto s = (*engine)->NewSession();
   ProgressBar bar("prefill", prompt->size());
@@ -331,20 +342,28 @@ int RunGenerate(const GenerateArgs& a) {
   if (!st.ok()) return Fail(st);
   auto t2 = Clock::now();
   std::vector<int32_t> out;
+  std::optional<tokenizer::StreamDecoder> text;
+  if (tok) text.emplace(*tok);
   for (size_t i = 0; i < a.n; ++i) {
-    auto tok = s->DecodeStep(a.sampling);
-    if (!tok.ok()) return Fail(tok.status());
-    out.push_back(*tok);
-    if (!a.json) {
-      std::cout << (i ? "," : "") << *tok << std::flush;
+    auto next = s->DecodeStep(a.sampling);
+    if (!next.ok()) return Fail(next.status());
+    out.push_back(*next);
+    if (a.json) continue;
+    if (text) {
+      auto piece = text->Push(*next);
+      if (piece.ok()) std::cout << *piece << std::flush;
+    } else {
+      std::cout << (i ? "," : "") << *next << std::flush;
     }
   }
+  if (text && !a.json) std::cout << text->Finish();
   auto t3 = Clock::now();
   const double prefill_tps = prompt->size() / Seconds(t1, t2);
   const double decode_tps = a.n ? a.n / Seconds(t2, t3) : 0;
   if (a.json) {
     nlohmann::json j = {{"tokens", out},
                         {"prompt_tokens", prompt->size()},
+                        {"text", tok ? tok->Decode(out).value() : std::string()},
                         {"load_seconds", Seconds(t0, t1)},
                         {"prefill_tokens_per_second", prefill_tps},
                         {"decode_tokens_per_second", decode_tps},
@@ -396,7 +415,9 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   auto gen = std::make_shared<GenerateArgs>();
   auto* cg = app.add_subcommand("generate", "prefill a prompt and decode tokens");
   gen->engine.Add(cg);
-  cg->add_option("--tokens", gen->tokens, "prompt token ids, comma-separated")->required();
+  auto* tokens_opt = cg->add_option("--tokens", gen->tokens, "prompt token ids, comma-separated");
+  auto* prompt_opt = cg->add_option("--prompt", gen->prompt, "prompt text (tokenized with DIR/tokenizer.json)");
+  tokens_opt->excludes(prompt_opt);
   cg->add_option("-n", gen->n, "tokens to generate");
   cg->add_option("--chunk", gen->chunk, "prefill chunk size (0 = whole prompt)");
   cg->add_option("--temperature", gen->sampling.temperature, "0 = greedy");
