@@ -1,0 +1,369 @@
+#include "artifact/codec.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+namespace kvmart::artifact {
+namespace {
+
+constexpr size_t kHeaderBytes = 32;
+constexpr uint8_t kLosslessVersion = 1;
+
+void PutU32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void PutU64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint32_t GetU32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+uint64_t GetU64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// ---------------------------------------------------------------- rANS -------
+// Order-0 byte rANS after Fabian Giesen's rans_byte: 32-bit state kept in
+// [L, 256·L), byte-wise renormalisation, two interleaved states so the decoder's
+// dependency chains overlap.
+constexpr uint32_t kProbBits = 12;
+constexpr uint32_t kProbScale = 1u << kProbBits;
+constexpr uint32_t kRansL = 1u << 23;
+
+// Quantises counts to frequencies summing to kProbScale, every present symbol ≥ 1.
+void NormaliseFreqs(const uint64_t counts[256], uint64_t total, uint32_t freq[256]) {
+  int64_t sum = 0;
+  int largest = 0;
+  for (int s = 0; s < 256; ++s) {
+    freq[s] = 0;
+    if (counts[s] == 0) continue;
+    uint64_t f = counts[s] * kProbScale / total;
+    freq[s] = static_cast<uint32_t>(std::max<uint64_t>(1, f));
+    sum += freq[s];
+    if (counts[s] > counts[largest]) largest = s;
+  }
+  if (counts[largest] == 0) largest = 0;
+  int64_t diff = static_cast<int64_t>(kProbScale) - sum;
+  if (diff >= 0) {
+    freq[largest] += static_cast<uint32_t>(diff);
+    return;
+  }
+  // Too many symbols were rounded up to 1: take back from the biggest ones.
+  while (diff < 0) {
+    int best = -1;
+    for (int s = 0; s < 256; ++s)
+      if (freq[s] > 1 && (best < 0 || freq[s] > freq[best])) best = s;
+    uint32_t take = static_cast<uint32_t>(std::min<int64_t>(-diff, std::max<uint32_t>(1, (freq[best] - 1) / 2)));
+    freq[best] -= take;
+    diff += take;
+  }
+}
+
+}  // namespace
+
+std::vector<uint8_t> RansEncode(std::span<const uint8_t> in) {
+  const size_t n = in.size();
+  uint64_t counts[256] = {};
+  for (uint8_t b : in) ++counts[b];
+  uint32_t freq[256], cum[257];
+  if (n == 0) {
+    std::fill(freq, freq + 256, 0u);
+  } else {
+    NormaliseFreqs(counts, n, freq);
+  }
+  cum[0] = 0;
+  for (int s = 0; s < 256; ++s) cum[s + 1] = cum[s] + freq[s];
+
+  // Table: u16 number of present symbols, then (u8 symbol, u16 freq) each.
+  std::vector<uint8_t> out;
+  uint32_t present = 0;
+  for (int s = 0; s < 256; ++s) present += freq[s] != 0;
+  out.reserve(2 + 3 * present + 8 + n * 2 + 16);
+  out.push_back(static_cast<uint8_t>(present));
+  out.push_back(static_cast<uint8_t>(present >> 8));
+  for (int s = 0; s < 256; ++s) {
+    if (freq[s] == 0) continue;
+    out.push_back(static_cast<uint8_t>(s));
+    out.push_back(static_cast<uint8_t>(freq[s]));
+    out.push_back(static_cast<uint8_t>(freq[s] >> 8));
+  }
+  // Each symbol emits at most kProbBits bits, i.e. ≤ 2 bytes.
+  std::vector<uint8_t> stream(2 * n + 8);
+  uint8_t* const end = stream.data() + stream.size();
+  uint8_t* p = end;
+  uint32_t x[2] = {kRansL, kRansL};
+  for (size_t i = n; i-- > 0;) {
+    const uint8_t s = in[i];
+    uint32_t& xs = x[i & 1];
+    const uint32_t f = freq[s];
+    const uint32_t xmax = ((kRansL >> kProbBits) << 8) * f;
+    while (xs >= xmax) {
+      *--p = static_cast<uint8_t>(xs);
+      xs >>= 8;
+    }
+    xs = ((xs / f) << kProbBits) + (xs % f) + cum[s];
+  }
+  p -= 4;
+  PutU32(p, x[1]);
+  p -= 4;
+  PutU32(p, x[0]);
+  out.insert(out.end(), p, end);
+  return out;
+}
+
+Status RansDecode(std::span<const uint8_t> enc, std::span<uint8_t> out) {
+  auto bad = [](const char* why) { return Status::Corruption(std::string("rANS stream: ") + why); };
+  if (enc.size() < 2) return bad("truncated table");
+  uint32_t present = enc[0] | (enc[1] << 8);
+  if (present == 0 || present > 256) return bad("bad symbol count");
+  if (enc.size() < 2 + 3 * size_t{present} + 8) return bad("truncated");
+  uint32_t freq[256] = {}, cum[256] = {};
+  uint8_t slot2sym[kProbScale];
+  uint32_t total = 0;
+  const uint8_t* q = enc.data() + 2;
+  int prev = -1;
+  for (uint32_t k = 0; k < present; ++k, q += 3) {
+    int s = q[0];
+    uint32_t f = q[1] | (q[2] << 8);
+    if (s <= prev) return bad("symbols not increasing");
+    if (f == 0 || f > kProbScale - total) return bad("frequencies do not sum to 4096");
+    prev = s;
+    freq[s] = f;
+    cum[s] = total;
+    std::memset(slot2sym + total, s, f);
+    total += f;
+  }
+  if (total != kProbScale) return bad("frequencies do not sum to 4096");
+  const uint8_t* p = q;
+  const uint8_t* const end = enc.data() + enc.size();
+  uint32_t x0 = GetU32(p), x1 = GetU32(p + 4);
+  p += 8;
+  if (x0 < kRansL || x1 < kRansL) return bad("bad initial state");
+  const size_t n = out.size();
+  uint8_t* o = out.data();
+  size_t i = 0;
+  // The hot loop: two independent states; each renormalisation reads at most 2 bytes.
+  for (; i + 2 <= n; i += 2) {
+    uint32_t s0 = slot2sym[x0 & (kProbScale - 1)];
+    uint32_t s1 = slot2sym[x1 & (kProbScale - 1)];
+    o[i] = static_cast<uint8_t>(s0);
+    o[i + 1] = static_cast<uint8_t>(s1);
+    x0 = freq[s0] * (x0 >> kProbBits) + (x0 & (kProbScale - 1)) - cum[s0];
+    x1 = freq[s1] * (x1 >> kProbBits) + (x1 & (kProbScale - 1)) - cum[s1];
+    if (end - p >= 4) {
+      if (x0 < kRansL) { x0 = (x0 << 8) | *p++; if (x0 < kRansL) x0 = (x0 << 8) | *p++; }
+      if (x1 < kRansL) { x1 = (x1 << 8) | *p++; if (x1 < kRansL) x1 = (x1 << 8) | *p++; }
+    } else {
+      while (x0 < kRansL) { if (p == end) return bad("truncated"); x0 = (x0 << 8) | *p++; }
+      while (x1 < kRansL) { if (p == end) return bad("truncated"); x1 = (x1 << 8) | *p++; }
+    }
+  }
+  if (i < n) {
+    uint32_t s0 = slot2sym[x0 & (kProbScale - 1)];
+    o[i] = static_cast<uint8_t>(s0);
+    x0 = freq[s0] * (x0 >> kProbBits) + (x0 & (kProbScale - 1)) - cum[s0];
+    while (x0 < kRansL) { if (p == end) return bad("truncated"); x0 = (x0 << 8) | *p++; }
+  }
+  // The encoder started both states at L: ending anywhere else, or with bytes
+  // left over, means the stream was damaged.
+  if (x0 != kRansL || x1 != kRansL || p != end) return bad("does not end cleanly");
+  return Status::Ok();
+}
+
+std::string_view CodecName(Codec c) { return c == Codec::kLossless ? "lossless" : "raw"; }
+
+StatusOr<Codec> ParseCodec(std::string_view name) {
+  if (name == "raw") return Codec::kRaw;
+  if (name == "lossless") return Codec::kLossless;
+  return Status::InvalidArgument("unknown codec '" + std::string(name) + "' (want raw or lossless)");
+}
+
+void SplitPlanes(KvDtype dtype, std::span<const uint8_t> raw, uint8_t* e, uint8_t* m) {
+  const size_t n = raw.size() / 2;
+  const uint8_t* r = raw.data();
+  if (dtype == KvDtype::kBf16) {
+    // bf16 = s eeeeeeee mmmmmmm: E = exponent byte, M = sign ‖ 7 mantissa bits.
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t lo = r[2 * i], hi = r[2 * i + 1];
+      e[i] = static_cast<uint8_t>((hi << 1) | (lo >> 7));
+      m[i] = static_cast<uint8_t>((hi & 0x80) | (lo & 0x7f));
+    }
+  } else {
+    // f16 = s eeeee mm mmmmmmmm: E = high byte (sign, exponent, 2 mantissa bits),
+    // M = low 8 mantissa bits.
+    for (size_t i = 0; i < n; ++i) {
+      e[i] = r[2 * i + 1];
+      m[i] = r[2 * i];
+    }
+  }
+}
+
+void JoinPlanes(KvDtype dtype, const uint8_t* e, const uint8_t* m, std::span<uint8_t> raw) {
+  const size_t n = raw.size() / 2;
+  uint8_t* r = raw.data();
+  if (dtype == KvDtype::kBf16) {
+    for (size_t i = 0; i < n; ++i) {
+      r[2 * i] = static_cast<uint8_t>((e[i] << 7) | (m[i] & 0x7f));
+      r[2 * i + 1] = static_cast<uint8_t>((m[i] & 0x80) | (e[i] >> 1));
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      r[2 * i] = m[i];
+      r[2 * i + 1] = e[i];
+    }
+  }
+}
+
+double ByteEntropyBits(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return 0;
+  uint64_t counts[256] = {};
+  for (uint8_t b : bytes) ++counts[b];
+  double h = 0, n = static_cast<double>(bytes.size());
+  for (uint64_t c : counts)
+    if (c) h -= (c / n) * std::log2(c / n);
+  return h;
+}
+
+namespace {
+
+std::vector<uint8_t> ZstdCompress(std::span<const uint8_t> in, int level) {
+  std::vector<uint8_t> out(ZSTD_compressBound(in.size()));
+  size_t r = ZSTD_compress(out.data(), out.size(), in.data(), in.size(), level);
+  if (ZSTD_isError(r)) return {};
+  out.resize(r);
+  return out;
+}
+
+Status ZstdDecompressExact(std::span<const uint8_t> in, std::span<uint8_t> out, const char* plane) {
+  // The frame must say exactly how much it decodes to, and that must be what the
+  // header promised; zstd itself bounds writes to out.size().
+  unsigned long long fcs = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (fcs != out.size()) return Status::Corruption(std::string("lossless: ") + plane + " zstd frame has wrong size");
+  size_t r = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
+  if (ZSTD_isError(r) || r != out.size())
+    return Status::Corruption(std::string("lossless: ") + plane + " plane: " +
+                              (ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short output"));
+  return Status::Ok();
+}
+
+struct Section {
+  PlaneMethod method = PlaneMethod::kStored;
+  std::vector<uint8_t> bytes;  // empty when stored (the plane itself is used)
+};
+
+Status DecodePlane(PlaneMethod method, std::span<const uint8_t> section, std::span<uint8_t> out, const char* plane) {
+  switch (method) {
+    case PlaneMethod::kStored:
+      if (section.size() != out.size()) return Status::Corruption(std::string("lossless: ") + plane + " plane size");
+      std::memcpy(out.data(), section.data(), out.size());
+      return Status::Ok();
+    case PlaneMethod::kZstd:
+      return ZstdDecompressExact(section, out, plane);
+    case PlaneMethod::kRans:
+      return RansDecode(section, out).WithContext(std::string("lossless: ") + plane + " plane");
+  }
+  return Status::Corruption("lossless: unknown plane method");
+}
+
+}  // namespace
+
+StatusOr<std::vector<uint8_t>> EncodeBlock(Codec codec, KvDtype dtype, std::span<const uint8_t> raw,
+                                           const EncodeOptions& opts) {
+  if (codec == Codec::kRaw) return std::vector<uint8_t>(raw.begin(), raw.end());
+  if (codec != Codec::kLossless) return Status::InvalidArgument("unknown codec");
+  if (raw.size() % 2 != 0) return Status::InvalidArgument("lossless codec: payload is not a whole number of 16-bit values");
+  const size_t n = raw.size() / 2;
+  std::vector<uint8_t> e(n), m(n);
+  SplitPlanes(dtype, raw, e.data(), m.data());
+
+  Section es, ms;
+  auto consider = [](Section* best, PlaneMethod method, std::vector<uint8_t> bytes, size_t current, double margin) {
+    if (!bytes.empty() && bytes.size() < current * margin) {
+      best->method = method;
+      best->bytes = std::move(bytes);
+    }
+  };
+  if (opts.force_exponent_method) {
+    switch (*opts.force_exponent_method) {
+      case PlaneMethod::kStored: break;
+      case PlaneMethod::kZstd: es = {PlaneMethod::kZstd, ZstdCompress(e, opts.zstd_level)}; break;
+      case PlaneMethod::kRans: es = {PlaneMethod::kRans, RansEncode(e)}; break;
+    }
+    if (es.method != PlaneMethod::kStored && es.bytes.empty() && n > 0)
+      return Status::Internal("lossless codec: zstd failed");
+  } else {
+    if (opts.try_zstd) consider(&es, PlaneMethod::kZstd, ZstdCompress(e, opts.zstd_level), n, 1.0);
+    if (opts.try_rans && n > 0) {
+      size_t cur = es.method == PlaneMethod::kStored ? n : es.bytes.size();
+      double margin = es.method == PlaneMethod::kZstd ? 0.99 : 1.0;
+      consider(&es, PlaneMethod::kRans, RansEncode(e), cur, margin);
+    }
+  }
+  // M is near-random in real KV; zstd is kept only where it clearly pays (zeros,
+  // synthetic patterns), because a stored plane decodes at memcpy speed.
+  consider(&ms, PlaneMethod::kZstd, ZstdCompress(m, opts.zstd_level), n, 0.97);
+
+  std::span<const uint8_t> esec = es.method == PlaneMethod::kStored ? std::span<const uint8_t>(e) : es.bytes;
+  std::span<const uint8_t> msec = ms.method == PlaneMethod::kStored ? std::span<const uint8_t>(m) : ms.bytes;
+  std::vector<uint8_t> out(kHeaderBytes + esec.size() + msec.size());
+  out[0] = kLosslessVersion;
+  out[1] = static_cast<uint8_t>(dtype);
+  out[2] = static_cast<uint8_t>(es.method);
+  out[3] = static_cast<uint8_t>(ms.method);
+  PutU32(&out[4], 0);
+  PutU64(&out[8], n);
+  PutU64(&out[16], esec.size());
+  PutU64(&out[24], msec.size());
+  if (!esec.empty()) std::memcpy(&out[kHeaderBytes], esec.data(), esec.size());
+  if (!msec.empty()) std::memcpy(&out[kHeaderBytes + esec.size()], msec.data(), msec.size());
+  return out;
+}
+
+Status DecodeBlock(Codec codec, KvDtype dtype, std::span<const uint8_t> stored, std::span<uint8_t> out) {
+  if (codec == Codec::kRaw) {
+    if (stored.size() != out.size()) return Status::Corruption("raw block: stored size differs from raw size");
+    if (!out.empty()) std::memcpy(out.data(), stored.data(), out.size());
+    return Status::Ok();
+  }
+  if (codec != Codec::kLossless) return Status::Corruption("unknown codec");
+  if (stored.size() < kHeaderBytes) return Status::Corruption("lossless: truncated header");
+  const uint8_t* h = stored.data();
+  if (h[0] != kLosslessVersion) return Status::Corruption("lossless: unknown codec version " + std::to_string(h[0]));
+  if (h[1] != static_cast<uint8_t>(dtype)) return Status::Corruption("lossless: dtype differs from the profile");
+  if (h[2] > 2 || h[3] > 2) return Status::Corruption("lossless: unknown plane method");
+  if (GetU32(h + 4) != 0) return Status::Corruption("lossless: reserved bits set");
+  const uint64_t n = GetU64(h + 8), elen = GetU64(h + 16), mlen = GetU64(h + 24);
+  if (out.size() % 2 != 0 || n != out.size() / 2) return Status::Corruption("lossless: value count differs from raw size");
+  const uint64_t body = stored.size() - kHeaderBytes;
+  if (elen > body || mlen != body - elen) return Status::Corruption("lossless: section lengths do not add up");
+  // Sizes are now consistent with the stored bytes and the caller's buffer;
+  // scratch planes are bounded by out.size().
+  std::span<const uint8_t> esec = stored.subspan(kHeaderBytes, elen);
+  std::span<const uint8_t> msec = stored.subspan(kHeaderBytes + elen, mlen);
+  const auto em = static_cast<PlaneMethod>(h[2]), mm = static_cast<PlaneMethod>(h[3]);
+  std::unique_ptr<uint8_t[]> e_buf, m_buf;
+  const uint8_t* e = esec.data();
+  const uint8_t* m = msec.data();
+  if (em != PlaneMethod::kStored || esec.size() != n) {
+    e_buf = std::make_unique_for_overwrite<uint8_t[]>(n);
+    KVMART_RETURN_IF_ERROR(DecodePlane(em, esec, {e_buf.get(), n}, "E"));
+    e = e_buf.get();
+  }
+  if (mm != PlaneMethod::kStored || msec.size() != n) {
+    m_buf = std::make_unique_for_overwrite<uint8_t[]>(n);
+    KVMART_RETURN_IF_ERROR(DecodePlane(mm, msec, {m_buf.get(), n}, "M"));
+    m = m_buf.get();
+  }
+  JoinPlanes(dtype, e, m, out);
+  return Status::Ok();
+}
+
+}  // namespace kvmart::artifact
