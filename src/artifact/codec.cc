@@ -292,13 +292,15 @@ StatusOr<std::vector<uint8_t>> EncodeBlock(Codec codec, KvDtype dtype, std::span
     }
   };
   if (opts.force_exponent_method) {
+    // Still never larger than stored: the size bound (stored ≤ raw + 32) holds
+    // for every mode, and the manifest validator relies on it.
     switch (*opts.force_exponent_method) {
       case PlaneMethod::kStored: break;
-      case PlaneMethod::kZstd: es = {PlaneMethod::kZstd, ZstdCompress(e, opts.zstd_level)}; break;
-      case PlaneMethod::kRans: es = {PlaneMethod::kRans, RansEncode(e)}; break;
+      case PlaneMethod::kZstd: consider(&es, PlaneMethod::kZstd, ZstdCompress(e, opts.zstd_level), n, 1.0); break;
+      case PlaneMethod::kRans:
+        if (n > 0) consider(&es, PlaneMethod::kRans, RansEncode(e), n, 1.0);
+        break;
     }
-    if (es.method != PlaneMethod::kStored && es.bytes.empty() && n > 0)
-      return Status::Internal("lossless codec: zstd failed");
   } else {
     if (opts.try_zstd) consider(&es, PlaneMethod::kZstd, ZstdCompress(e, opts.zstd_level), n, 1.0);
     if (opts.try_rans && n > 0) {
