@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -31,12 +32,14 @@ uint64_t GetU64(const uint8_t* p) {
 }
 
 // ---------------------------------------------------------------- rANS -------
-// Order-0 byte rANS after Fabian Giesen's rans_byte: 32-bit state kept in
-// [L, 256·L), byte-wise renormalisation, two interleaved states so the decoder's
-// dependency chains overlap.
+// Order-0 rANS with 32-bit states and 16-bit renormalisation (after Fabian
+// Giesen's rans_word): a state lives in [L, L·2^16) with L = 2^16, so a decode
+// step reads at most one 16-bit word and the refill is a branch-free select.
+// Four interleaved states let the CPU overlap the dependency chains.
 constexpr uint32_t kProbBits = 12;
 constexpr uint32_t kProbScale = 1u << kProbBits;
-constexpr uint32_t kRansL = 1u << 23;
+constexpr uint32_t kRansL = 1u << 16;
+constexpr int kWays = 4;
 
 // Quantises counts to frequencies summing to kProbScale, every present symbol ≥ 1.
 void NormaliseFreqs(const uint64_t counts[256], uint64_t total, uint32_t freq[256]) {
@@ -50,7 +53,6 @@ void NormaliseFreqs(const uint64_t counts[256], uint64_t total, uint32_t freq[25
     sum += freq[s];
     if (counts[s] > counts[largest]) largest = s;
   }
-  if (counts[largest] == 0) largest = 0;
   int64_t diff = static_cast<int64_t>(kProbScale) - sum;
   if (diff >= 0) {
     freq[largest] += static_cast<uint32_t>(diff);
@@ -73,12 +75,8 @@ std::vector<uint8_t> RansEncode(std::span<const uint8_t> in) {
   const size_t n = in.size();
   uint64_t counts[256] = {};
   for (uint8_t b : in) ++counts[b];
-  uint32_t freq[256], cum[257];
-  if (n == 0) {
-    std::fill(freq, freq + 256, 0u);
-  } else {
-    NormaliseFreqs(counts, n, freq);
-  }
+  uint32_t freq[256] = {}, cum[257];
+  if (n > 0) NormaliseFreqs(counts, n, freq);
   cum[0] = 0;
   for (int s = 0; s < 256; ++s) cum[s + 1] = cum[s] + freq[s];
 
@@ -86,7 +84,6 @@ std::vector<uint8_t> RansEncode(std::span<const uint8_t> in) {
   std::vector<uint8_t> out;
   uint32_t present = 0;
   for (int s = 0; s < 256; ++s) present += freq[s] != 0;
-  out.reserve(2 + 3 * present + 8 + n * 2 + 16);
   out.push_back(static_cast<uint8_t>(present));
   out.push_back(static_cast<uint8_t>(present >> 8));
   for (int s = 0; s < 256; ++s) {
@@ -95,26 +92,28 @@ std::vector<uint8_t> RansEncode(std::span<const uint8_t> in) {
     out.push_back(static_cast<uint8_t>(freq[s]));
     out.push_back(static_cast<uint8_t>(freq[s] >> 8));
   }
-  // Each symbol emits at most kProbBits bits, i.e. ≤ 2 bytes.
-  std::vector<uint8_t> stream(2 * n + 8);
+  // Each symbol emits at most one 16-bit word; plus 4 flushed 32-bit states.
+  std::vector<uint8_t> stream(2 * n + 4 * kWays);
   uint8_t* const end = stream.data() + stream.size();
   uint8_t* p = end;
-  uint32_t x[2] = {kRansL, kRansL};
+  uint32_t x[kWays] = {kRansL, kRansL, kRansL, kRansL};
   for (size_t i = n; i-- > 0;) {
     const uint8_t s = in[i];
-    uint32_t& xs = x[i & 1];
+    uint32_t& xs = x[i % kWays];
     const uint32_t f = freq[s];
-    const uint32_t xmax = ((kRansL >> kProbBits) << 8) * f;
-    while (xs >= xmax) {
-      *--p = static_cast<uint8_t>(xs);
-      xs >>= 8;
+    const uint64_t xmax = uint64_t{(kRansL >> kProbBits) << 16} * f;  // 2^32 when f = 4096
+    if (xs >= xmax) {
+      p -= 2;
+      p[0] = static_cast<uint8_t>(xs);
+      p[1] = static_cast<uint8_t>(xs >> 8);
+      xs >>= 16;
     }
     xs = ((xs / f) << kProbBits) + (xs % f) + cum[s];
   }
-  p -= 4;
-  PutU32(p, x[1]);
-  p -= 4;
-  PutU32(p, x[0]);
+  for (int k = kWays - 1; k >= 0; --k) {
+    p -= 4;
+    PutU32(p, x[k]);
+  }
   out.insert(out.end(), p, end);
   return out;
 }
@@ -124,9 +123,9 @@ Status RansDecode(std::span<const uint8_t> enc, std::span<uint8_t> out) {
   if (enc.size() < 2) return bad("truncated table");
   uint32_t present = enc[0] | (enc[1] << 8);
   if (present == 0 || present > 256) return bad("bad symbol count");
-  if (enc.size() < 2 + 3 * size_t{present} + 8) return bad("truncated");
-  uint32_t freq[256] = {}, cum[256] = {};
-  uint8_t slot2sym[kProbScale];
+  if (enc.size() < 2 + 3 * size_t{present} + 4 * kWays) return bad("truncated");
+  // Slot table: symbol | (freq-1) << 8 | start << 20, one load per decode step.
+  std::unique_ptr<uint32_t[]> slots = std::make_unique_for_overwrite<uint32_t[]>(kProbScale);
   uint32_t total = 0;
   const uint8_t* q = enc.data() + 2;
   int prev = -1;
@@ -136,45 +135,59 @@ Status RansDecode(std::span<const uint8_t> enc, std::span<uint8_t> out) {
     if (s <= prev) return bad("symbols not increasing");
     if (f == 0 || f > kProbScale - total) return bad("frequencies do not sum to 4096");
     prev = s;
-    freq[s] = f;
-    cum[s] = total;
-    std::memset(slot2sym + total, s, f);
+    const uint32_t entry = static_cast<uint32_t>(s) | ((f - 1) << 8) | (total << 20);
+    std::fill(slots.get() + total, slots.get() + total + f, entry);
     total += f;
   }
   if (total != kProbScale) return bad("frequencies do not sum to 4096");
   const uint8_t* p = q;
   const uint8_t* const end = enc.data() + enc.size();
-  uint32_t x0 = GetU32(p), x1 = GetU32(p + 4);
-  p += 8;
-  if (x0 < kRansL || x1 < kRansL) return bad("bad initial state");
+  if ((end - p) % 2 != 0) return bad("odd stream length");
+  uint32_t x[kWays];
+  for (int k = 0; k < kWays; ++k, p += 4) {
+    x[k] = GetU32(p);
+    if (x[k] < kRansL) return bad("bad initial state");
+  }
+  const uint32_t* const tab = slots.get();
+  auto step = [tab](uint32_t& xs, uint8_t* o) {
+    const uint32_t e = tab[xs & (kProbScale - 1)];
+    *o = static_cast<uint8_t>(e);
+    xs = (((e >> 8) & 0xfff) + 1) * (xs >> kProbBits) + (xs & (kProbScale - 1)) - (e >> 20);
+  };
+  // Branch-free refill: the select compiles to a conditional move.
+  auto refill = [](uint32_t& xs, const uint8_t*& pp) {
+    const uint32_t need = xs < kRansL;
+    const uint32_t word = static_cast<uint32_t>(pp[0]) | (static_cast<uint32_t>(pp[1]) << 8);
+    xs = need ? (xs << 16) | word : xs;
+    pp += 2 * need;
+  };
   const size_t n = out.size();
   uint8_t* o = out.data();
   size_t i = 0;
-  // The hot loop: two independent states; each renormalisation reads at most 2 bytes.
-  for (; i + 2 <= n; i += 2) {
-    uint32_t s0 = slot2sym[x0 & (kProbScale - 1)];
-    uint32_t s1 = slot2sym[x1 & (kProbScale - 1)];
-    o[i] = static_cast<uint8_t>(s0);
-    o[i + 1] = static_cast<uint8_t>(s1);
-    x0 = freq[s0] * (x0 >> kProbBits) + (x0 & (kProbScale - 1)) - cum[s0];
-    x1 = freq[s1] * (x1 >> kProbBits) + (x1 & (kProbScale - 1)) - cum[s1];
-    if (end - p >= 4) {
-      if (x0 < kRansL) { x0 = (x0 << 8) | *p++; if (x0 < kRansL) x0 = (x0 << 8) | *p++; }
-      if (x1 < kRansL) { x1 = (x1 << 8) | *p++; if (x1 < kRansL) x1 = (x1 << 8) | *p++; }
-    } else {
-      while (x0 < kRansL) { if (p == end) return bad("truncated"); x0 = (x0 << 8) | *p++; }
-      while (x1 < kRansL) { if (p == end) return bad("truncated"); x1 = (x1 << 8) | *p++; }
+  // Fast loop while at least one word per state is left.
+  for (; i + kWays <= n && end - p >= 2 * kWays; i += kWays) {
+    step(x[0], o + i);
+    step(x[1], o + i + 1);
+    step(x[2], o + i + 2);
+    step(x[3], o + i + 3);
+    refill(x[0], p);
+    refill(x[1], p);
+    refill(x[2], p);
+    refill(x[3], p);
+  }
+  for (; i < n; ++i) {
+    uint32_t& xs = x[i % kWays];
+    step(xs, o + i);
+    if (xs < kRansL) {
+      if (end - p < 2) return bad("truncated");
+      refill(xs, p);
     }
   }
-  if (i < n) {
-    uint32_t s0 = slot2sym[x0 & (kProbScale - 1)];
-    o[i] = static_cast<uint8_t>(s0);
-    x0 = freq[s0] * (x0 >> kProbBits) + (x0 & (kProbScale - 1)) - cum[s0];
-    while (x0 < kRansL) { if (p == end) return bad("truncated"); x0 = (x0 << 8) | *p++; }
-  }
-  // The encoder started both states at L: ending anywhere else, or with bytes
+  // The encoder started every state at L: ending anywhere else, or with bytes
   // left over, means the stream was damaged.
-  if (x0 != kRansL || x1 != kRansL || p != end) return bad("does not end cleanly");
+  for (int k = 0; k < kWays; ++k)
+    if (x[k] != kRansL) return bad("does not end cleanly");
+  if (p != end) return bad("trailing bytes");
   return Status::Ok();
 }
 
@@ -209,6 +222,24 @@ void SplitPlanes(KvDtype dtype, std::span<const uint8_t> raw, uint8_t* e, uint8_
 void JoinPlanes(KvDtype dtype, const uint8_t* e, const uint8_t* m, std::span<uint8_t> raw) {
   const size_t n = raw.size() / 2;
   uint8_t* r = raw.data();
+  if constexpr (std::endian::native == std::endian::little) {
+    // Whole 16-bit values let the compiler vectorise the join (the hot loop of
+    // every decode); the byte order written is the same little-endian as below.
+    uint16_t tmp[1024];
+    for (size_t base = 0; base < n; base += 1024) {
+      const size_t k = std::min<size_t>(1024, n - base);
+      const uint8_t* eb = e + base;
+      const uint8_t* mb = m + base;
+      if (dtype == KvDtype::kBf16) {
+        for (size_t i = 0; i < k; ++i)
+          tmp[i] = static_cast<uint16_t>(((mb[i] & 0x80u) << 8) | (eb[i] << 7) | (mb[i] & 0x7fu));
+      } else {
+        for (size_t i = 0; i < k; ++i) tmp[i] = static_cast<uint16_t>((eb[i] << 8) | mb[i]);
+      }
+      std::memcpy(r + 2 * base, tmp, 2 * k);
+    }
+    return;
+  }
   if (dtype == KvDtype::kBf16) {
     for (size_t i = 0; i < n; ++i) {
       r[2 * i] = static_cast<uint8_t>((e[i] << 7) | (m[i] & 0x7f));

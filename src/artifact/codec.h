@@ -56,7 +56,8 @@ void JoinPlanes(KvDtype dtype, const uint8_t* e_plane, const uint8_t* m_plane, s
 // Order-0 Shannon entropy in bits per symbol of a byte sequence.
 double ByteEntropyBits(std::span<const uint8_t> bytes);
 
-// Order-0 rANS over bytes (12-bit frequencies, two interleaved 32-bit states).
+// Order-0 rANS over bytes (12-bit frequencies, four interleaved 32-bit states,
+// 16-bit renormalisation).
 std::vector<uint8_t> RansEncode(std::span<const uint8_t> symbols);
 Status RansDecode(std::span<const uint8_t> encoded, std::span<uint8_t> out);
 
