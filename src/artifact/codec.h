@@ -9,7 +9,8 @@
 // The E plane holds one byte per value carrying the exponent (plus, for f16, sign
 // and 2 mantissa bits); the M plane the remaining 8 bits. Real KV exponents are
 // concentrated, so E compresses well while M is close to random and is usually
-// stored as is. Methods: 0 stored, 1 zstd, 2 rANS (order-0, hand-written).
+// stored as is. Methods: 0 stored, 1 zstd, 2 rANS (order-0, hand-written),
+// 3 nibble (4-bit codes for the 15 most frequent symbols + exceptions).
 #pragma once
 
 #include <cstdint>
@@ -28,14 +29,17 @@ enum class Codec : uint8_t { kRaw = 0, kLossless = 1 };
 std::string_view CodecName(Codec c);  // "raw" / "lossless"
 StatusOr<Codec> ParseCodec(std::string_view name);
 
-enum class PlaneMethod : uint8_t { kStored = 0, kZstd = 1, kRans = 2 };
+enum class PlaneMethod : uint8_t { kStored = 0, kZstd = 1, kRans = 2, kNibble = 3 };
 
 struct EncodeOptions {
   int zstd_level = 3;
-  // Which coders the encoder may try for the E plane; it keeps the smallest
-  // (rANS must win by > 1% to be chosen, since zstd's Huffman decodes faster).
+  // Which coders the encoder may try for the E plane. It keeps the smallest of
+  // the fast-decoding ones (stored, nibble) unless a slower one (zstd, rANS)
+  // shrinks the whole block by more than slow_min_gain (docs/ARTIFACT.md §5).
   bool try_zstd = true;
   bool try_rans = true;
+  bool try_nibble = true;
+  double slow_min_gain = 0.10;
   // Forces the E plane method (benchmarks). Overrides try_*.
   std::optional<PlaneMethod> force_exponent_method;
 };

@@ -35,6 +35,7 @@ std::vector<EncodeOptions> AllModes() {
   m[1].force_exponent_method = PlaneMethod::kStored;
   m[2].force_exponent_method = PlaneMethod::kZstd;
   m[3].force_exponent_method = PlaneMethod::kRans;
+  m.emplace_back().force_exponent_method = PlaneMethod::kNibble;
   return m;
 }
 
