@@ -2,6 +2,10 @@
 
 #include <zstd.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -19,6 +23,11 @@ void PutU32(uint8_t* p, uint32_t v) {
 }
 void PutU64(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+// One 32-bit little-endian store (a plain store on little-endian hosts).
+inline void StoreLE32(uint8_t* p, uint32_t v) {
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  std::memcpy(p, &v, 4);
 }
 uint32_t GetU32(const uint8_t* p) {
   uint32_t v = 0;
@@ -238,79 +247,192 @@ std::vector<uint8_t> NibbleEncode(std::span<const uint8_t> in) {
   return out;
 }
 
-Status NibbleDecode(std::span<const uint8_t> sec, std::span<uint8_t> out) {
-  auto bad = [](const char* why) { return Status::Corruption(std::string("nibble plane: ") + why); };
-  const size_t n = out.size();
-  if (sec.empty()) return bad("truncated");
-  const size_t t = sec[0];
-  if (t > 15 || sec.size() < 1 + t + 8) return bad("bad table");
-  const uint64_t x = GetU64(sec.data() + 1 + t);
-  const size_t packed = (n + 1) / 2;
-  if (x > n || sec.size() - (1 + t + 8) != packed + x) return bad("section size does not match");
-  // Pair table: one packed byte → two output bytes (escapes decode as 0 and are
-  // patched below); flags: bit 0 an escape, bit 1 a code that names no symbol.
+// Parsed nibble section; every size already checked against the section.
+struct NibbleView {
+  size_t t = 0;
   uint8_t sym[16] = {};
-  for (size_t k = 0; k < t; ++k) sym[k] = sec[1 + k];
-  uint16_t pair[256];
-  uint8_t flags[256];
+  const uint8_t* pk = nullptr;  // ceil(n/2) packed bytes
+  const uint8_t* ex = nullptr;  // exceptions
+  const uint8_t* ex_end = nullptr;
+  uint8_t flags[256];           // bit 0: holds an escape, bit 1: holds a code without a symbol
+};
+
+Status ParseNibble(std::span<const uint8_t> sec, size_t n, NibbleView* v) {
+  auto bad = [](const char* why) { return Status::Corruption(std::string("nibble plane: ") + why); };
+  if (sec.empty()) return bad("truncated");
+  v->t = sec[0];
+  if (v->t > 15 || sec.size() < 1 + v->t + 8) return bad("bad table");
+  const uint64_t x = GetU64(sec.data() + 1 + v->t);
+  const size_t packed = (n + 1) / 2;
+  if (x > n || sec.size() - (1 + v->t + 8) != packed + x) return bad("section size does not match");
+  for (size_t k = 0; k < v->t; ++k) v->sym[k] = sec[1 + k];
+  v->pk = sec.data() + 1 + v->t + 8;
+  v->ex = v->pk + packed;
+  v->ex_end = v->ex + x;
   for (int b = 0; b < 256; ++b) {
-    pair[b] = static_cast<uint16_t>(sym[b & 15] | (sym[b >> 4] << 8));
-    flags[b] = 0;
+    v->flags[b] = 0;
     for (int c : {b & 15, b >> 4}) {
-      if (c == 15) flags[b] |= 1;
-      else if (static_cast<size_t>(c) >= t) flags[b] |= 2;
+      if (c == 15) v->flags[b] |= 1;
+      else if (static_cast<size_t>(c) >= v->t) v->flags[b] |= 2;
     }
   }
-  const uint8_t* pk = sec.data() + 1 + t + 8;
-  const uint8_t* ex = pk + packed;
-  const uint8_t* const ex_end = ex + x;
-  uint8_t* o = out.data();
-  constexpr size_t kChunk = 32;  // packed bytes per escape check
-  for (size_t j0 = 0; j0 < n / 2; j0 += kChunk) {
+  return Status::Ok();
+}
+
+// Shared decode loop. put2(j, packed byte) writes values 2j and 2j+1 from the
+// table (escapes as if symbol 0); put1(i, symbol) writes one value exactly.
+// Escape checks run once per chunk, since exceptions are rare.
+template <typename Put2, typename Put1>
+Status NibbleLoop(NibbleView& v, size_t n, Put2 put2, Put1 put1, size_t j_start = 0) {
+  auto bad = [](const char* why) { return Status::Corruption(std::string("nibble plane: ") + why); };
+  constexpr size_t kChunk = 32;
+  for (size_t j0 = j_start; j0 < n / 2; j0 += kChunk) {
     const size_t j1 = std::min(n / 2, j0 + kChunk);
     uint32_t acc = 0;
     for (size_t j = j0; j < j1; ++j) {
-      const uint8_t b = pk[j];
-      const uint16_t v = pair[b];
-      o[2 * j] = static_cast<uint8_t>(v);
-      o[2 * j + 1] = static_cast<uint8_t>(v >> 8);
-      acc |= flags[b];
+      const uint8_t b = v.pk[j];
+      put2(j, b);
+      acc |= v.flags[b];
     }
     if (acc & 2) return bad("code without a symbol");
     if (acc & 1) {
-      // Rare: patch escapes in order, looking only at bytes that hold one.
       for (size_t j = j0; j < j1; ++j) {
-        const uint8_t b = pk[j];
-        if (!(flags[b] & 1)) continue;
+        const uint8_t b = v.pk[j];
+        if (!(v.flags[b] & 1)) continue;
         for (int h = 0; h < 2; ++h) {
           if (((b >> (4 * h)) & 15) != 15) continue;
-          if (ex == ex_end) return bad("too few exceptions");
-          o[2 * j + h] = *ex++;
+          if (v.ex == v.ex_end) return bad("too few exceptions");
+          put1(2 * j + h, *v.ex++);
         }
       }
     }
   }
   if (n % 2) {
-    const uint8_t c = pk[n / 2] & 15;
+    const uint8_t c = v.pk[n / 2] & 15;
     if (c == 15) {
-      if (ex == ex_end) return bad("too few exceptions");
-      o[n - 1] = *ex++;
-    } else if (c < t) {
-      o[n - 1] = sym[c];
+      if (v.ex == v.ex_end) return bad("too few exceptions");
+      put1(n - 1, *v.ex++);
+    } else if (c < v.t) {
+      put1(n - 1, v.sym[c]);
     } else {
       return bad("code without a symbol");
     }
   }
-  if (ex != ex_end) return bad("unused exceptions");
-  // Codes ≥ t other than 15 name no symbol: reject rather than decode zeros.
-  if (t < 15) {
-    for (size_t j = 0; j < packed; ++j) {
-      const uint8_t lo = pk[j] & 15, hi = pk[j] >> 4;
-      if ((lo >= t && lo != 15) || (hi >= t && hi != 15 && !(n % 2 && j == n / 2)))
-        return bad("code without a symbol");
+  if (v.ex != v.ex_end) return bad("unused exceptions");
+  return Status::Ok();
+}
+
+Status NibbleDecode(std::span<const uint8_t> sec, std::span<uint8_t> out) {
+  NibbleView v;
+  KVMART_RETURN_IF_ERROR(ParseNibble(sec, out.size(), &v));
+  uint16_t pair[256];
+  for (int b = 0; b < 256; ++b) pair[b] = static_cast<uint16_t>(v.sym[b & 15] | (v.sym[b >> 4] << 8));
+  uint8_t* o = out.data();
+  return NibbleLoop(
+      v, out.size(),
+      [&](size_t j, uint8_t b) {
+        o[2 * j] = static_cast<uint8_t>(pair[b]);
+        o[2 * j + 1] = static_cast<uint8_t>(pair[b] >> 8);
+      },
+      [&](size_t i, uint8_t e) { o[i] = e; });
+}
+
+
+#if defined(__x86_64__)
+// SSSE3 body of NibbleDecodeJoin: 16 packed bytes (32 values) per step, codes
+// looked up with pshufb, planes joined with byte-lane masks, escapes patched in
+// order from the movemask. Returns the number of packed bytes done; the scalar
+// loop finishes the rest, so both paths run on every block.
+__attribute__((target("ssse3"))) size_t NibbleJoinSsse3(NibbleView& v, bool bf16, const uint8_t* m, uint8_t* o,
+                                                        size_t pairs, Status* err) {
+  alignas(16) uint8_t tab[16] = {};
+  for (size_t k = 0; k < v.t; ++k) tab[k] = v.sym[k];
+  const __m128i table = _mm_load_si128(reinterpret_cast<const __m128i*>(tab));
+  const __m128i low4 = _mm_set1_epi8(0x0f), fifteen = _mm_set1_epi8(15);
+  const __m128i tmax = _mm_set1_epi8(static_cast<char>(static_cast<int>(v.t) - 1));
+  const __m128i b80 = _mm_set1_epi8(static_cast<char>(0x80)), b7f = _mm_set1_epi8(0x7f);
+  size_t j = 0;
+  for (; j + 16 <= pairs; j += 16) {
+    const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v.pk + j));
+    const __m128i lo = _mm_and_si128(p, low4), hi = _mm_and_si128(_mm_srli_epi16(p, 4), low4);
+    const __m128i c[2] = {_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi)};
+    uint32_t esc = 0, bad = 0;
+    for (int h = 0; h < 2; ++h) {
+      const __m128i is_esc = _mm_cmpeq_epi8(c[h], fifteen);
+      esc |= static_cast<uint32_t>(_mm_movemask_epi8(is_esc)) << (16 * h);
+      bad |= static_cast<uint32_t>(_mm_movemask_epi8(_mm_andnot_si128(is_esc, _mm_cmpgt_epi8(c[h], tmax))));
+      const __m128i e = _mm_shuffle_epi8(table, c[h]);
+      const __m128i mm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m + 2 * j + 16 * h));
+      __m128i lo_b, hi_b;
+      if (bf16) {
+        lo_b = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(e, 7), b80), _mm_and_si128(mm, b7f));
+        hi_b = _mm_or_si128(_mm_and_si128(mm, b80), _mm_and_si128(_mm_srli_epi16(e, 1), b7f));
+      } else {
+        lo_b = mm;
+        hi_b = e;
+      }
+      uint8_t* dst = o + 4 * j + 32 * h;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi8(lo_b, hi_b));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm_unpackhi_epi8(lo_b, hi_b));
+    }
+    if (bad) {
+      *err = Status::Corruption("nibble plane: code without a symbol");
+      return j;
+    }
+    while (esc) {
+      const size_t i = 2 * j + static_cast<size_t>(__builtin_ctz(esc));
+      esc &= esc - 1;
+      if (v.ex == v.ex_end) {
+        *err = Status::Corruption("nibble plane: too few exceptions");
+        return j;
+      }
+      const uint8_t e = *v.ex++;
+      if (bf16) {
+        o[2 * i] = static_cast<uint8_t>((e << 7) | (m[i] & 0x7f));
+        o[2 * i + 1] = static_cast<uint8_t>((m[i] & 0x80) | (e >> 1));
+      } else {
+        o[2 * i + 1] = e;
+      }
     }
   }
-  return Status::Ok();
+  return j;
+}
+#endif
+
+// The common load path fused: decodes the nibble E plane and joins it with M
+// straight into the payload, one table load per two values, no E buffer.
+Status NibbleDecodeJoin(std::span<const uint8_t> sec, KvDtype dtype, const uint8_t* m, std::span<uint8_t> out) {
+  const size_t n = out.size() / 2;
+  NibbleView v;
+  KVMART_RETURN_IF_ERROR(ParseNibble(sec, n, &v));
+  const bool bf16 = dtype == KvDtype::kBf16;
+  const int shift = bf16 ? 7 : 8;
+  // Two output values' exponent bits per packed byte.
+  uint32_t quad[256];
+  for (int b = 0; b < 256; ++b)
+    quad[b] = (static_cast<uint32_t>(v.sym[b & 15]) << shift) | (static_cast<uint32_t>(v.sym[b >> 4]) << (shift + 16));
+  uint8_t* o = out.data();
+  auto mbits = [bf16](uint8_t mb) -> uint32_t { return bf16 ? ((mb & 0x80u) << 8) | (mb & 0x7fu) : mb; };
+  size_t j_start = 0;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("ssse3")) {
+    Status err;
+    j_start = NibbleJoinSsse3(v, bf16, m, o, n / 2, &err);
+    if (!err.ok()) return err;
+  }
+#endif
+  return NibbleLoop(
+      v, n,
+      [&](size_t j, uint8_t b) {
+        const uint32_t w = quad[b] | mbits(m[2 * j]) | (mbits(m[2 * j + 1]) << 16);
+        StoreLE32(o + 4 * j, w);
+      },
+      [&](size_t i, uint8_t e) {
+        const uint32_t w = (static_cast<uint32_t>(e) << shift) | mbits(m[i]);
+        o[2 * i] = static_cast<uint8_t>(w);
+        o[2 * i + 1] = static_cast<uint8_t>(w >> 8);
+      },
+      j_start);
 }
 
 std::string_view CodecName(Codec c) { return c == Codec::kLossless ? "lossless" : "raw"; }
@@ -519,15 +641,17 @@ Status DecodeBlock(Codec codec, KvDtype dtype, std::span<const uint8_t> stored, 
   std::unique_ptr<uint8_t[]> e_buf, m_buf;
   const uint8_t* e = esec.data();
   const uint8_t* m = msec.data();
-  if (em != PlaneMethod::kStored || esec.size() != n) {
-    e_buf = std::make_unique_for_overwrite<uint8_t[]>(n);
-    KVMART_RETURN_IF_ERROR(DecodePlane(em, esec, {e_buf.get(), n}, "E"));
-    e = e_buf.get();
-  }
   if (mm != PlaneMethod::kStored || msec.size() != n) {
     m_buf = std::make_unique_for_overwrite<uint8_t[]>(n);
     KVMART_RETURN_IF_ERROR(DecodePlane(mm, msec, {m_buf.get(), n}, "M"));
     m = m_buf.get();
+  }
+  if (em == PlaneMethod::kNibble)
+    return NibbleDecodeJoin(esec, dtype, m, out).WithContext("lossless: E plane");
+  if (em != PlaneMethod::kStored || esec.size() != n) {
+    e_buf = std::make_unique_for_overwrite<uint8_t[]>(n);
+    KVMART_RETURN_IF_ERROR(DecodePlane(em, esec, {e_buf.get(), n}, "E"));
+    e = e_buf.get();
   }
   JoinPlanes(dtype, e, m, out);
   return Status::Ok();

@@ -78,6 +78,35 @@ TEST(Codec, CompressesKvLikeData) {
   ExpectRoundTrip(KvDtype::kF16, testing::SyntheticKv(shape, 64, 9));
 }
 
+TEST(Codec, NibbleEscapesAtEveryPosition) {
+  // ~20 distinct exponent-like bytes with skewed frequencies: the top 15 get
+  // codes, the rest go through the exception list, in both the SIMD body and the
+  // scalar tail (sizes around the 32-value SIMD step).
+  EncodeOptions nib;
+  nib.force_exponent_method = PlaneMethod::kNibble;
+  for (KvDtype d : {KvDtype::kBf16, KvDtype::kF16}) {
+    for (size_t n : {1u, 31u, 32u, 33u, 63u, 64u, 65u, 1000u, 4097u}) {
+      SplitMix64 r(n * 31 + static_cast<int>(d));
+      std::vector<uint8_t> raw(2 * n);
+      for (size_t i = 0; i < n; ++i) {
+        uint64_t x = r.Next();
+        uint8_t e = static_cast<uint8_t>(120 + (x % 100 < 90 ? x % 8 : x % 20));
+        uint8_t m = static_cast<uint8_t>(x >> 32);
+        uint16_t v = d == KvDtype::kBf16 ? static_cast<uint16_t>(((m & 0x80) << 8) | (e << 7) | (m & 0x7f))
+                                         : static_cast<uint16_t>((e << 8) | m);
+        raw[2 * i] = static_cast<uint8_t>(v);
+        raw[2 * i + 1] = static_cast<uint8_t>(v >> 8);
+      }
+      ExpectRoundTrip(d, raw, nib);
+      auto enc = EncodeBlock(Codec::kLossless, d, raw, nib);
+      ASSERT_TRUE(enc.ok());
+      if (n >= 1000) {  // smaller planes are cheaper stored than with a table
+        EXPECT_EQ((*enc)[2], static_cast<uint8_t>(PlaneMethod::kNibble)) << n;
+      }
+    }
+  }
+}
+
 TEST(Codec, OddPayloadIsRejected) {
   std::vector<uint8_t> raw(7);
   EXPECT_FALSE(EncodeBlock(Codec::kLossless, KvDtype::kBf16, raw).ok());
