@@ -13,8 +13,9 @@ namespace kvmart::cli {
 
 void RegisterEngineCommands(CLI::App& app, int* exit_code);     // synth generate exactness demo
 void RegisterTokenizerCommands(CLI::App& app, int* exit_code);  // tokenize detokenize
-void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen publish inspect verify ask
+void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen inspect
 void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
+void RegisterPublishCommands(CLI::App& app, int* exit_code);    // publish verify ask
 
 // Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
 // set, else `data/` next to the executable, else the build's data folder.

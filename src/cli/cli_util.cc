@@ -1,0 +1,53 @@
+#include "cli/cli_util.h"
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+namespace kvmart::cli {
+
+int Fail(const Status& s) {
+  std::cerr << "error: " << s.ToString() << "\n";
+  return 1;
+}
+
+void EngineFlags::Add(CLI::App* cmd) {
+  cmd->add_option("--model", model_dir, "checkpoint directory (config.json + safetensors)")->required();
+  cmd->add_option("--kernels", kernels, "kernel path: portable | avx2 | auto");
+  cmd->add_option("--threads", threads, "worker threads (0 = all cores)");
+}
+
+StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
+  std::vector<int32_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    char* end = nullptr;
+    errno = 0;
+    long v = std::strtol(item.c_str(), &end, 10);
+    if (*end != '\0' || errno != 0 || v < 0 || v > INT32_MAX) return Status::InvalidArgument("bad token id '" + item + "'");
+    out.push_back(static_cast<int32_t>(v));
+  }
+  if (out.empty()) return Status::InvalidArgument("no token ids given");
+  return out;
+}
+
+StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
+  auto m = Model::Load(dir);
+  if (!m.ok()) return m.status();
+  return std::shared_ptr<const Model>(std::move(m).value());
+}
+
+StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
+                                             size_t threads) {
+  KVMART_ASSIGN_OR_RETURN(KernelPath path, ParseKernelPath(kernels));
+  EngineOptions o;
+  o.kernels = path;
+  o.threads = threads;
+  return Engine::Create(std::move(model), o);
+}
+
+}  // namespace kvmart::cli

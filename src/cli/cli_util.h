@@ -1,0 +1,33 @@
+// Helpers shared by the commands that run the engine.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+
+namespace kvmart::cli {
+
+// Prints "error: <status>" on stderr and returns exit status 1.
+int Fail(const Status& s);
+
+// --model, --kernels, --threads.
+struct EngineFlags {
+  std::string model_dir;
+  std::string kernels = "auto";
+  size_t threads = 0;
+  void Add(CLI::App* cmd);
+};
+
+// "1,2,3" -> ids; InvalidArgument on anything else.
+StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text);
+
+StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
+StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
+                                             size_t threads);
+
+}  // namespace kvmart::cli

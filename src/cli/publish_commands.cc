@@ -1,0 +1,290 @@
+// Artifact commands that run the engine: publish, verify, ask.
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "artifact/container.h"
+#include "artifact/signing.h"
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "engine/artifact_io.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvmart::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+std::string DefaultKeyPath() {
+  const char* home = std::getenv("HOME");
+  return (fs::path(home && *home ? home : ".") / ".local/share/kvmart/publisher.key").string();
+}
+
+// Loads the publisher key, creating it (mode 0600) on first use of the default path.
+StatusOr<artifact::SigningKey> PublisherKey(const std::string& path, bool is_default) {
+  std::error_code ec;
+  if (is_default && !fs::exists(path, ec)) {
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    KVMART_ASSIGN_OR_RETURN(auto key, artifact::SigningKey::Generate());
+    KVMART_RETURN_IF_ERROR(key.SaveFile(path));
+    std::cerr << "created publisher key " << path << "\n";
+  }
+  return artifact::SigningKey::LoadFile(path);
+}
+
+StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::IOError(path + ": cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+StatusOr<std::unique_ptr<tokenizer::Tokenizer>> ModelTokenizer(const std::string& model_dir) {
+  return tokenizer::Tokenizer::Load((fs::path(model_dir) / "tokenizer.json").string());
+}
+
+struct PublishArgs {
+  EngineFlags engine;
+  std::string doc, tokens, out, codec = "raw", key, title;
+  uint32_t block_size = artifact::kDefaultBlockSize;
+  size_t chunk = 512;
+};
+
+int RunPublish(const PublishArgs& a) {
+  auto model = LoadModel(a.engine.model_dir);
+  if (!model.ok()) return Fail(model.status());
+  auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads);
+  if (!engine.ok()) return Fail(engine.status());
+  auto codec = artifact::ParseCodec(a.codec);
+  if (!codec.ok()) return Fail(codec.status());
+  auto key = PublisherKey(a.key.empty() ? DefaultKeyPath() : a.key, a.key.empty());
+  if (!key.ok()) return Fail(key.status());
+  artifact::ArtifactMetadata meta;
+  std::vector<int32_t> tokens;
+  if (!a.doc.empty()) {
+    auto text = ReadText(a.doc);
+    if (!text.ok()) return Fail(text.status());
+    auto tok = ModelTokenizer(a.engine.model_dir);
+    if (!tok.ok()) return Fail(tok.status());
+    auto ids = (*tok)->Encode(*text);
+    if (!ids.ok()) return Fail(ids.status().WithContext(a.doc));
+    tokens = std::move(ids).value();
+    meta.source_sha256 = Sha256Of(*text);
+    meta.title = a.title.empty() ? fs::path(a.doc).filename().string() : a.title;
+  } else {
+    auto ids = ParseTokenList(a.tokens);
+    if (!ids.ok()) return Fail(ids.status());
+    tokens = std::move(ids).value();
+    if (!a.title.empty()) meta.title = a.title;
+  }
+  if (tokens.empty()) return Fail(Status::InvalidArgument("the document has no tokens"));
+  auto session = (*engine)->NewSession();
+  ProgressBar bar("prefill", tokens.size());
+  BuildOptions bo;
+  bo.codec = *codec;
+  bo.block_size = a.block_size;
+  bo.chunk_size = a.chunk;
+  bo.progress = [&](size_t done, size_t) { bar.Update(done); };
+  auto t0 = Clock::now();
+  auto art = BuildArtifact(*session, tokens, meta, *key, bo);
+  bar.Finish();
+  if (!art.ok()) return Fail(art.status());
+  const double secs = Seconds(t0, Clock::now());
+  if (Status s = artifact::WriteContainerFile(a.out, *art); !s.ok()) return Fail(s);
+  const auto& m = art->manifest;
+  std::cout << m.artifact_id << "\n";
+  std::cerr << "published " << tokens.size() << " tokens in " << m.blocks.size() << " blocks (" << a.codec << ", "
+            << m.TotalRawBytes() << " raw bytes, " << m.TotalStoredBytes() << " stored) to " << a.out << " in "
+            << secs << " s (" << tokens.size() / secs << " tok/s prefill)\n";
+  return 0;
+}
+
+int RunVerify(const std::string& path, const EngineFlags& f, bool recompute, bool json) {
+  auto model = LoadModel(f.model_dir);
+  if (!model.ok()) return Fail(model.status());
+  auto reader = artifact::ArtifactReader::OpenFile(path);  // requires a valid signature
+  if (!reader.ok()) return Fail(reader.status());
+  const auto& m = reader->manifest();
+  if (Status s = reader->CheckProfile(ArtifactProfile(**model, m.profile.block_size)); !s.ok()) return Fail(s);
+  auto blocks = reader->ReadAllBlocks();  // XXH3-128, decode, payload SHA-256
+  if (!blocks.ok()) return Fail(blocks.status());
+  bool kv_identical = true, probe_identical = true;
+  if (recompute) {
+    auto engine = OpenEngine(*model, f.kernels, f.threads);
+    if (!engine.ok()) return Fail(engine.status());
+    auto s = (*engine)->NewSession();
+    std::vector<int32_t> tokens(m.tokens.begin(), m.tokens.end());
+    ProgressBar bar("recompute", tokens.size());
+    if (Status st = s->Prefill(tokens, 512, [&](size_t d, size_t) { bar.Update(d); }); !st.ok()) return Fail(st);
+    bar.Finish();
+    for (size_t b = 0; b < m.blocks.size(); ++b) {
+      auto kv = s->ExportKv(m.blocks[b].token_begin, m.blocks[b].token_end);
+      if (!kv.ok()) return Fail(kv.status());
+      const auto& payload = (*blocks)[b];
+      if (payload.size() != kv->data.size() * 2 || std::memcmp(payload.data(), kv->data.data(), payload.size()) != 0) {
+        kv_identical = false;
+        std::cerr << "block " << b << ": recomputed KV differs\n";
+      }
+    }
+    probe_identical = LogitsProbe(s->logits().value()) == m.probe_logits_sha256;
+  }
+  const bool ok = kv_identical && probe_identical;
+  if (json) {
+    nlohmann::json j = {{"artifact_id", m.artifact_id}, {"signature", "valid"}, {"profile", "matches"},
+                        {"blocks_verified", m.blocks.size()}, {"recomputed", recompute}};
+    if (recompute) {
+      j["kv_identical"] = kv_identical;
+      j["probe_identical"] = probe_identical;
+    }
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << m.artifact_id << ": signature valid, profile matches the model, " << m.blocks.size()
+              << " blocks verified (XXH3-128 + SHA-256)";
+    if (recompute) {
+      std::cout << "; recomputed KV " << (kv_identical ? "bit-identical" : "DIFFERS") << ", probe "
+                << (probe_identical ? "identical" : "DIFFERS");
+    }
+    std::cout << "\n";
+  }
+  return ok ? 0 : 2;
+}
+
+struct AskArgs {
+  EngineFlags engine;
+  std::string artifact, prompt;
+  size_t n = 16;
+  bool check = false, json = false;
+};
+
+int RunAsk(const AskArgs& a) {
+  auto model = LoadModel(a.engine.model_dir);
+  if (!model.ok()) return Fail(model.status());
+  auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads);
+  if (!engine.ok()) return Fail(engine.status());
+  auto tok = ModelTokenizer(a.engine.model_dir);
+  if (!tok.ok()) return Fail(tok.status());
+  auto question = (*tok)->Encode(a.prompt);
+  if (!question.ok()) return Fail(question.status());
+  if (question->empty()) return Fail(Status::InvalidArgument("empty prompt"));
+
+  // Reuse path: read + verify the artifact, import it, prefill only the question.
+  auto t0 = Clock::now();
+  auto reader = artifact::ArtifactReader::OpenFile(a.artifact);
+  if (!reader.ok()) return Fail(reader.status());
+  auto s = (*engine)->NewSession();
+  if (Status st = ImportArtifact(*s, *reader); !st.ok()) return Fail(st);
+  auto t_loaded = Clock::now();
+  if (Status st = s->Prefill(*question); !st.ok()) return Fail(st);
+  std::vector<int32_t> out;
+  std::vector<float> logits;
+  for (size_t i = 0; i < a.n; ++i) {
+    auto l = s->logits().value();
+    if (a.check) logits.insert(logits.end(), l.begin(), l.end());
+    auto t = s->DecodeStep();
+    if (!t.ok()) return Fail(t.status());
+    out.push_back(*t);
+  }
+  auto t1 = Clock::now();
+  const double reuse_s = Seconds(t0, t1), load_s = Seconds(t0, t_loaded);
+  const size_t reused = reader->manifest().tokens.size();
+
+  nlohmann::json j = {{"artifact_id", reader->manifest().artifact_id},
+                      {"tokens_reused", reused},
+                      {"tokens_prefilled", question->size()},
+                      {"tokens", out},
+                      {"text", (*tok)->Decode(out).value_or("")},
+                      {"reuse_seconds", reuse_s},
+                      {"load_seconds", load_s}};
+  bool identical = true;
+  if (a.check) {
+    // Reference path: prefill document + question from scratch, same decode.
+    auto t2 = Clock::now();
+    auto r = (*engine)->NewSession();
+    std::vector<int32_t> all(reader->manifest().tokens.begin(), reader->manifest().tokens.end());
+    all.insert(all.end(), question->begin(), question->end());
+    if (Status st = r->Prefill(all, 512); !st.ok()) return Fail(st);
+    std::vector<int32_t> ref_out;
+    std::vector<float> ref_logits;
+    for (size_t i = 0; i < a.n; ++i) {
+      auto l = r->logits().value();
+      ref_logits.insert(ref_logits.end(), l.begin(), l.end());
+      ref_out.push_back(r->DecodeStep().value());
+    }
+    const double scratch_s = Seconds(t2, Clock::now());
+    identical = ref_out == out && ref_logits.size() == logits.size() &&
+                std::memcmp(ref_logits.data(), logits.data(), logits.size() * 4) == 0;
+    j["check"] = {{"identical_tokens", ref_out == out},
+                  {"identical_logits", identical},
+                  {"scratch_seconds", scratch_s},
+                  {"speedup", scratch_s / reuse_s}};
+  }
+  if (a.json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << j["text"].get<std::string>() << "\n";
+    std::cerr << "reused " << reused << " tokens from " << j["artifact_id"].get<std::string>() << " (load " << load_s
+              << " s), prefilled " << question->size() << ", total " << reuse_s << " s\n";
+    if (a.check) {
+      std::cerr << "check: from-scratch prefill gives " << (identical ? "IDENTICAL" : "DIFFERENT")
+                << " tokens and logits; scratch " << j["check"]["scratch_seconds"].get<double>() << " s, "
+                << j["check"]["speedup"].get<double>() << "x slower than reuse\n";
+    }
+  }
+  return identical ? 0 : 2;
+}
+
+}  // namespace
+
+void RegisterPublishCommands(CLI::App& app, int* exit_code) {
+  auto pub = std::make_shared<PublishArgs>();
+  auto* cp = app.add_subcommand("publish", "prefill a document and write a signed KV artifact (.kva)");
+  pub->engine.Add(cp);
+  auto* doc = cp->add_option("--doc", pub->doc, "document text file (tokenized with the model's tokenizer)");
+  auto* toks = cp->add_option("--tokens", pub->tokens, "token ids, comma-separated");
+  doc->excludes(toks);
+  cp->add_option("--out", pub->out, "output .kva file")->required();
+  cp->add_option("--codec", pub->codec, "raw | lossless");
+  cp->add_option("--key", pub->key, "publisher key file (default ~/.local/share/kvmart/publisher.key, created)");
+  cp->add_option("--title", pub->title);
+  cp->add_option("--block-size", pub->block_size, "tokens per block");
+  cp->add_option("--chunk", pub->chunk, "prefill chunk size");
+  cp->callback([pub, exit_code] {
+    if (pub->doc.empty() && pub->tokens.empty()) {
+      *exit_code = Fail(Status::InvalidArgument("publish needs --doc FILE or --tokens"));
+      return;
+    }
+    *exit_code = RunPublish(*pub);
+  });
+
+  auto ver = std::make_shared<std::tuple<std::string, EngineFlags, bool, bool>>();
+  auto* cv = app.add_subcommand("verify", "check an artifact's signature, checksums and profile against a model");
+  cv->add_option("file", std::get<0>(*ver), ".kva file")->required();
+  std::get<1>(*ver).Add(cv);
+  cv->add_flag("--recompute", std::get<2>(*ver), "prefill the tokens again and require bit-identical KV and probe");
+  cv->add_flag("--json", std::get<3>(*ver));
+  cv->callback([ver, exit_code] {
+    auto& [file, flags, recompute, json] = *ver;
+    *exit_code = RunVerify(file, flags, recompute, json);
+  });
+
+  auto ask = std::make_shared<AskArgs>();
+  auto* ca = app.add_subcommand("ask", "continue from an artifact: import its KV, prefill only the prompt, decode");
+  ask->engine.Add(ca);
+  ca->add_option("--artifact", ask->artifact, ".kva file")->required();
+  ca->add_option("--prompt", ask->prompt, "text that follows the document")->required();
+  ca->add_option("-n", ask->n, "tokens to generate");
+  ca->add_flag("--check", ask->check, "also prefill from scratch and compare tokens, logits and time");
+  ca->add_flag("--json", ask->json);
+  ca->callback([ask, exit_code] { *exit_code = RunAsk(*ask); });
+}
+
+}  // namespace kvmart::cli
