@@ -30,11 +30,16 @@ inline __m256 LoadBf16x8(const uint16_t* p) {
 
 // MR rows of x times NP panels starting at p, reduction over [k0, k1). When
 // `first`, chains start from 0.0f, else they continue from the values in y.
+// The loops over rows and panels are fully unrolled (pragmas) so the
+// accumulators live in registers: GCC otherwise keeps acc[][][] on the stack
+// and every FMA waits on store forwarding.
 template <int MR, int NP, bool kBf16>
 void MicroKernel(const float* x, size_t ldx, const PackedMatrix& w, size_t p, size_t k0, size_t k1,
                  float* y, size_t ldy, bool first) {
   __m256 acc[MR][NP][2];
+  _Pragma("GCC unroll 16")
   for (int i = 0; i < MR; ++i) {
+    _Pragma("GCC unroll 16")
     for (int q = 0; q < NP; ++q) {
       float* yp = y + i * ldy + (p + q) * R;
       acc[i][q][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(yp);
@@ -43,6 +48,7 @@ void MicroKernel(const float* x, size_t ldx, const PackedMatrix& w, size_t p, si
   }
   const uint16_t* pb[NP];
   const float* pf[NP];
+  _Pragma("GCC unroll 16")
   for (int q = 0; q < NP; ++q) {
     if constexpr (kBf16) {
       pb[q] = w.bf16_panel(p + q);
@@ -52,6 +58,7 @@ void MicroKernel(const float* x, size_t ldx, const PackedMatrix& w, size_t p, si
   }
   for (size_t k = k0; k < k1; ++k) {
     __m256 w0[NP], w1[NP];
+    _Pragma("GCC unroll 16")
     for (int q = 0; q < NP; ++q) {
       if constexpr (kBf16) {
         __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[q] + k * R));
@@ -62,15 +69,19 @@ void MicroKernel(const float* x, size_t ldx, const PackedMatrix& w, size_t p, si
         w1[q] = _mm256_load_ps(pf[q] + k * R + 8);
       }
     }
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < MR; ++i) {
       const __m256 xb = _mm256_broadcast_ss(x + i * ldx + k);
+      _Pragma("GCC unroll 16")
       for (int q = 0; q < NP; ++q) {
         acc[i][q][0] = _mm256_fmadd_ps(xb, w0[q], acc[i][q][0]);
         acc[i][q][1] = _mm256_fmadd_ps(xb, w1[q], acc[i][q][1]);
       }
     }
   }
+  _Pragma("GCC unroll 16")
   for (int i = 0; i < MR; ++i) {
+    _Pragma("GCC unroll 16")
     for (int q = 0; q < NP; ++q) {
       float* yp = y + i * ldy + (p + q) * R;
       _mm256_storeu_ps(yp, acc[i][q][0]);
