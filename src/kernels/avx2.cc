@@ -185,32 +185,59 @@ void SiluMul(const float* g, const float* u, size_t n, float* out) {
   for (; i < n; ++i) out[i] = (g[i] / (1.0f + KvExp(-g[i]))) * u[i];
 }
 
+namespace {
+
+// Scores of NT consecutive key tiles starting at tile t.
+template <int NT>
+inline void ScoreTiles(const AttentionQuery& a, size_t t, __m256 scale) {
+  const uint16_t* kt[NT];
+  __m256 acc[NT];
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < NT; ++i) {
+    kt[i] = a.k_tiles + (t + i) * a.k_tile_stride;
+    acc[i] = _mm256_setzero_ps();
+  }
+  for (size_t d = 0; d < a.head_dim; ++d) {
+    const __m256 qd = _mm256_broadcast_ss(a.q + d);
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NT; ++i) acc[i] = _mm256_fmadd_ps(qd, LoadBf16x8(kt[i] + d * kKeyTile), acc[i]);
+  }
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < NT; ++i) _mm256_storeu_ps(a.scores + (t + i) * kKeyTile, _mm256_mul_ps(acc[i], scale));
+}
+
+// out[d0, d0 + 8·NV) = Σ_j e_j · V_j[d0, ...), chains over keys in order. When
+// `sum` is set, also Σ_j e_j in the same order.
+template <int NV>
+inline void ValuePass(const AttentionQuery& a, size_t d0, float* sum) {
+  __m256 acc[NV];
+  _Pragma("GCC unroll 8")
+  for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_ps();
+  const uint16_t* vrow = a.v + d0;
+  float s = 0.0f;
+  for (size_t j = 0; j < a.n_keys; ++j, vrow += a.v_stride) {
+    const __m256 e = _mm256_broadcast_ss(a.scores + j);
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) acc[v] = _mm256_fmadd_ps(e, LoadBf16x8(vrow + 8 * v), acc[v]);
+    if (sum != nullptr) s = s + a.scores[j];
+  }
+  _Pragma("GCC unroll 8")
+  for (int v = 0; v < NV; ++v) _mm256_storeu_ps(a.out + d0 + 8 * v, acc[v]);
+  if (sum != nullptr) *sum = s;
+}
+
+}  // namespace
+
 void Attend(const AttentionQuery& a) {
   const size_t n = a.n_keys, hd = a.head_dim;
   const size_t tiles = (n + kKeyTile - 1) / kKeyTile;
   const __m256 scale = _mm256_set1_ps(a.scale);
-  // Scores: lanes are 8 keys, the chain runs over d.
+  // Scores: lanes are 8 keys, the chain runs over d. Four tiles at a time
+  // give four independent FMA chains (one chain alone waits on FMA latency);
+  // each key's chain is the same whatever the grouping, so the bits are too.
   size_t t = 0;
-  for (; t + 2 <= tiles; t += 2) {
-    const uint16_t* k0 = a.k_tiles + t * a.k_tile_stride;
-    const uint16_t* k1 = k0 + a.k_tile_stride;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (size_t d = 0; d < hd; ++d) {
-      const __m256 qd = _mm256_broadcast_ss(a.q + d);
-      acc0 = _mm256_fmadd_ps(qd, LoadBf16x8(k0 + d * kKeyTile), acc0);
-      acc1 = _mm256_fmadd_ps(qd, LoadBf16x8(k1 + d * kKeyTile), acc1);
-    }
-    _mm256_storeu_ps(a.scores + t * kKeyTile, _mm256_mul_ps(acc0, scale));
-    _mm256_storeu_ps(a.scores + (t + 1) * kKeyTile, _mm256_mul_ps(acc1, scale));
-  }
-  for (; t < tiles; ++t) {
-    const uint16_t* k0 = a.k_tiles + t * a.k_tile_stride;
-    __m256 acc0 = _mm256_setzero_ps();
-    for (size_t d = 0; d < hd; ++d) {
-      acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a.q + d), LoadBf16x8(k0 + d * kKeyTile), acc0);
-    }
-    _mm256_storeu_ps(a.scores + t * kKeyTile, _mm256_mul_ps(acc0, scale));
-  }
+  for (; t + 4 <= tiles; t += 4) ScoreTiles<4>(a, t, scale);
+  for (; t < tiles; ++t) ScoreTiles<1>(a, t, scale);
   float mx = a.scores[0];
   for (size_t j = 1; j < n; ++j) mx = a.scores[j] > mx ? a.scores[j] : mx;
   const __m256 vmx = _mm256_set1_ps(mx);
@@ -219,29 +246,13 @@ void Attend(const AttentionQuery& a) {
     _mm256_storeu_ps(a.scores + j, ExpVec(_mm256_sub_ps(_mm256_loadu_ps(a.scores + j), vmx)));
   }
   for (; j < n; ++j) a.scores[j] = KvExp(a.scores[j] - mx);
-  // e·V: lanes are 8 output dims, the chain runs over keys. Two passes of 64
-  // dims keep 8 accumulators in registers; the sequential sum of e rides along.
+  // e·V: lanes are 8 output dims, the chain runs over keys. Passes of up to 64
+  // dims keep 8 accumulators in registers; the sequential sum of e rides along
+  // with the first pass.
   float sum = 0.0f;
-  for (size_t d0 = 0; d0 < hd; d0 += 64) {
-    const size_t nv = std::min<size_t>(8, (hd - d0) / 8);
-    __m256 acc[8];
-    for (size_t v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
-    const uint16_t* vrow = a.v + d0;
-    if (nv == 8) {
-      for (size_t jj = 0; jj < n; ++jj, vrow += a.v_stride) {
-        const __m256 e = _mm256_broadcast_ss(a.scores + jj);
-        for (size_t v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(e, LoadBf16x8(vrow + 8 * v), acc[v]);
-        if (d0 == 0) sum = sum + a.scores[jj];
-      }
-    } else {
-      for (size_t jj = 0; jj < n; ++jj, vrow += a.v_stride) {
-        const __m256 e = _mm256_broadcast_ss(a.scores + jj);
-        for (size_t v = 0; v < nv; ++v) acc[v] = _mm256_fmadd_ps(e, LoadBf16x8(vrow + 8 * v), acc[v]);
-        if (d0 == 0) sum = sum + a.scores[jj];
-      }
-    }
-    for (size_t v = 0; v < nv; ++v) _mm256_storeu_ps(a.out + d0 + 8 * v, acc[v]);
-  }
+  size_t d0 = 0;
+  for (; d0 + 64 <= hd; d0 += 64) ValuePass<8>(a, d0, d0 == 0 ? &sum : nullptr);
+  for (; d0 < hd; d0 += 8) ValuePass<1>(a, d0, d0 == 0 ? &sum : nullptr);
   const __m256 vsum = _mm256_set1_ps(sum);
   for (size_t d = 0; d < hd; d += 8) _mm256_storeu_ps(a.out + d, _mm256_div_ps(_mm256_loadu_ps(a.out + d), vsum));
 }
