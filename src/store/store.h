@@ -15,10 +15,15 @@
 // whole token prefix up to the block's end, so two artifacts that share a prefix
 // share its full blocks: stored once, refcounted.
 //
-// Exactness: the store never changes a byte. A block is served only after its
-// stored bytes pass XXH3-128 and its decoded payload passes SHA-256 against the
-// signed manifest; a block that fails is reported (Status DataLoss), counted in
-// StoreMetrics, dropped from the tiers and treated as a miss by the caller.
+// Exactness: the store never changes a byte. Put (a trust boundary) checks the
+// signature and every block's XXH3-128, decode and payload SHA-256 against the
+// signed manifest; every load from the disk tier checks XXH3-128 of the stored
+// bytes again before decoding (DESIGN §4; decoding is deterministic, so that
+// stands for the SHA-256 checked at Put). A block that fails is reported as
+// DataLoss — Status::Corruption whose message starts "data loss: " (Status has
+// no separate code) — counted in StoreMetrics, dropped from the tiers, and a
+// miss from then on (Lookup stops before it) until a Put of an artifact that
+// contains it rewrites the file.
 //
 // Thread-safety: every method may be called from any thread. Readers of a hit
 // never wait on each other (shared locks / per-shard locks only); a publish that
@@ -83,8 +88,9 @@ struct PrefixMatch {
   // (the longest such), or empty. The market sells loads of this artifact.
   std::string artifact_id;
   uint64_t artifact_tokens = 0;
-  // An artifact that contains the matched blocks (for their manifest entries):
-  // artifact_id when set, else some artifact sharing the matched blocks.
+  // An artifact that contains all the matched blocks (for their manifest
+  // entries): artifact_id when it covers them, else some artifact whose chain
+  // passes through the last matched block.
   std::string source_artifact_id;
 };
 
