@@ -20,6 +20,7 @@
 #include "artifact/integrity.h"
 #include "artifact/parallel.h"
 #include "store/block_files.h"
+#include "store/buffer_pool.h"
 #include "store/catalog.h"
 #include "store/memory_tier.h"
 
@@ -130,6 +131,7 @@ class SqliteStore final : public Store {
       : options_(o),
         files_(o.data_dir + "/blocks", o.durable),
         memory_(o.memory_budget_bytes),
+        pool_(std::make_shared<BufferPool>(o.read_buffer_pool_bytes)),
         threads_(o.decode_threads != 0 ? o.decode_threads : std::max(1u, std::thread::hardware_concurrency())) {}
 
   Status Init();
@@ -177,6 +179,7 @@ class SqliteStore final : public Store {
   std::unique_ptr<LockFile> lock_;
   BlockFiles files_;
   MemoryTier memory_;
+  std::shared_ptr<BufferPool> pool_;
   unsigned threads_;
 
   std::mutex write_mu_;
@@ -648,15 +651,17 @@ StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string&
     out.payload = std::move(p);
     hits_memory_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    std::vector<uint8_t> stored;
-    KVMART_RETURN_IF_ERROR(ReadStored(ref, what, &stored));
-    std::shared_ptr<std::vector<uint8_t>> payload;
+    BufferPool::Buffer stored = pool_->Take(ref.v.stored_bytes);
+    KVMART_RETURN_IF_ERROR(ReadStored(ref, what, stored.get()));
+    std::shared_ptr<const std::vector<uint8_t>> payload;
     if (ref.v.codec == Codec::kRaw) {
-      payload = std::make_shared<std::vector<uint8_t>>(std::move(stored));
+      payload = pool_->Share(std::move(stored));
     } else {
-      payload = std::make_shared<std::vector<uint8_t>>(ref.v.raw_bytes);
-      Status st = artifact::DecodeBlock(ref.v.codec, ref.v.dtype, stored, *payload);
+      BufferPool::Buffer raw = pool_->Take(ref.v.raw_bytes);
+      Status st = artifact::DecodeBlock(ref.v.codec, ref.v.dtype, *stored, *raw);
+      pool_->Give(std::move(stored));
       if (!st.ok()) return ReportDamage(ref.v.key, what, st);
+      payload = pool_->Share(std::move(raw));
     }
     // XXH3 of the stored bytes stands for the payload SHA-256 checked at
     // publish: decoding is deterministic (DESIGN §4: SHA-256 at trust

@@ -55,6 +55,9 @@ struct StoreOptions {
   // fsync files and directories on publish. Only tests of non-crash behaviour
   // may turn it off; crash safety depends on it.
   bool durable = true;
+  // Disk reads reuse up to this many bytes of freed read/payload buffers (a
+  // fresh 38 MB buffer costs page faults comparable to the read itself).
+  uint64_t read_buffer_pool_bytes = 512ull << 20;
 };
 
 enum class Tier { kMemory, kDisk };
