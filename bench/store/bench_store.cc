@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
 
   struct Row {
     std::string codec;
-    double stored_mb, put_s, memory_s, disk_s, read_s;
+    double stored_mb, put_s, memory_s, disk_s, read_s, memory_into_s, disk_into_s;
   };
   std::vector<Row> rows;
   for (Codec codec : {Codec::kRaw, Codec::kLossless}) {
@@ -188,10 +188,16 @@ int main(int argc, char** argv) {
     row.codec = std::string(CodecName(codec));
     row.stored_mb = art->manifest.TotalStoredBytes() / 1e6;
 
+    // Two ways to get the bytes into place: the consumer copies each shared
+    // payload (what a consumer that needs its own layout does), or the store
+    // writes each block straight into the destination (LoadOptions::destination).
     auto consume = [&](const store::LoadedBlock& b) {
       std::memcpy(dest.data() + offset[b.index], b.payload->data(), b.payload->size());
       return Status::Ok();
     };
+    auto placed = [](const store::LoadedBlock&) { return Status::Ok(); };
+    store::LoadOptions into;
+    into.destination = [&](uint32_t i, uint64_t raw) { return std::span<uint8_t>(dest.data() + offset[i], raw); };
     {
       store::StoreOptions o;
       o.data_dir = dir;
@@ -204,8 +210,9 @@ int main(int argc, char** argv) {
       row.put_s = std::chrono::duration<double>(Clock::now() - t0).count();
       Check((*st)->Load(id, {}, consume), "warm-up load");  // disk → memory (promotes)
       row.memory_s = BestOf(a.repeat, [&] { Check((*st)->Load(id, {}, consume), "memory load"); });
+      row.memory_into_s = BestOf(a.repeat, [&] { Check((*st)->Load(id, into, placed), "memory load"); });
       auto m = (*st)->Metrics();
-      if (m.hits_memory != a.repeat * nblocks) Check(Status::Internal("memory runs were not all memory hits"), "tiers");
+      if (m.hits_memory != 2 * a.repeat * nblocks) Check(Status::Internal("memory runs were not all memory hits"), "tiers");
     }
     {
       // The disk tier alone: a store without a memory tier, so each run reads,
@@ -218,6 +225,7 @@ int main(int argc, char** argv) {
       Check(st.status(), "reopen");
       Check((*st)->Load(id, {}, consume), "warm page cache");
       row.disk_s = BestOf(a.repeat, [&] { Check((*st)->Load(id, {}, consume), "disk load"); });
+      row.disk_into_s = BestOf(a.repeat, [&] { Check((*st)->Load(id, into, placed), "disk load"); });
       if ((*st)->Metrics().hits_memory != 0) Check(Status::Internal("disk runs hit memory"), "tiers");
     }
     // Baseline 2: plain read() of the same block files (the raw codec's files
@@ -252,16 +260,20 @@ int main(int argc, char** argv) {
   const double gbs = total / 1e9;
   std::printf("\nbaselines (same bytes, same run): memcpy %.3f s (%.2f GB/s); read() warm %.3f s (%.2f GB/s)\n\n",
               t_memcpy, gbs / t_memcpy, rows[0].read_s, gbs / rows[0].read_s);
-  std::printf("%-9s %10s %9s | %-28s | %-28s\n", "codec", "stored MB", "put s", "memory tier: s  GB/s  /memcpy",
+  std::printf("%-9s %-13s %9s | %-29s | %-29s\n", "codec", "placement", "stored MB", "memory tier: s  GB/s  /memcpy",
               "disk tier warm: s  GB/s  /read()");
   for (const Row& r : rows) {
-    std::printf("%-9s %10.1f %9.2f | %6.3f %6.2f %6.2fx         | %6.3f %6.2f %6.2fx\n", r.codec.c_str(), r.stored_mb,
-                r.put_s, r.memory_s, gbs / r.memory_s, t_memcpy / r.memory_s, r.disk_s, gbs / r.disk_s,
-                r.read_s / r.disk_s);
+    for (int mode = 0; mode < 2; ++mode) {
+      const double ms = mode == 0 ? r.memory_s : r.memory_into_s, ds = mode == 0 ? r.disk_s : r.disk_into_s;
+      std::printf("%-9s %-13s %9.1f | %6.3f %6.2f %6.2fx          | %6.3f %6.2f %6.2fx\n", r.codec.c_str(),
+                  mode == 0 ? "payload+copy" : "destination", r.stored_mb, ms, gbs / ms, t_memcpy / ms, ds, gbs / ds,
+                  r.read_s / ds);
+    }
   }
+  for (const Row& r : rows) std::printf("put (verify + write + fsync) %s: %.2f s\n", r.codec.c_str(), r.put_s);
   std::printf("\ntargets: memory tier >= 0.5x memcpy; disk tier (warm) >= 0.6x read(), checksums included\n");
   bool ok = true;
-  for (const Row& r : rows) ok = ok && t_memcpy / r.memory_s >= 0.5 && r.read_s / r.disk_s >= 0.6;
-  std::printf("result: %s\n", ok ? "targets met" : "TARGETS MISSED");
+  for (const Row& r : rows) ok = ok && t_memcpy / r.memory_into_s >= 0.5 && r.read_s / r.disk_into_s >= 0.6;
+  std::printf("result (destination placement): %s\n", ok ? "targets met" : "TARGETS MISSED");
   return 0;
 }

@@ -133,7 +133,13 @@ Status BlockFiles::Write(const BlockKey& key, std::span<const uint8_t> bytes) co
 }
 
 Status BlockFiles::Read(const BlockKey& key, uint64_t size, std::vector<uint8_t>* out) const {
+  if (out->size() != size) out->resize(size);
+  return ReadInto(key, *out);
+}
+
+Status BlockFiles::ReadInto(const BlockKey& key, std::span<uint8_t> out) const {
   const std::string path = PathFor(key);
+  const uint64_t size = out.size();
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus(errno, "open " + path);
   struct stat st;
@@ -141,10 +147,9 @@ Status BlockFiles::Read(const BlockKey& key, uint64_t size, std::vector<uint8_t>
   if (static_cast<uint64_t>(st.st_size) != size)
     return Status::Corruption(path + ": " + std::to_string(st.st_size) + " bytes on disk, catalog says " +
                               std::to_string(size));
-  if (out->size() != size) out->resize(size);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd.get(), out->data() + done, size - done, static_cast<off_t>(done));
+    ssize_t n = ::pread(fd.get(), out.data() + done, size - done, static_cast<off_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus(errno, "read " + path);

@@ -70,6 +70,8 @@ class BlockFiles {
   // Reads exactly `size` bytes into `out` (resized). A missing file is NotFound,
   // a file of another size is Corruption (truncated or extended on disk).
   Status Read(const BlockKey& key, uint64_t size, std::vector<uint8_t>* out) const;
+  // The same into caller memory of exactly `size` bytes.
+  Status ReadInto(const BlockKey& key, std::span<uint8_t> out) const;
 
   // true when the file exists with exactly `size` bytes.
   bool Exists(const BlockKey& key, uint64_t size) const;

@@ -169,10 +169,11 @@ class SqliteStore final : public Store {
   void CleanFilesLocked(GcReport* report);
 
   // ---- reads ----
-  StatusOr<LoadedBlock> Fetch(const BlockRef& ref, const std::string& what);
+  using Destination = std::function<std::span<uint8_t>(uint32_t, uint64_t)>;
+  StatusOr<LoadedBlock> Fetch(const BlockRef& ref, const std::string& what, const Destination& dest);
   Status ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored);
   Status ReportDamage(const BlockKey& key, const std::string& what, const Status& cause);
-  Status RunLoad(const std::vector<BlockRef>& refs, bool prefetch, const std::string& what,
+  Status RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& options, const std::string& what,
                  const BlockConsumer& consume);
 
   StoreOptions options_;
@@ -641,48 +642,85 @@ Status SqliteStore::ReadStored(const BlockRef& ref, const std::string& what, std
   return Status::Ok();
 }
 
-StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string& what) {
+StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string& what, const Destination& dest_fn) {
   LoadedBlock out;
   out.index = ref.v.index;
   out.token_begin = ref.v.token_begin;
   out.token_end = ref.v.token_end;
+  std::span<uint8_t> dest;
+  if (dest_fn) {
+    dest = dest_fn(ref.v.index, ref.v.raw_bytes);
+    if (dest.size() != ref.v.raw_bytes)
+      return Status::InvalidArgument(what + ": destination of " + std::to_string(dest.size()) + " bytes for " +
+                                     std::to_string(ref.v.raw_bytes));
+  }
   if (auto p = memory_.Get(ref.v.key.chain)) {
     out.tier = Tier::kMemory;
-    out.payload = std::move(p);
+    if (dest_fn) {
+      std::memcpy(dest.data(), p->data(), p->size());
+      out.bytes = dest;
+    } else {
+      out.payload = std::move(p);
+      out.bytes = *out.payload;
+    }
     hits_memory_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    BufferPool::Buffer stored = pool_->Take(ref.v.stored_bytes);
-    KVMART_RETURN_IF_ERROR(ReadStored(ref, what, stored.get()));
-    std::shared_ptr<const std::vector<uint8_t>> payload;
-    if (ref.v.codec == Codec::kRaw) {
-      payload = pool_->Share(std::move(stored));
-    } else {
-      BufferPool::Buffer raw = pool_->Take(ref.v.raw_bytes);
-      Status st = artifact::DecodeBlock(ref.v.codec, ref.v.dtype, *stored, *raw);
-      pool_->Give(std::move(stored));
-      if (!st.ok()) return ReportDamage(ref.v.key, what, st);
-      payload = pool_->Share(std::move(raw));
-    }
     // XXH3 of the stored bytes stands for the payload SHA-256 checked at
     // publish: decoding is deterministic (DESIGN §4: SHA-256 at trust
     // boundaries, the fast checksum on every load from our own tiers).
+    if (dest_fn && ref.v.codec == Codec::kRaw) {
+      // Straight into place: the only copy is the kernel's.
+      Status st = files_.ReadInto(ref.v.key, dest);
+      if (st.ok()) st = artifact::VerifyStoredChecksum(ref.v.Info(), dest);
+      if (!st.ok()) {
+        if (st.code() == Status::Code::kIOError) return st.WithContext(what);
+        return ReportDamage(ref.v.key, what, st);
+      }
+    } else {
+      BufferPool::Buffer stored = pool_->Take(ref.v.stored_bytes);
+      KVMART_RETURN_IF_ERROR(ReadStored(ref, what, stored.get()));
+      if (ref.v.codec == Codec::kRaw) {
+        out.payload = pool_->Share(std::move(stored));
+      } else {
+        BufferPool::Buffer raw;
+        std::span<uint8_t> target = dest;
+        if (!dest_fn) {
+          raw = pool_->Take(ref.v.raw_bytes);
+          target = *raw;
+        }
+        Status st = artifact::DecodeBlock(ref.v.codec, ref.v.dtype, *stored, target);
+        pool_->Give(std::move(stored));
+        if (!st.ok()) return ReportDamage(ref.v.key, what, st);
+        if (!dest_fn) out.payload = pool_->Share(std::move(raw));
+      }
+    }
     out.tier = Tier::kDisk;
-    out.payload = std::move(payload);
-    memory_.Put(ref.v.key.chain, out.payload);
+    if (!dest_fn) {
+      out.bytes = *out.payload;
+      memory_.Put(ref.v.key.chain, out.payload);
+    } else {
+      out.bytes = dest;
+      if (memory_.budget() >= ref.v.raw_bytes) {  // promote by a copy
+        BufferPool::Buffer copy = pool_->Take(ref.v.raw_bytes);
+        std::memcpy(copy->data(), dest.data(), dest.size());
+        memory_.Put(ref.v.key.chain, pool_->Share(std::move(copy)));
+      }
+    }
     hits_disk_.fetch_add(1, std::memory_order_relaxed);
   }
-  bytes_loaded_.fetch_add(out.payload->size(), std::memory_order_relaxed);
+  bytes_loaded_.fetch_add(out.bytes.size(), std::memory_order_relaxed);
   return out;
 }
 
-Status SqliteStore::RunLoad(const std::vector<BlockRef>& refs, bool prefetch, const std::string& what,
+Status SqliteStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& options, const std::string& what,
                             const BlockConsumer& consume) {
+  const bool prefetch = options.prefetch;
   auto name = [&](size_t i) { return what + " block " + std::to_string(refs[i].v.index); };
   const size_t n = refs.size();
   const size_t workers = prefetch ? std::min<size_t>(threads_, n > 0 ? n - 1 : 0) : 0;
   if (workers == 0) {
     for (size_t i = 0; i < n; ++i) {
-      KVMART_ASSIGN_OR_RETURN(LoadedBlock b, Fetch(refs[i], name(i)));
+      KVMART_ASSIGN_OR_RETURN(LoadedBlock b, Fetch(refs[i], name(i), options.destination));
       KVMART_RETURN_IF_ERROR(consume(b));
     }
     return Status::Ok();
@@ -705,7 +743,7 @@ Status SqliteStore::RunLoad(const std::vector<BlockRef>& refs, bool prefetch, co
         if (stop || next >= n) return;
         i = next++;
       }
-      StatusOr<LoadedBlock> r = Fetch(refs[i], name(i));
+      StatusOr<LoadedBlock> r = Fetch(refs[i], name(i), options.destination);
       std::lock_guard lock(mu);
       slots[i] = std::move(r);
       cv.notify_all();
@@ -771,7 +809,7 @@ Status SqliteStore::Load(const std::string& id, const LoadOptions& options, cons
       refs.push_back(std::move(r));
     }
   }
-  return RunLoad(refs, options.prefetch, "artifact " + id, consume);
+  return RunLoad(refs, options, "artifact " + id, consume);
 }
 
 Status SqliteStore::LoadPrefix(const PrefixMatch& match, const BlockConsumer& consume) {
@@ -789,7 +827,7 @@ Status SqliteStore::LoadPrefix(const PrefixMatch& match, const BlockConsumer& co
     }
   }
   std::string what = "prefix of " + (match.source_artifact_id.empty() ? std::string("?") : match.source_artifact_id);
-  return RunLoad(refs, /*prefetch=*/true, what, consume);
+  return RunLoad(refs, LoadOptions{}, what, consume);
 }
 
 StatusOr<artifact::Artifact> SqliteStore::Export(const std::string& id) {

@@ -104,7 +104,10 @@ struct LoadedBlock {
   uint64_t token_begin = 0;
   uint64_t token_end = 0;
   Tier tier = Tier::kDisk;  // where it came from
+  // The payload; null when LoadOptions::destination placed it (see `placed`).
   std::shared_ptr<const std::vector<uint8_t>> payload;
+  // The payload bytes wherever they are: *payload, or the destination span.
+  std::span<const uint8_t> bytes;
 };
 
 struct LoadOptions {
@@ -112,6 +115,14 @@ struct LoadOptions {
   uint32_t num_blocks = 0;
   // Decode block i+1 while the consumer imports block i.
   bool prefetch = true;
+  // Optional: where block i's payload must end up (a span of exactly its raw
+  // size, e.g. its place in an engine-sized KV buffer). The store then reads,
+  // checks and decodes straight into it on its prefetch threads — one copy
+  // fewer than payload + consumer memcpy — and calls the consumer with
+  // payload == null once the bytes are in place. On an error the span's
+  // contents are unspecified. Disk hits still promote (by a copy) when the
+  // memory tier has room.
+  std::function<std::span<uint8_t>(uint32_t index, uint64_t raw_bytes)> destination;
 };
 
 struct StoreMetrics {

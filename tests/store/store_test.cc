@@ -102,8 +102,29 @@ TEST_P(StoreTest, PutLoadExportThroughBothTiers) {
   Artifact other = MakeArtifact(p, tokens, GetParam(), nullptr, "another title");
   EXPECT_EQ(store->Put(other).code(), Status::Code::kAlreadyExists);
 
+  // Loads straight into a destination buffer, from disk (promoting) and memory.
   store->DropMemoryTier();
   EXPECT_EQ(store->Metrics().memory_bytes, 0u);
+  const auto expected = Payloads(p, tokens);
+  for (Tier want : {Tier::kDisk, Tier::kMemory}) {
+    std::vector<uint8_t> dest(a.manifest.TotalRawBytes(), 0xee);
+    LoadOptions d;
+    d.destination = [&](uint32_t i, uint64_t raw) {
+      return std::span<uint8_t>(dest.data() + a.manifest.blocks[i].token_begin * p.shape.BytesPerToken(), raw);
+    };
+    size_t calls = 0;
+    ASSERT_TRUE(store->Load(a.manifest.artifact_id, d, [&](const LoadedBlock& b) {
+      EXPECT_EQ(b.payload, nullptr);
+      EXPECT_EQ(b.tier, want);
+      EXPECT_TRUE(std::equal(b.bytes.begin(), b.bytes.end(), expected[b.index].begin(), expected[b.index].end()));
+      ++calls;
+      return Status::Ok();
+    }).ok());
+    EXPECT_EQ(calls, 3u);
+    std::vector<uint8_t> concat;
+    for (const auto& e : expected) concat.insert(concat.end(), e.begin(), e.end());
+    EXPECT_EQ(dest, concat);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Codecs, StoreTest, ::testing::Values(Codec::kRaw, Codec::kLossless),
@@ -343,10 +364,17 @@ TEST_P(CorruptionTest, DamagedBlockIsDataLossCountedAndNeverServed) {
   } else {
     fs::remove(path);
   }
+  std::vector<uint8_t> dest(a.manifest.TotalRawBytes());
+  LoadOptions into;
+  into.destination = [&](uint32_t i, uint64_t raw) {
+    return std::span<uint8_t>(dest.data() + a.manifest.blocks[i].token_begin * p.shape.BytesPerToken(), raw);
+  };
   std::vector<size_t> served;
-  Status st = store->Load(id, {}, [&](const LoadedBlock& b) {
+  const bool use_dest = damage == Damage::kBitFlip;  // one damage kind through each path
+  Status st = store->Load(id, use_dest ? into : LoadOptions{}, [&](const LoadedBlock& b) {
     served.push_back(b.index);
-    EXPECT_EQ(*b.payload, PayloadFor(p, tokens, b.index));
+    auto want = PayloadFor(p, tokens, b.index);
+    EXPECT_TRUE(std::equal(b.bytes.begin(), b.bytes.end(), want.begin(), want.end()));
     return Status::Ok();
   });
   EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
