@@ -10,6 +10,10 @@
 #include "base/status.h"
 #include "engine/engine.h"
 
+namespace kvmart::store {
+class Store;
+}
+
 namespace kvmart::cli {
 
 // Prints "error: <status>" on stderr and returns exit status 1.
@@ -29,5 +33,8 @@ StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text);
 StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
 StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
                                              size_t threads);
+
+// Opens the artifact store in `dir` (empty: DefaultStoreDir()). In store_commands.cc.
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& dir);
 
 }  // namespace kvmart::cli

@@ -16,9 +16,13 @@ void RegisterTokenizerCommands(CLI::App& app, int* exit_code);  // tokenize deto
 void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen inspect
 void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
 void RegisterPublishCommands(CLI::App& app, int* exit_code);    // publish verify ask
+void RegisterStoreCommands(CLI::App& app, int* exit_code);      // store put|ls|stat|pin|gc|verify
 
 // Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
 // set, else `data/` next to the executable, else the build's data folder.
 std::string DefaultDataDir();
+
+// The artifact store's directory: $KVMART_HOME if set, else ~/.local/share/kvmart.
+std::string DefaultStoreDir();
 
 }  // namespace kvmart::cli

@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "engine/artifact_io.h"
+#include "store/store.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvmart::cli {
@@ -160,30 +161,80 @@ int RunVerify(const std::string& path, const EngineFlags& f, bool recompute, boo
 
 struct AskArgs {
   EngineFlags engine;
-  std::string artifact, prompt;
+  std::string artifact, data, prompt;
+  uint32_t block_size = artifact::kDefaultBlockSize;
   size_t n = 16;
   bool check = false, json = false;
 };
 
+// What the reuse path imported into the session.
+struct Reused {
+  std::string artifact_id;  // the artifact (or the source of the shared blocks)
+  std::vector<int32_t> tokens;
+  std::string how;          // "artifact file", "artifact", "shared blocks", "nothing cached"
+};
+
+// --data: the longest cached prefix of the prompt's tokens, from the store.
+StatusOr<Reused> ImportFromStore(const AskArgs& a, Session& s, const std::vector<int32_t>& prompt) {
+  KVMART_ASSIGN_OR_RETURN(auto st, OpenStore(a.data));
+  const Digest256 pd = artifact::ProfileDigest(ArtifactProfile(s.engine().model(), a.block_size));
+  std::vector<uint32_t> ids(prompt.begin(), prompt.end());
+  store::PrefixMatch m = st->Lookup(pd, ids);
+  Reused r;
+  r.how = m.matched_tokens == 0 ? "nothing cached" : m.artifact_id.empty() ? "shared blocks" : "artifact";
+  // Logits come only from a prefill, so at least one prompt token must be left
+  // to run: a full match gives back its last block.
+  if (m.matched_tokens == ids.size() && !m.block_hashes.empty()) {
+    m.block_hashes.pop_back();
+    m.matched_tokens = m.block_hashes.size() * a.block_size;
+    r.how = "shared blocks";
+  }
+  if (m.matched_tokens == 0) return r;
+  r.artifact_id = m.artifact_id.empty() ? m.source_artifact_id : m.artifact_id;
+  KVMART_RETURN_IF_ERROR(st->LoadPrefix(m, [&](const store::LoadedBlock& b) {
+    return ImportBlockPayload(s, b.token_begin,
+                              std::span<const uint32_t>(ids.data() + b.token_begin, b.token_end - b.token_begin),
+                              *b.payload);
+  }));
+  r.tokens.assign(prompt.begin(), prompt.begin() + static_cast<ptrdiff_t>(m.matched_tokens));
+  return r;
+}
+
 int RunAsk(const AskArgs& a) {
+  if (a.artifact.empty() == a.data.empty()) return Fail(Status::InvalidArgument("give either --artifact or --data"));
   auto model = LoadModel(a.engine.model_dir);
   if (!model.ok()) return Fail(model.status());
   auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads);
   if (!engine.ok()) return Fail(engine.status());
   auto tok = ModelTokenizer(a.engine.model_dir);
   if (!tok.ok()) return Fail(tok.status());
-  auto question = (*tok)->Encode(a.prompt);
-  if (!question.ok()) return Fail(question.status());
-  if (question->empty()) return Fail(Status::InvalidArgument("empty prompt"));
+  auto encoded = (*tok)->Encode(a.prompt);
+  if (!encoded.ok()) return Fail(encoded.status());
+  if (encoded->empty()) return Fail(Status::InvalidArgument("empty prompt"));
 
-  // Reuse path: read + verify the artifact, import it, prefill only the question.
+  // Reuse path: import cached KV, prefill only what follows it.
   auto t0 = Clock::now();
-  auto reader = artifact::ArtifactReader::OpenFile(a.artifact);
-  if (!reader.ok()) return Fail(reader.status());
   auto s = (*engine)->NewSession();
-  if (Status st = ImportArtifact(*s, *reader); !st.ok()) return Fail(st);
+  Reused reused;
+  std::vector<int32_t> question;
+  if (!a.artifact.empty()) {
+    // The prompt follows the artifact's document.
+    auto reader = artifact::ArtifactReader::OpenFile(a.artifact);
+    if (!reader.ok()) return Fail(reader.status());
+    if (Status st = ImportArtifact(*s, *reader); !st.ok()) return Fail(st);
+    reused.artifact_id = reader->manifest().artifact_id;
+    reused.tokens.assign(reader->manifest().tokens.begin(), reader->manifest().tokens.end());
+    reused.how = "artifact file";
+    question = std::move(encoded).value();
+  } else {
+    // The prompt is the whole text; the store finds how much of it is cached.
+    auto r = ImportFromStore(a, *s, *encoded);
+    if (!r.ok()) return Fail(r.status());
+    reused = std::move(r).value();
+    question.assign(encoded->begin() + static_cast<ptrdiff_t>(reused.tokens.size()), encoded->end());
+  }
   auto t_loaded = Clock::now();
-  if (Status st = s->Prefill(*question); !st.ok()) return Fail(st);
+  if (Status st = s->Prefill(question); !st.ok()) return Fail(st);
   std::vector<int32_t> out;
   std::vector<float> logits;
   for (size_t i = 0; i < a.n; ++i) {
@@ -195,11 +246,10 @@ int RunAsk(const AskArgs& a) {
   }
   auto t1 = Clock::now();
   const double reuse_s = Seconds(t0, t1), load_s = Seconds(t0, t_loaded);
-  const size_t reused = reader->manifest().tokens.size();
-
-  nlohmann::json j = {{"artifact_id", reader->manifest().artifact_id},
-                      {"tokens_reused", reused},
-                      {"tokens_prefilled", question->size()},
+  nlohmann::json j = {{"artifact_id", reused.artifact_id},
+                      {"reused_from", reused.how},
+                      {"tokens_reused", reused.tokens.size()},
+                      {"tokens_prefilled", question.size()},
                       {"tokens", out},
                       {"text", (*tok)->Decode(out).value_or("")},
                       {"reuse_seconds", reuse_s},
@@ -209,8 +259,8 @@ int RunAsk(const AskArgs& a) {
     // Reference path: prefill document + question from scratch, same decode.
     auto t2 = Clock::now();
     auto r = (*engine)->NewSession();
-    std::vector<int32_t> all(reader->manifest().tokens.begin(), reader->manifest().tokens.end());
-    all.insert(all.end(), question->begin(), question->end());
+    std::vector<int32_t> all = reused.tokens;
+    all.insert(all.end(), question.begin(), question.end());
     if (Status st = r->Prefill(all, 512); !st.ok()) return Fail(st);
     std::vector<int32_t> ref_out;
     std::vector<float> ref_logits;
@@ -231,8 +281,9 @@ int RunAsk(const AskArgs& a) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << j["text"].get<std::string>() << "\n";
-    std::cerr << "reused " << reused << " tokens from " << j["artifact_id"].get<std::string>() << " (load " << load_s
-              << " s), prefilled " << question->size() << ", total " << reuse_s << " s\n";
+    std::cerr << "reused " << reused.tokens.size() << " tokens (" << reused.how
+              << (reused.artifact_id.empty() ? "" : " of " + reused.artifact_id) << ", load " << load_s
+              << " s), prefilled " << question.size() << ", total " << reuse_s << " s\n";
     if (a.check) {
       std::cerr << "check: from-scratch prefill gives " << (identical ? "IDENTICAL" : "DIFFERENT")
                 << " tokens and logits; scratch " << j["check"]["scratch_seconds"].get<double>() << " s, "
@@ -279,8 +330,13 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   auto ask = std::make_shared<AskArgs>();
   auto* ca = app.add_subcommand("ask", "continue from an artifact: import its KV, prefill only the prompt, decode");
   ask->engine.Add(ca);
-  ca->add_option("--artifact", ask->artifact, ".kva file")->required();
-  ca->add_option("--prompt", ask->prompt, "text that follows the document")->required();
+  auto* art = ca->add_option("--artifact", ask->artifact, ".kva file; the prompt is what follows its document");
+  auto* data = ca->add_option("--data", ask->data,
+                              "store directory: the prompt is the whole text, its longest cached prefix is reused");
+  art->excludes(data);
+  ca->add_option("--block-size", ask->block_size, "block size of the profile to look up (with --data)");
+  ca->add_option("--prompt", ask->prompt, "text (after the artifact's document, or the whole text with --data)")
+      ->required();
   ca->add_option("-n", ask->n, "tokens to generate");
   ca->add_flag("--check", ask->check, "also prefill from scratch and compare tokens, logits and time");
   ca->add_flag("--json", ask->json);

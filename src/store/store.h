@@ -15,10 +15,15 @@
 // whole token prefix up to the block's end, so two artifacts that share a prefix
 // share its full blocks: stored once, refcounted.
 //
-// Exactness: the store never changes a byte. A block is served only after its
-// stored bytes pass XXH3-128 and its decoded payload passes SHA-256 against the
-// signed manifest; a block that fails is reported (Status DataLoss), counted in
-// StoreMetrics, dropped from the tiers and treated as a miss by the caller.
+// Exactness: the store never changes a byte. Put (a trust boundary) checks the
+// signature and every block's XXH3-128, decode and payload SHA-256 against the
+// signed manifest; every load from the disk tier checks XXH3-128 of the stored
+// bytes again before decoding (DESIGN §4; decoding is deterministic, so that
+// stands for the SHA-256 checked at Put). A block that fails is reported as
+// DataLoss — Status::Corruption whose message starts "data loss: " (Status has
+// no separate code) — counted in StoreMetrics, dropped from the tiers, and a
+// miss from then on (Lookup stops before it) until a Put of an artifact that
+// contains it rewrites the file.
 //
 // Thread-safety: every method may be called from any thread. Readers of a hit
 // never wait on each other (shared locks / per-shard locks only); a publish that
@@ -50,6 +55,9 @@ struct StoreOptions {
   // fsync files and directories on publish. Only tests of non-crash behaviour
   // may turn it off; crash safety depends on it.
   bool durable = true;
+  // Disk reads reuse up to this many bytes of freed read/payload buffers (a
+  // fresh 38 MB buffer costs page faults comparable to the read itself).
+  uint64_t read_buffer_pool_bytes = 512ull << 20;
 };
 
 enum class Tier { kMemory, kDisk };
@@ -83,8 +91,9 @@ struct PrefixMatch {
   // (the longest such), or empty. The market sells loads of this artifact.
   std::string artifact_id;
   uint64_t artifact_tokens = 0;
-  // An artifact that contains the matched blocks (for their manifest entries):
-  // artifact_id when set, else some artifact sharing the matched blocks.
+  // An artifact that contains all the matched blocks (for their manifest
+  // entries): artifact_id when it covers them, else some artifact whose chain
+  // passes through the last matched block.
   std::string source_artifact_id;
 };
 
@@ -95,7 +104,10 @@ struct LoadedBlock {
   uint64_t token_begin = 0;
   uint64_t token_end = 0;
   Tier tier = Tier::kDisk;  // where it came from
+  // The payload; null when LoadOptions::destination placed it (see `placed`).
   std::shared_ptr<const std::vector<uint8_t>> payload;
+  // The payload bytes wherever they are: *payload, or the destination span.
+  std::span<const uint8_t> bytes;
 };
 
 struct LoadOptions {
@@ -103,6 +115,14 @@ struct LoadOptions {
   uint32_t num_blocks = 0;
   // Decode block i+1 while the consumer imports block i.
   bool prefetch = true;
+  // Optional: where block i's payload must end up (a span of exactly its raw
+  // size, e.g. its place in an engine-sized KV buffer). The store then reads,
+  // checks and decodes straight into it on its prefetch threads — one copy
+  // fewer than payload + consumer memcpy — and calls the consumer with
+  // payload == null once the bytes are in place. On an error the span's
+  // contents are unspecified. Disk hits still promote (by a copy) when the
+  // memory tier has room.
+  std::function<std::span<uint8_t>(uint32_t index, uint64_t raw_bytes)> destination;
 };
 
 struct StoreMetrics {

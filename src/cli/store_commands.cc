@@ -1,0 +1,187 @@
+// `kvmart store put|ls|stat|pin|gc|verify` over a data directory (the embedded
+// store of docs/STORE.md).
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "store/store.h"
+
+namespace kvmart::cli {
+
+std::string DefaultStoreDir() {
+  if (const char* env = std::getenv("KVMART_HOME"); env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  return (std::filesystem::path(home != nullptr && *home != '\0' ? home : ".") / ".local/share/kvmart").string();
+}
+
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& dir) {
+  store::StoreOptions o;
+  o.data_dir = dir.empty() ? DefaultStoreDir() : dir;
+  o.memory_budget_bytes = 1ull << 30;
+  return store::Store::Open(o);
+}
+
+namespace {
+
+int Fail(const Status& s) {
+  std::cerr << "error: " << s.ToString() << "\n";
+  return 1;
+}
+
+std::string Human(uint64_t b) {
+  char buf[32];
+  if (b < 10 * 1024) std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(b));
+  else if (b < 10ull * 1024 * 1024) std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
+  else if (b < 10ull * 1024 * 1024 * 1024) std::snprintf(buf, sizeof(buf), "%.1f MiB", b / (1024.0 * 1024.0));
+  else std::snprintf(buf, sizeof(buf), "%.2f GiB", b / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+nlohmann::json InfoJson(const store::ArtifactInfo& i) {
+  nlohmann::json j = {{"artifact_id", i.artifact_id},   {"publisher", i.publisher_hex},
+                      {"profile_digest", i.profile_digest_hex}, {"token_count", i.token_count},
+                      {"num_blocks", i.num_blocks},     {"raw_bytes", i.raw_bytes},
+                      {"stored_bytes", i.stored_bytes}, {"codec", i.codec},
+                      {"created_at", i.created_at},     {"pinned", i.pinned}};
+  j["title"] = i.title ? nlohmann::json(*i.title) : nlohmann::json(nullptr);
+  j["expires_at_unix"] = i.expires_at_unix ? nlohmann::json(*i.expires_at_unix) : nlohmann::json(nullptr);
+  return j;
+}
+
+struct StoreArgs {
+  std::string data;
+  std::string file, id;
+  bool json = false, off = false, all = false;
+  int64_t ttl = -1;
+};
+
+int Put(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  if (Status st = (*s)->PutFile(a.file); !st.ok()) return Fail(st);
+  auto reader = artifact::ArtifactReader::OpenFile(a.file);  // already verified by PutFile
+  if (!reader.ok()) return Fail(reader.status());
+  auto info = (*s)->Stat(reader->manifest().artifact_id);
+  if (!info.ok()) return Fail(info.status());
+  std::cout << "stored " << info->artifact_id << " (" << info->token_count << " tokens, " << info->num_blocks
+            << " blocks, " << Human(info->stored_bytes) << ")\n";
+  return 0;
+}
+
+int Ls(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  auto list = (*s)->List();
+  if (a.json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& i : list) arr.push_back(InfoJson(i));
+    std::cout << arr.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%-72s %8s %7s %10s %-8s %s\n", "ARTIFACT", "TOKENS", "BLOCKS", "STORED", "CODEC", "TITLE");
+  for (const auto& i : list) {
+    std::string title = i.title.value_or("");
+    if (i.pinned) title = "[pinned] " + title;
+    std::printf("%-72s %8llu %7u %10s %-8s %s\n", i.artifact_id.c_str(), static_cast<unsigned long long>(i.token_count),
+                i.num_blocks, Human(i.stored_bytes).c_str(), i.codec.c_str(), title.c_str());
+  }
+  auto m = (*s)->Metrics();
+  std::printf("%llu artifacts, %llu blocks, %s on disk\n", static_cast<unsigned long long>(m.artifacts),
+              static_cast<unsigned long long>(m.blocks), Human(m.disk_bytes).c_str());
+  return 0;
+}
+
+int StatCmd(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  auto info = (*s)->Stat(a.id);
+  if (!info.ok()) return Fail(info.status());
+  std::cout << InfoJson(*info).dump(2) << "\n";
+  return 0;
+}
+
+int PinCmd(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  if (Status st = (*s)->Pin(a.id, !a.off); !st.ok()) return Fail(st);
+  if (a.ttl >= 0) {
+    std::optional<std::chrono::seconds> ttl;
+    if (a.ttl > 0) ttl = std::chrono::seconds(a.ttl);
+    if (Status st = (*s)->SetTtl(a.id, ttl); !st.ok()) return Fail(st);
+  }
+  std::cout << (a.off ? "unpinned " : "pinned ") << a.id << "\n";
+  return 0;
+}
+
+int GcCmd(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  auto r = (*s)->Gc();
+  if (!r.ok()) return Fail(r.status());
+  std::cout << "expired artifacts removed: " << r->expired_artifacts << "\nblock files removed: " << r->blocks_removed
+            << " (" << Human(r->bytes_freed) << ")\nleftovers removed: " << r->leftovers_removed << "\n";
+  return 0;
+}
+
+int VerifyCmd(const StoreArgs& a) {
+  if (a.all == !a.id.empty()) return Fail(Status::InvalidArgument("give either --all or an artifact id"));
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  auto r = (*s)->Verify(a.all ? "" : a.id);
+  if (!r.ok()) return Fail(r.status());
+  for (const auto& p : r->problems) std::cout << "BAD " << p << "\n";
+  std::cout << r->blocks_checked << " blocks checked, " << r->blocks_bad << " bad\n";
+  return r->blocks_bad == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void RegisterStoreCommands(CLI::App& app, int* exit_code) {
+  auto* st = app.add_subcommand("store", "the artifact store: put, ls, stat, pin, gc, verify");
+  st->require_subcommand(1);
+  auto args = std::make_shared<StoreArgs>();
+  auto data_flag = [args](CLI::App* c) {
+    c->add_option("--data", args->data, "store directory (default $KVMART_HOME or ~/.local/share/kvmart)");
+  };
+  auto* put = st->add_subcommand("put", "verify a .kva file and add it to the store");
+  put->add_option("file", args->file, ".kva file")->required();
+  data_flag(put);
+  put->callback([args, exit_code] { *exit_code = Put(*args); });
+
+  auto* ls = st->add_subcommand("ls", "list stored artifacts");
+  ls->add_flag("--json", args->json);
+  data_flag(ls);
+  ls->callback([args, exit_code] { *exit_code = Ls(*args); });
+
+  auto* stat = st->add_subcommand("stat", "one artifact's catalog row (JSON)");
+  stat->add_option("id", args->id, "artifact id")->required();
+  data_flag(stat);
+  stat->callback([args, exit_code] { *exit_code = StatCmd(*args); });
+
+  auto* pin = st->add_subcommand("pin", "pin an artifact (never expires or is collected); --off unpins");
+  pin->add_option("id", args->id, "artifact id")->required();
+  pin->add_flag("--off", args->off, "unpin");
+  pin->add_option("--ttl", args->ttl, "also set a TTL in seconds (0 clears it)");
+  data_flag(pin);
+  pin->callback([args, exit_code] { *exit_code = PinCmd(*args); });
+
+  auto* gc = st->add_subcommand("gc", "remove expired artifacts, unreferenced blocks and leftovers");
+  data_flag(gc);
+  gc->callback([args, exit_code] { *exit_code = GcCmd(*args); });
+
+  auto* verify = st->add_subcommand("verify", "re-read blocks from disk and check XXH3-128, decode and SHA-256");
+  verify->add_flag("--all", args->all, "every block in the store");
+  verify->add_option("id", args->id, "artifact id");
+  data_flag(verify);
+  verify->callback([args, exit_code] { *exit_code = VerifyCmd(*args); });
+}
+
+}  // namespace kvmart::cli

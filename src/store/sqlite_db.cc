@@ -1,0 +1,133 @@
+#include "store/sqlite_db.h"
+
+namespace kvmart::store::sqlite {
+
+bool IsBusy(const Status& s) {
+  return s.code() == Status::Code::kAborted && s.message().rfind(kBusyMessage, 0) == 0;
+}
+
+Status Db::Error(int rc, std::string_view what) const {
+  int primary = rc & 0xff;
+  std::string msg = std::string(what) + ": " + sqlite3_errstr(rc);
+  if (db_ != nullptr) msg += std::string(" (") + sqlite3_errmsg(db_.get()) + ")";
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return Status::Aborted(std::string(kBusyMessage) + ": " + msg);
+  if (primary == SQLITE_CONSTRAINT) return Status::FailedPrecondition("constraint violated: " + msg);
+  // A full disk (or a file size limit) is the caller's quota problem, not an I/O fault.
+  if (primary == SQLITE_FULL) return Status::ResourceExhausted("disk full: " + msg);
+  if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Status::Corruption(msg);
+  return Status::IOError(msg);
+}
+
+StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool synchronous_full, int busy_timeout_ms) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto db = std::make_unique<Db>();
+  db->db_.reset(raw);
+  if (rc != SQLITE_OK) return db->Error(rc, "open " + path);
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
+  sqlite3_extended_result_codes(raw, 1);
+  KVMART_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL"));
+  KVMART_RETURN_IF_ERROR(db->Exec(synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  KVMART_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
+  // Fewer, larger checkpoints: each one fsyncs, and a metered load dirties ~10
+  // pages, so the default (1000 pages) would checkpoint every ~100 loads.
+  KVMART_RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint=8000"));
+  return db;
+}
+
+Status Db::Exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err);
+  if (err != nullptr) sqlite3_free(err);
+  if (rc != SQLITE_OK) return Error(rc, std::string("exec ") + std::string(sql).substr(0, 60));
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Stmt>> Db::Prepare(const char* sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    if (rc != SQLITE_OK) return Error(rc, std::string("prepare ") + std::string(sql).substr(0, 60));
+    it = cache_.emplace(sql, std::unique_ptr<sqlite3_stmt, StmtDeleter>(s)).first;
+  }
+  return std::make_unique<Stmt>(this, it->second.get());
+}
+
+Stmt::~Stmt() {
+  sqlite3_reset(s_);
+  sqlite3_clear_bindings(s_);
+}
+
+Stmt& Stmt::Bind(int i, int64_t v) {
+  sqlite3_bind_int64(s_, i, v);
+  return *this;
+}
+Stmt& Stmt::Bind(int i, std::string_view v) {
+  sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::BindBlob(int i, const void* p, size_t n) {
+  sqlite3_bind_blob(s_, i, p, static_cast<int>(n), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::BindNull(int i) {
+  sqlite3_bind_null(s_, i);
+  return *this;
+}
+
+Status Stmt::Err(int rc) const { return db_->Error(rc, std::string("step ") + std::string(sqlite3_sql(s_)).substr(0, 60)); }
+
+StatusOr<bool> Stmt::Step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return Err(rc);
+}
+
+Status Stmt::Run() {
+  for (;;) {
+    KVMART_ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) return Status::Ok();
+  }
+}
+
+std::string Stmt::Text(int col) const {
+  const unsigned char* p = sqlite3_column_text(s_, col);
+  int n = sqlite3_column_bytes(s_, col);
+  return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+}
+
+std::string Stmt::Blob(int col) const {
+  const void* p = sqlite3_column_blob(s_, col);
+  int n = sqlite3_column_bytes(s_, col);
+  return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+}
+
+Status WriteTxn::Begin() {
+  KVMART_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  open_ = true;
+  return Status::Ok();
+}
+
+WriteTxn::~WriteTxn() {
+  if (open_) (void)db_->Exec("ROLLBACK");
+}
+
+Status WriteTxn::Commit() {
+  Status s = db_->Exec("COMMIT");
+  if (s.ok()) open_ = false;
+  return s;
+}
+
+Status ReadTxn::Begin() {
+  KVMART_RETURN_IF_ERROR(db_->Exec("BEGIN"));
+  open_ = true;
+  return Status::Ok();
+}
+
+ReadTxn::~ReadTxn() {
+  if (open_) (void)db_->Exec("COMMIT");
+}
+
+}  // namespace kvmart::store::sqlite

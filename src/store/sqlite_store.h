@@ -1,0 +1,23 @@
+// The embedded Store (store.h): SQLite catalog + disk tier + memory tier, for one
+// machine and one process (an advisory lock on <data_dir>/LOCK keeps a second
+// process out, which is what makes Open's cleanup of leftovers safe).
+//
+// Concurrency design:
+//  - Reads (Lookup, Stat, List, GetManifest, the block lists of Load) are served
+//    from an in-memory index of the catalog under a shared_mutex held only for
+//    hash probes and copies of small records; block I/O happens with no store
+//    lock held, and the memory tier has per-shard locks.
+//  - Writes (Put, Remove, Pin, SetTtl, quotas, Gc) are serialised by one writer
+//    mutex: durable work (files, SQLite commit) first, then a brief exclusive
+//    index update. A reader sees an artifact only after its commit.
+#pragma once
+
+#include <memory>
+
+#include "store/store.h"
+
+namespace kvmart::store {
+
+StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const StoreOptions& options);
+
+}  // namespace kvmart::store
