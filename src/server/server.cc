@@ -29,6 +29,7 @@ void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, co
     } catch (const std::exception& e) {
       SendError(res, 500, "server_error", std::string("internal error: ") + e.what());
     }
+    if (res.status == -1) res.status = 200;  // httplib's default, applied after the handler
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ctx.metrics.Request(route, res.status, secs);
     ctx.log.Write("info", "request",
@@ -103,6 +104,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
   auto impl = std::make_unique<Impl>();
   impl->ctx = std::make_unique<Context>(options, std::move(parts));
   Context& ctx = *impl->ctx;
+  ctx.log.set_enabled(options.log_requests);
   if (!options.tls_cert.empty() || !options.tls_key.empty()) {
     if (options.tls_cert.empty() || options.tls_key.empty()) {
       return Status::InvalidArgument("TLS needs both --tls-cert and --tls-key");

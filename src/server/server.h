@@ -39,6 +39,7 @@ struct ServerOptions {
   bool export_enabled = false;
   int64_t export_micros_per_gb = 0;  // egress tariff, see docs/API.md
   std::string tls_cert, tls_key;     // both set: HTTPS
+  bool log_requests = true;          // one JSON line per request on stderr
 };
 
 // What the server runs on. It takes ownership.

@@ -1,0 +1,214 @@
+// Bad input over HTTP: every failure is a JSON error with the right status, and
+// an unauthenticated or unentitled caller learns nothing about what is held.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "engine/artifact_io.h"
+#include "model/synth.h"
+#include "test_server.h"
+
+namespace kvmart::testing {
+namespace {
+
+const std::string kUnknown = "kv1-" + std::string(64, 'a');
+
+void ExpectError(const Reply& r, int status, const std::string& type) {
+  EXPECT_EQ(r.status, status) << r.text;
+  ASSERT_TRUE(r.body.is_object()) << r.text;
+  EXPECT_EQ(r.body["error"]["type"], type) << r.text;
+  EXPECT_TRUE(r.body["error"]["message"].is_string());
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  return s;
+}
+
+class ServerBadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server::ServerOptions o;
+    o.max_body_bytes = 64 << 10;
+    srv_ = std::make_unique<TestServer>(Models(), o);
+    pub_ = srv_->NewAccount("publisher", "publish");
+    buyer_ = srv_->NewAccount("buyer", "buy", "1");
+    Reply r = srv_->Post("/v1/artifacts", {{"text", "Some document text for the tests."}}, pub_.key);
+    EXPECT_EQ(r.status, 201) << r.text;
+    id_ = r.body.value("artifact_id", std::string());
+  }
+  json Ask(const std::string& id) {
+    return {{"messages", {{{"role", "user"}, {"content", "q"}}}}, {"max_tokens", 2}, {"temperature", 0},
+            {"kv", {{"artifact", id}}}};
+  }
+  std::unique_ptr<TestServer> srv_;
+  TestServer::Account pub_, buyer_;
+  std::string id_;
+};
+
+TEST_F(ServerBadInput, MalformedAndMistypedRequests) {
+  ExpectError(srv_->Call("POST", "/v1/chat/completions", "{not json", buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Call("POST", "/v1/chat/completions", "[1,2]", buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", "hi"}}, buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", json::object(), buyer_.key), 400, "invalid_request_error");
+  const json msgs = {{{"role", "user"}, {"content", "x"}}};
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"max_tokens", "ten"}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"max_tokens", -1}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"temperature", 7}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"stop", {1, 2}}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"n", 3}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}, buyer_.key),
+              400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"kv", {{"artifact", "kv1-zz"}}}}, buyer_.key),
+              400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"kv", 5}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/completions", {{"prompt", {1, -5}}}, buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/completions", {{"prompt", {999999999}}}, buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", 5}}, pub_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", "a"}, {"tokens", {1}}}, pub_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", "a"}, {"price", {{"per_load", "1.2.3"}}}}, pub_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"kind", "forever"}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Get("/v1/nothing-here"), 404, "not_found_error");
+  // Over the body limit: refused before the body is read.
+  ExpectError(srv_->Call("POST", "/v1/chat/completions", std::string(100 << 10, ' '), buyer_.key), 413,
+              "invalid_request_error");
+}
+
+TEST_F(ServerBadInput, UnauthenticatedAndUnentitledLearnNothing) {
+  // No key / bad key: 401, the same body whether or not the artifact exists.
+  for (const std::string& key : {std::string(), std::string("kvm_") + std::string(64, '0'), std::string("junk")}) {
+    Reply known = srv_->Post("/v1/chat/completions", Ask(id_), key);
+    Reply unknown = srv_->Post("/v1/chat/completions", Ask(kUnknown), key);
+    ExpectError(known, 401, "authentication_error");
+    EXPECT_EQ(known.text, unknown.text);
+  }
+  // Authenticated but not entitled: 403, the same body (modulo the id the
+  // caller sent) for a held artifact and an unknown one.
+  Reply known = srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key);
+  Reply unknown = srv_->Post("/v1/chat/completions", Ask(kUnknown), buyer_.key);
+  ExpectError(known, 403, "permission_error");
+  EXPECT_EQ(Replace(known.text, id_, "ID"), Replace(unknown.text, kUnknown, "ID"));
+  // Buying an unknown artifact is a plain 404 (the catalog is public).
+  ExpectError(srv_->Post("/v1/artifacts/" + kUnknown + "/purchase", json::object(), buyer_.key), 404,
+              "not_found_error");
+  // Publishing needs the publish scope; admin routes need admin.
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", "x"}}, buyer_.key), 403, "permission_error");
+  ExpectError(srv_->Post("/v1/accounts", {{"name", "x"}}, buyer_.key), 403, "permission_error");
+}
+
+TEST_F(ServerBadInput, ExhaustedEntitlementRevokedKeyAndNoFunds) {
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"quantity", 1}}, buyer_.key).status, 201);
+  EXPECT_EQ(srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key).status, 200);
+  Reply exhausted = srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key);
+  Reply never = srv_->Post("/v1/chat/completions", Ask(kUnknown), buyer_.key);
+  ExpectError(exhausted, 403, "permission_error");
+  EXPECT_EQ(Replace(exhausted.text, id_, "ID"), Replace(never.text, kUnknown, "ID"));
+
+  // A buyer without money: the metered load cannot be charged → 402.
+  auto poor = srv_->NewAccount("poor", "buy");
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"quantity", 1}}, poor.key).status, 201);
+  ExpectError(srv_->Post("/v1/chat/completions", Ask(id_), poor.key), 402, "insufficient_funds");
+
+  // Revocation takes effect on the next call.
+  Reply rv = srv_->Call("DELETE", "/v1/keys/" + std::to_string(buyer_.key_id), "", srv_->admin_key());
+  ASSERT_EQ(rv.status, 200) << rv.text;
+  ExpectError(srv_->Get("/v1/accounts/me", buyer_.key), 401, "authentication_error");
+  ExpectError(srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key), 401, "authentication_error");
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+TEST_F(ServerBadInput, ArtifactOfAnotherModelIsRefusedAndRefunded) {
+  // A checkpoint with other weights (seed 2): its artifacts have another profile.
+  TempDir tmp;
+  SynthOptions so;
+  so.shape = "tiny";
+  so.seed = 2;
+  so.out_dir = tmp.Sub("other");
+  so.tokenizer_dir = KVMART_DATA_DIR;
+  ASSERT_TRUE(WriteSyntheticCheckpoint(so).ok());
+  auto model = std::shared_ptr<const Model>(Model::Load(so.out_dir).value());
+  auto engine = Engine::Create(model, {}).value();
+  auto session = engine->NewSession();
+  auto key = artifact::SigningKey::Generate().value();
+  std::vector<int32_t> tokens = {5, 6, 7, 8, 9, 10};
+  auto art = BuildArtifact(*session, tokens, {}, key).value();
+  ASSERT_TRUE(srv_->server().store().Put(art).ok());
+  const std::string other = art.manifest.artifact_id;
+  // The publisher lists it through the market directly (the API would prefill
+  // on this server's model instead).
+  market::PriceSpec spec;
+  spec.artifact_id = other;
+  spec.tokens = 6;
+  spec.per_load_micros = 100;
+  ASSERT_TRUE(srv_->server().market().SetPrice(pub_.key, "list-other", spec).ok());
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + other + "/purchase", {{"quantity", 1}}, buyer_.key).status, 201);
+  const int64_t before = srv_->BalanceMicros(buyer_.key);
+  Reply r = srv_->Post("/v1/chat/completions", Ask(other), buyer_.key);
+  ExpectError(r, 400, "invalid_request_error");
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("another model"), std::string::npos);
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before);  // refunded
+  Reply e = srv_->Get("/v1/entitlements", buyer_.key);
+  EXPECT_EQ(e.body["data"][0]["loads_remaining"], 1);   // and the load given back
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+// Opens a raw connection, sends a streaming request, reads a little, closes.
+void StartAndAbandonStream(int port, const std::string& key, const json& body) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string b = body.dump();
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+                          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(b.size()) +
+                          "\r\n\r\n" + b;
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  // Read until a few generated tokens have arrived, then vanish.
+  std::string got;
+  char buf[512];
+  size_t events = 0;
+  while (events < 4) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+    events = 0;
+    for (size_t p = got.find("data: "); p != std::string::npos; p = got.find("data: ", p + 1)) ++events;
+  }
+  close(fd);
+}
+
+TEST_F(ServerBadInput, ClientDisconnectFreesTheSession) {
+  json body = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}}}},
+               {"max_tokens", 4000}, {"temperature", 0}, {"stream", true}};
+  StartAndAbandonStream(srv_->port(), buyer_.key, body);
+  bool freed = false;
+  for (int i = 0; i < 300 && !freed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::string m = srv_->Get("/metrics").text;
+    freed = m.find("kvmart_active_sessions 0") != std::string::npos &&
+            m.find("kvmart_client_disconnects_total 1") != std::string::npos;
+  }
+  EXPECT_TRUE(freed) << srv_->Get("/metrics").text;
+  // The generation stopped early: far fewer than 4000 tokens were produced.
+  const std::string m = srv_->Get("/metrics").text;
+  const size_t p = m.find("\nkvmart_tokens_generated_total ");
+  ASSERT_NE(p, std::string::npos);
+  EXPECT_LT(std::stoll(m.substr(p + 31)), 4000);
+}
+
+}  // namespace
+}  // namespace kvmart::testing
