@@ -209,6 +209,11 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
   }
   plan.reused = reused;
   ctx.metrics.kv_loads.fetch_add(1);
+  if (quote) {
+    // What this request saved: the prefill it did not run, less what the load cost.
+    const int64_t saved = quote->fresh_prefill_cost.micros() - plan.kv_usage["price"]["micros"].get<int64_t>();
+    plan.kv_usage["cost_saved"] = MoneyJson(market::Money(saved, quote->fresh_prefill_cost.currency()));
+  }
   plan.kv_usage["tokens_reused"] = reused;
   plan.kv_usage["tokens_prefilled"] = plan.prompt.size() - reused;
   return plan;

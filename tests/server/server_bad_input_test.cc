@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include "engine/artifact_io.h"
 #include "model/synth.h"
 #include "test_server.h"
@@ -161,6 +163,71 @@ TEST_F(ServerBadInput, ArtifactOfAnotherModelIsRefusedAndRefunded) {
   Reply e = srv_->Get("/v1/entitlements", buyer_.key);
   EXPECT_EQ(e.body["data"][0]["loads_remaining"], 1);   // and the load given back
   EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+// A store whose block loads fail their integrity check after the first block
+// while `broken` is set (as a flipped bit on disk would).
+class DamagedStore final : public store::Store {
+ public:
+  DamagedStore(std::unique_ptr<store::Store> inner, std::atomic<bool>* broken) : in_(std::move(inner)), broken_(broken) {}
+  Status Put(const artifact::Artifact& a) override { return in_->Put(a); }
+  Status PutFile(const std::string& p) override { return in_->PutFile(p); }
+  store::PrefixMatch Lookup(const Digest256& d, std::span<const uint32_t> t) override { return in_->Lookup(d, t); }
+  StatusOr<artifact::Manifest> GetManifest(const std::string& id) override { return in_->GetManifest(id); }
+  StatusOr<store::ArtifactInfo> Stat(const std::string& id) override { return in_->Stat(id); }
+  std::vector<store::ArtifactInfo> List() override { return in_->List(); }
+  Status Load(const std::string& id, const store::LoadOptions& o, const BlockConsumer& consume) override {
+    return in_->Load(id, o, [&](const store::LoadedBlock& b) -> Status {
+      if (*broken_ && b.index > 0) return Status::Corruption("block " + std::to_string(b.index) + ": XXH3 mismatch");
+      return consume(b);
+    });
+  }
+  Status LoadPrefix(const store::PrefixMatch& m, const BlockConsumer& c) override { return in_->LoadPrefix(m, c); }
+  StatusOr<artifact::Artifact> Export(const std::string& id) override { return in_->Export(id); }
+  Status Pin(const std::string& id, bool p) override { return in_->Pin(id, p); }
+  Status SetTtl(const std::string& id, std::optional<std::chrono::seconds> t) override { return in_->SetTtl(id, t); }
+  Status Remove(const std::string& id) override { return in_->Remove(id); }
+  Status SetPublisherQuota(const std::string& p, uint64_t b) override { return in_->SetPublisherQuota(p, b); }
+  StatusOr<store::GcReport> Gc() override { return in_->Gc(); }
+  StatusOr<store::VerifyReport> Verify(const std::string& id) override { return in_->Verify(id); }
+  store::StoreMetrics Metrics() const override { return in_->Metrics(); }
+  void DropMemoryTier() override { in_->DropMemoryTier(); }
+
+ private:
+  std::unique_ptr<store::Store> in_;
+  std::atomic<bool>* broken_;
+};
+
+TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
+  std::atomic<bool> broken{false};
+  server::ServerOptions o;
+  TestServer srv(Models(), o, [&](std::unique_ptr<store::Store> s) {
+    return std::make_unique<DamagedStore>(std::move(s), &broken);
+  });
+  auto pub = srv.NewAccount("publisher", "publish");
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  // Two blocks (block size 256), so the damage hits after a partial import.
+  std::vector<int> doc(300);
+  for (int i = 0; i < 300; ++i) doc[i] = 1000 + i;
+  Reply p = srv.Post("/v1/artifacts", {{"tokens", doc}, {"price", {{"per_load", "0.01"}}}}, pub.key);
+  ASSERT_EQ(p.status, 201) << p.text;
+  const std::string id = p.body["artifact_id"];
+  ASSERT_EQ(p.body["blocks"], 2);
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 2}}, buyer.key).status, 201);
+  json ask = {{"prompt", {7, 8, 9}}, {"max_tokens", 5}, {"temperature", 0}, {"kvmart_debug", true},
+              {"kv", {{"artifact", id}}}};
+  Reply good = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(good.status, 200) << good.text;
+  const int64_t before = srv.BalanceMicros(buyer.key);
+  broken = true;
+  Reply bad = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(bad.status, 200) << bad.text;
+  EXPECT_EQ(bad.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_TRUE(bad.body["kv_usage"]["error"].is_string());
+  EXPECT_TRUE(bad.body["kv_usage"].contains("refund_receipt"));
+  EXPECT_EQ(bad.body["kvmart_debug"]["logits_sha256"], good.body["kvmart_debug"]["logits_sha256"]);
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // charged, then refunded
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
 // Opens a raw connection, sends a streaming request, reads a little, closes.

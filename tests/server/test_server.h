@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -38,7 +39,8 @@ inline SyntheticModels& Models() {
 
 class TestServer {
  public:
-  explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}) {
+  using StoreWrapper = std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)>;
+  explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.log_requests = std::getenv("KVMART_TEST_LOG") != nullptr;
@@ -63,6 +65,7 @@ class TestServer {
 #else
     parts.store = std::make_unique<server::MemoryStore>();
 #endif
+    if (wrap) parts.store = wrap(std::move(parts.store));
     parts.db = server::ServerDb::Open(tmp_.Sub("server.db")).value();
     parts.signing_key = std::make_unique<artifact::SigningKey>(artifact::SigningKey::Generate().value());
     server_ = server::Server::Create(options, std::move(parts)).value();
