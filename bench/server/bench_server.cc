@@ -83,6 +83,7 @@ std::vector<int32_t> DocumentTokens(const tokenizer::Tokenizer& tok, size_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress is visible when piped to a file
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
