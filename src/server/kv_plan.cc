@@ -182,10 +182,11 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
     }
     plan.prompt = std::move(prompt).value();
   }
-  if (plan.prompt.size() > ctx.parts.engine->max_context()) {
+  if (plan.prompt.size() >= ctx.parts.engine->max_context()) {
     refund("prompt too long");
     return Status::InvalidArgument("prompt of " + std::to_string(plan.prompt.size()) +
-                                   " tokens exceeds the context of " + std::to_string(ctx.parts.engine->max_context()));
+                                   " tokens leaves no room in the context of " +
+                                   std::to_string(ctx.parts.engine->max_context()) + " (the load was refunded)");
   }
   const size_t reused = manifest->tokens.size();
   if (!quote) {

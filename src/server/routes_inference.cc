@@ -140,7 +140,17 @@ struct Job {
   ConnectionWatch watch;
   std::string id;
   int64_t created;
+  std::string api_key;
 };
+
+// A load was charged but the answer failed: give the money and the load back.
+void RefundIfCharged(Context& ctx, const Job& job) {
+  const json& ku = job.plan.kv_usage;
+  if (ku.is_null() || !ku.contains("load") || ku.contains("refund_receipt") || job.plan.reused == 0) return;
+  auto r = ctx.parts.market->FailLoad(job.api_key, "refund-" + job.id, ku["load"].get<int64_t>());
+  if (r.ok()) KeepReceipt(ctx, *r, "refund");
+  ctx.metrics.kv_load_failures.fetch_add(1);
+}
 
 void Account(Context& ctx, const Job& job, const GenerateResult& g) {
   ctx.metrics.tokens_prefilled.fetch_add(g.prefilled);
@@ -186,6 +196,7 @@ bool RunStream(const std::shared_ptr<Job>& job, httplib::DataSink& sink) {
                     [&](const std::string& t) { return SendEvent(sink, Chunk(*job, DeltaChoice(*job, t, nullptr))); },
                     [&] { return job->watch.PeerClosed(); });
   if (!g.ok()) {
+    RefundIfCharged(ctx, *job);
     const HttpStatus h = HttpStatusFor(g.status());
     SendEvent(sink, {{"error", {{"type", h.type}, {"message", g.status().message()}, {"code", h.code}}}});
   } else {
@@ -221,7 +232,7 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
 
   auto job = std::make_shared<Job>(Job{&ctx, std::move(parsed).value(), {}, nullptr, {}, ConnectionWatch(hreq),
                                        (chat ? "chatcmpl-" : "cmpl-") + RandomHex(12),
-                                       static_cast<int64_t>(std::time(nullptr))});
+                                       static_cast<int64_t>(std::time(nullptr)), ApiKey(hreq)});
   auto slot = ctx.admission.Acquire([job] { return job->watch.PeerClosed(); });
   if (!slot.ok()) {
     if (slot.status().code() == Status::Code::kResourceExhausted) {
@@ -254,7 +265,10 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
                                       job->plan.prompt.size() - job->plan.reused);
   auto g = Generate(*job->session, *ctx.parts.tokenizer, rest, job->req.gen, nullptr,
                     [&] { return job->watch.PeerClosed(); });
-  if (!g.ok()) return SendStatus(res, g.status());
+  if (!g.ok()) {
+    RefundIfCharged(ctx, *job);
+    return SendStatus(res, g.status());
+  }
   Account(ctx, *job, *g);
   if (g->cancelled) return SendError(res, 499, "client_closed_request", "client closed the connection");
   json choice = chat ? json{{"index", 0},
