@@ -230,38 +230,10 @@ TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
   EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
-// Opens a raw connection, sends a streaming request, reads a little, closes.
-void StartAndAbandonStream(int port, const std::string& key, const json& body) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string b = body.dump();
-  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
-                          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(b.size()) +
-                          "\r\n\r\n" + b;
-  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  // Read until a few generated tokens have arrived, then vanish.
-  std::string got;
-  char buf[512];
-  size_t events = 0;
-  while (events < 4) {
-    const ssize_t n = read(fd, buf, sizeof buf);
-    ASSERT_GT(n, 0);
-    got.append(buf, static_cast<size_t>(n));
-    events = 0;
-    for (size_t p = got.find("data: "); p != std::string::npos; p = got.find("data: ", p + 1)) ++events;
-  }
-  close(fd);
-}
-
 TEST_F(ServerBadInput, ClientDisconnectFreesTheSession) {
   json body = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}}}},
                {"max_tokens", 4000}, {"temperature", 0}, {"stream", true}};
-  StartAndAbandonStream(srv_->port(), buyer_.key, body);
+  close(OpenStreamingRequest(srv_->port(), buyer_.key, body));
   bool freed = false;
   for (int i = 0; i < 300 && !freed; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

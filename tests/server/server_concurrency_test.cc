@@ -89,22 +89,15 @@ TEST(ServerConcurrency, FullQueueAnswers429WithRetryAfter) {
   o.max_queue = 0;
   TestServer srv(Models(), o);
   auto buyer = srv.NewAccount("buyer", "buy");
-  // One long generation holds the only session...
-  std::thread long_one([&] {
-    srv.Post("/v1/chat/completions",
-             {{"messages", {{{"role", "user"}, {"content", "go"}}}}, {"max_tokens", 600}, {"temperature", 0}},
-             buyer.key);
-  });
-  bool busy = false;
-  for (int i = 0; i < 200 && !busy; ++i) {
-    busy = srv.Get("/metrics").text.find("kvmart_active_sessions 1") != std::string::npos;
-    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_TRUE(busy);
+  // One long streamed generation holds the only session...
+  const int fd = OpenStreamingRequest(
+      srv.port(), buyer.key,
+      {{"messages", {{{"role", "user"}, {"content", "go"}}}}, {"max_tokens", 4000}, {"temperature", 0},
+       {"stream", true}});
   // ...so the next one is refused at once.
   Reply r = srv.Post("/v1/chat/completions",
                      {{"messages", {{{"role", "user"}, {"content", "me too"}}}}, {"max_tokens", 2}}, buyer.key);
-  long_one.join();
+  close(fd);  // and the abandoned stream frees the session
   EXPECT_EQ(r.status, 429) << r.text;
   EXPECT_EQ(r.body["error"]["type"], "rate_limit_error");
   bool has_retry = false;

@@ -3,8 +3,12 @@
 // a small JSON client for the tests.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <functional>
 #include <memory>
@@ -136,5 +140,32 @@ class TestServer {
   std::unique_ptr<server::Server> server_;
   std::thread thread_;
 };
+
+// Sends a streamed chat completion on a raw connection and returns its socket
+// once a few events have arrived (tokens are flowing); close it to vanish.
+inline int OpenStreamingRequest(int port, const std::string& key, const json& body) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string b = body.dump();
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+                          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(b.size()) +
+                          "\r\n\r\n" + b;
+  EXPECT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string got;
+  char buf[512];
+  for (size_t events = 0; events < 4;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+    events = 0;
+    for (size_t p = got.find("data: "); p != std::string::npos; p = got.find("data: ", p + 1)) ++events;
+  }
+  return fd;
+}
 
 }  // namespace kvmart::testing
