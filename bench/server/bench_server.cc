@@ -96,16 +96,17 @@ int main(int argc, char** argv) {
     else if (k == "--clients") a.clients = std::stoul(val());
     else if (k == "--hit-requests") a.hit_requests = std::stoul(val());
     else if (k == "--kernels") a.kernels = val();
+    else if (k == "--reps") a.ttft_reps = std::stoul(val());
     else {
       std::fprintf(stderr,
                    "usage: kvmart-bench-server [--quick] [--shape S | --model DIR] [--doc-tokens N] [--threads N]\n"
-                   "                           [--clients N] [--hit-requests N] [--kernels portable|avx2|auto]\n");
+                   "                           [--clients N] [--hit-requests N] [--reps N] [--kernels portable|avx2|auto]\n");
       return 2;
     }
   }
   if (a.quick) {
     if (a.model_dir.empty() && a.shape == "qwen3-0.6b") a.shape = "small";
-    a.ttft_reps = 2;
+    a.ttft_reps = std::min<size_t>(a.ttft_reps, 2);
     a.hit_requests = 32;
     a.probe_reps = 100;
   }
