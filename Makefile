@@ -19,7 +19,7 @@ build: configure
 
 # The main job on the embedded default.
 run: setup build
-	$(BUILD)/kvmart demo
+	bash scripts/run_demo.sh
 
 test: setup build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900

@@ -17,6 +17,7 @@ void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen inspec
 void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
 void RegisterPublishCommands(CLI::App& app, int* exit_code);    // publish verify ask
 void RegisterStoreCommands(CLI::App& app, int* exit_code);      // store put|ls|stat|pin|gc|verify
+void RegisterServerCommands(CLI::App& app, int* exit_code);     // serve
 
 // Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
 // set, else `data/` next to the executable, else the build's data folder.

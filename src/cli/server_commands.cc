@@ -1,0 +1,231 @@
+// `kvmart serve`: the prefill-CDN server on the embedded default (SQLite
+// market, disk + memory store under --data), until SIGTERM/SIGINT.
+//
+// Data directory layout (shared with `kvmart market ... --data DIR`):
+//   DIR/market.db, DIR/provider.key   the market and its receipt-signing key
+//   DIR/admin.key                     the bootstrap admin API key (mode 0600)
+//   DIR/artifact.key                  signs manifests of artifacts built here
+//   DIR/server.db                     receipts handed out, publish sources
+//   DIR/store/                        the artifact store
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "market/sqlite_market.h"
+#include "server/memory_store.h"
+#include "server/server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvmart::cli {
+namespace {
+
+namespace fs = std::filesystem;
+namespace mk = kvmart::market;
+
+struct ServeArgs {
+  EngineFlags engine;
+  std::string data, listen = "127.0.0.1:8080", store = "auto", port_file, model_id = "kvmart";
+  std::string tls_cert, tls_key, export_price_per_gb;
+  size_t max_sessions = 4, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
+  bool enable_export = false, quiet = false;
+};
+
+std::string DefaultDataDirForServer() {
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr && *home ? home : ".") + "/.local/share/kvmart";
+}
+
+Status WriteSecretFile(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return Status::IOError(path + ": cannot create");
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return Status::IOError(path + ": short write");
+  return Status::Ok();
+}
+
+StatusOr<mk::ProviderKey> ProviderKeyIn(const std::string& dir) {
+  const std::string path = dir + "/provider.key";
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    std::ifstream in(path);
+    std::string hex;
+    in >> hex;
+    return mk::ProviderKey::FromSecretHex(hex);
+  }
+  mk::ProviderKey k = mk::ProviderKey::Generate();
+  KVMART_RETURN_IF_ERROR(WriteSecretFile(path, k.SecretHex() + "\n"));
+  return k;
+}
+
+StatusOr<artifact::SigningKey> ArtifactKeyIn(const std::string& dir) {
+  const std::string path = dir + "/artifact.key";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    KVMART_ASSIGN_OR_RETURN(auto key, artifact::SigningKey::Generate());
+    KVMART_RETURN_IF_ERROR(key.SaveFile(path));
+  }
+  return artifact::SigningKey::LoadFile(path);
+}
+
+StatusOr<std::pair<std::string, int>> ParseListen(const std::string& s) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return Status::InvalidArgument("--listen must be HOST:PORT");
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  char* end = nullptr;
+  const long port = std::strtol(s.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || port < 0 || port > 65535 || host.empty()) {
+    return Status::InvalidArgument("--listen must be HOST:PORT");
+  }
+  return std::make_pair(host, static_cast<int>(port));
+}
+
+int RunServe(const ServeArgs& a) {
+  // Signals are taken by one watcher thread (sigwait), so they must be blocked
+  // before any other thread (engine pool, HTTP pool) exists.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a vanished client must be an error return, not death
+
+  auto listen = ParseListen(a.listen);
+  if (!listen.ok()) return Fail(listen.status());
+  const std::string data = a.data.empty() ? DefaultDataDirForServer() : a.data;
+  std::error_code ec;
+  fs::create_directories(data, ec);
+  if (ec) return Fail(Status::IOError("mkdir " + data + ": " + ec.message()));
+
+  server::ServerParts parts;
+  auto model = LoadModel(a.engine.model_dir);
+  if (!model.ok()) return Fail(model.status());
+  auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads);
+  if (!engine.ok()) return Fail(engine.status());
+  parts.engine = std::move(engine).value();
+  auto tok = tokenizer::Tokenizer::Load((fs::path(a.engine.model_dir) / "tokenizer.json").string());
+  if (!tok.ok()) return Fail(tok.status());
+  parts.tokenizer = std::move(tok).value();
+
+  auto pkey = ProviderKeyIn(data);
+  if (!pkey.ok()) return Fail(pkey.status());
+  mk::SqliteMarketOptions mo;
+  mo.provider_key = *pkey;
+  auto market = mk::SqliteMarket::Open(data + "/market.db", mo);
+  if (!market.ok()) return Fail(market.status());
+  auto boot = (*market)->Initialize(mk::Currency());
+  if (boot.ok()) {
+    if (Status s = WriteSecretFile(data + "/admin.key", boot->admin_key + "\n"); !s.ok()) return Fail(s);
+    std::cerr << "initialized the market; admin API key written to " << data << "/admin.key\n";
+  } else if (boot.status().code() != Status::Code::kAlreadyExists) {
+    return Fail(boot.status());
+  }
+  parts.market = std::move(market).value();
+
+  std::string store_kind = a.store;
+#ifdef KVMART_HAVE_STORE
+  if (store_kind == "auto") store_kind = "disk";
+  if (store_kind == "disk") {
+    store::StoreOptions so;
+    so.data_dir = data + "/store";
+    auto st = store::Store::Open(so);
+    if (!st.ok()) return Fail(st.status());
+    parts.store = std::move(st).value();
+  }
+#else
+  if (store_kind == "auto") store_kind = "memory";
+  if (store_kind == "disk") return Fail(Status::Unimplemented("this build has no disk store; use --store memory"));
+#endif
+  if (store_kind == "memory") {
+    parts.store = std::make_unique<server::MemoryStore>();
+  } else if (!parts.store) {
+    return Fail(Status::InvalidArgument("--store must be disk or memory"));
+  }
+  auto db = server::ServerDb::Open(data + "/server.db");
+  if (!db.ok()) return Fail(db.status());
+  parts.db = std::move(db).value();
+  auto akey = ArtifactKeyIn(data);
+  if (!akey.ok()) return Fail(akey.status());
+  parts.signing_key = std::make_unique<artifact::SigningKey>(std::move(akey).value());
+
+  server::ServerOptions o;
+  o.host = listen->first;
+  o.port = listen->second;
+  o.max_sessions = a.max_sessions;
+  o.max_queue = a.max_queue;
+  o.max_body_bytes = a.max_body_bytes;
+  o.prefill_chunk = a.prefill_chunk;
+  o.model_id = a.model_id;
+  o.tls_cert = a.tls_cert;
+  o.tls_key = a.tls_key;
+  o.export_enabled = a.enable_export;
+  if (!a.export_price_per_gb.empty()) {
+    auto m = mk::Money::Parse(a.export_price_per_gb, mk::Currency());
+    if (!m.ok()) return Fail(m.status());
+    o.export_micros_per_gb = m->micros();
+  }
+  auto srv = server::Server::Create(o, std::move(parts));
+  if (!srv.ok()) return Fail(srv.status());
+  if (Status s = (*srv)->Bind(); !s.ok()) return Fail(s);
+  if (!a.port_file.empty()) {
+    std::ofstream pf(a.port_file + ".tmp");
+    pf << (*srv)->port() << "\n";
+    pf.close();
+    fs::rename(a.port_file + ".tmp", a.port_file, ec);
+  }
+  std::cerr << "kvmart serve: listening on " << (a.tls_cert.empty() ? "http://" : "https://") << o.host << ":"
+            << (*srv)->port() << " (model " << a.engine.model_dir << ", data " << data << ", store " << store_kind
+            << ")\n";
+
+  std::atomic<bool> done{false};
+  server::Server* raw = srv->get();
+  std::thread watcher([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (!done) std::cerr << "kvmart serve: signal " << sig << ", finishing in-flight requests\n";
+    raw->Stop();
+  });
+  Status run = (*srv)->Run();
+  done = true;
+  kill(getpid(), SIGTERM);  // wakes the watcher if no signal came (it is blocked everywhere)
+  watcher.join();
+  srv->reset();  // closes the market and store: everything flushed before exit 0
+  if (!run.ok()) return Fail(run);
+  std::cerr << "kvmart serve: stopped\n";
+  return 0;
+}
+
+}  // namespace
+
+void RegisterServerCommands(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* c = app.add_subcommand("serve", "run the prefill-CDN HTTP server (OpenAI-compatible + kvmart API)");
+  a->engine.Add(c);
+  c->add_option("--data", a->data, "data directory (default ~/.local/share/kvmart)");
+  c->add_option("--listen", a->listen, "HOST:PORT to listen on (port 0 = any free port)");
+  c->add_option("--max-sessions", a->max_sessions, "requests using the engine at once");
+  c->add_option("--max-queue", a->max_queue, "requests waiting for the engine before 429");
+  c->add_option("--max-body-bytes", a->max_body_bytes, "largest request body (413 beyond)");
+  c->add_option("--prefill-chunk", a->prefill_chunk, "prefill chunk (interleaving/cancellation granularity)");
+  c->add_option("--store", a->store, "disk | memory (default disk)");
+  c->add_option("--model-id", a->model_id, "model name reported by /v1/models");
+  c->add_option("--port-file", a->port_file, "write the bound port to this file");
+  c->add_option("--tls-cert", a->tls_cert, "PEM certificate (with --tls-key: serve HTTPS)");
+  c->add_option("--tls-key", a->tls_key, "PEM private key");
+  c->add_flag("--enable-export", a->enable_export, "allow entitled buyers to download .kva files");
+  c->add_option("--export-price-per-gb", a->export_price_per_gb, "egress tariff in currency units per GB");
+  c->callback([a, exit_code] { *exit_code = RunServe(*a); });
+}
+
+}  // namespace kvmart::cli

@@ -1,0 +1,48 @@
+// Internal: the state every route handler shares (one per Server).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <httplib.h>
+
+#include "server/admission.h"
+#include "server/http_util.h"
+#include "server/json_log.h"
+#include "server/metrics.h"
+#include "server/server.h"
+
+namespace kvmart::server {
+
+struct Context {
+  ServerOptions options;
+  ServerParts parts;
+  Metrics metrics;
+  Admission admission;
+  JsonLog log;
+  artifact::Profile profile;  // this engine's artifact profile
+  Digest256 profile_digest{};
+  std::string profile_digest_hex;
+  std::vector<int32_t> eos_ids;  // <|im_end|>, <|endoftext|>
+
+  Context(const ServerOptions& o, ServerParts p);
+};
+
+using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
+// Registers `handler` for METHOD pattern, wrapped with timing, metrics (labelled
+// by `route`, never the raw path), a JSON access log line and an exception guard.
+void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, const std::string& pattern,
+              const std::string& route, Handler handler);
+
+// Route groups (one file each).
+void AddMarketRoutes(httplib::Server& http, Context& ctx);     // accounts, keys, entitlements, receipts
+void AddArtifactRoutes(httplib::Server& http, Context& ctx);   // publish, list, manifest, quote, purchase, export
+void AddInferenceRoutes(httplib::Server& http, Context& ctx);  // /v1/chat/completions, /v1/completions, /v1/models
+
+// Authenticates the request's API key with the market: (account, scopes).
+StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, const httplib::Request& req);
+// Keeps a copy of a receipt for GET /v1/receipts/{id} and counts the posting.
+void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string& kind);
+
+}  // namespace kvmart::server

@@ -1,0 +1,223 @@
+#include "server/kv_plan.h"
+
+#include "engine/artifact_io.h"
+
+namespace kvmart::server {
+namespace {
+
+namespace mk = kvmart::market;
+
+bool StartsWith(const std::vector<int32_t>& a, const std::vector<uint32_t>& prefix) {
+  if (prefix.size() > a.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (static_cast<uint32_t>(a[i]) != prefix[i]) return false;
+  }
+  return true;
+}
+
+std::vector<int32_t> Concat(const std::vector<uint32_t>& p, const std::vector<int32_t>& rest) {
+  std::vector<int32_t> out(p.begin(), p.end());
+  out.insert(out.end(), rest.begin(), rest.end());
+  return out;
+}
+
+// The prompt of a request that continues artifact `m`: the request may repeat
+// the artifact's content (then it must tokenize to a sequence starting with
+// it), or give only what follows, joined per the prefix contract.
+StatusOr<std::vector<int32_t>> ContinuationPrompt(Context& ctx, const PromptSpec& spec,
+                                                  const std::string& artifact_id,
+                                                  const std::vector<uint32_t>& prefix) {
+  KVMART_ASSIGN_OR_RETURN(std::vector<int32_t> whole, PromptTokens(ctx, spec));
+  if (whole.size() > prefix.size() && StartsWith(whole, prefix)) return whole;
+  if (!spec.chat) return Concat(prefix, whole);
+  auto src = ctx.parts.db->GetPublishSource(artifact_id);
+  if (src && src->kind == "chat") {
+    KVMART_ASSIGN_OR_RETURN(auto prefix_msgs, tokenizer::ChatMessagesFromJson(src->messages_json));
+    auto cont = tokenizer::ContinueChat(*ctx.parts.tokenizer, prefix_msgs, spec.messages, spec.chat_options);
+    if (!cont.ok()) {
+      return Status::InvalidArgument("these messages cannot follow the artifact's chat turns: " +
+                                     cont.status().message());
+    }
+    return Concat(prefix, *cont);
+  }
+  // A text or token artifact: the chat is rendered on its own and appended
+  // (token concatenation; the joint falls before <|im_start|>).
+  return Concat(prefix, whole);
+}
+
+Status ImportFromStore(Context& ctx, Session& session, const std::string& artifact_id,
+                       const artifact::Manifest& m) {
+  return ctx.parts.store->Load(artifact_id, {}, [&](const store::LoadedBlock& b) -> Status {
+    if (!b.payload || b.token_end > m.tokens.size() || b.token_begin != session.size()) {
+      return Status::Corruption("store returned an unexpected block " + std::to_string(b.index));
+    }
+    std::span<const uint32_t> toks(m.tokens.data() + b.token_begin, b.token_end - b.token_begin);
+    return ImportBlockPayload(session, b.token_begin, toks, *b.payload);
+  });
+}
+
+}  // namespace
+
+StatusOr<KvRequest> ParseKvRequest(const json& body) {
+  KvRequest kv;
+  auto it = body.find("kv");
+  if (it == body.end() || it->is_null()) return kv;
+  if (!it->is_object()) return Status::InvalidArgument("'kv' must be an object");
+  KVMART_ASSIGN_OR_RETURN(auto artifact, OptString(*it, "artifact"));
+  KVMART_ASSIGN_OR_RETURN(auto autob, OptBool(*it, "auto"));
+  if (artifact && autob.value_or(false)) return Status::InvalidArgument("'kv' takes either 'artifact' or 'auto'");
+  if (artifact) {
+    if (artifact->rfind("kv1-", 0) != 0 || artifact->size() != 68) {
+      return Status::InvalidArgument("'kv.artifact' must be an artifact id (kv1-<64 hex>)");
+    }
+    kv.mode = KvRequest::Mode::kArtifact;
+    kv.artifact_id = *artifact;
+  } else if (autob.value_or(false)) {
+    kv.mode = KvRequest::Mode::kAuto;
+    if (auto mp = it->find("max_price"); mp != it->end() && !mp->is_null()) {
+      KVMART_ASSIGN_OR_RETURN(auto cur, OptString(*it, "currency"));
+      KVMART_ASSIGN_OR_RETURN(auto currency, mk::Currency::Parse(cur.value_or("USD")));
+      KVMART_ASSIGN_OR_RETURN(kv.max_price, ParseMoneyField(*mp, currency, "kv.max_price"));
+    }
+  } else {
+    return Status::InvalidArgument("'kv' needs 'artifact' or 'auto': true");
+  }
+  return kv;
+}
+
+StatusOr<std::vector<int32_t>> PromptTokens(Context& ctx, const PromptSpec& spec) {
+  if (!spec.chat) return spec.tokens;
+  KVMART_ASSIGN_OR_RETURN(std::string text, tokenizer::RenderChat(spec.messages, spec.chat_options));
+  return ctx.parts.tokenizer->Encode(text);
+}
+
+StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec, const KvRequest& kv,
+                             std::unique_ptr<Session>* session) {
+  KvPlan plan;
+  if (kv.mode == KvRequest::Mode::kNone) {
+    KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
+    return plan;
+  }
+  mk::Market& market = *ctx.parts.market;
+  const std::string idem = "load-" + RandomHex(16);
+  std::string artifact_id = kv.artifact_id;
+  json purchase_receipt = nullptr;
+  std::optional<mk::Quote> quote;
+
+  if (kv.mode == KvRequest::Mode::kAuto) {
+    KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
+    std::vector<uint32_t> u(plan.prompt.begin(), plan.prompt.end());
+    const store::PrefixMatch match = ctx.parts.store->Lookup(ctx.profile_digest, u);
+    auto miss = [&](const std::string& reason) {
+      ctx.metrics.auto_misses.fetch_add(1);
+      plan.kv_usage = {{"auto", true}, {"artifact_id", nullptr}, {"tokens_reused", 0},
+                       {"tokens_prefilled", plan.prompt.size()}, {"reason", reason}};
+      return plan;
+    };
+    if (match.artifact_id.empty()) return miss("no published artifact is a prefix of this prompt");
+    if (match.artifact_tokens >= plan.prompt.size()) return miss("the matching artifact leaves nothing to prefill");
+    artifact_id = match.artifact_id;
+    // An existing entitlement is used first; otherwise buy one metered load if
+    // the quoted per-load price fits the budget.
+    auto q = market.GetQuote(api_key, {artifact_id, mk::PurchaseKind::kMetered, 1});
+    if (!q.ok()) return miss("no purchasable listing for the matching artifact");
+    quote = *q;
+    auto load = market.Load(api_key, idem, artifact_id);
+    if (!load.ok() && load.status().code() == Status::Code::kPermissionDenied) {
+      if (kv.max_price && quote->per_load.micros() > kv.max_price->micros()) {
+        return miss("the matching artifact costs " + quote->per_load.ToString() + " per load, above max_price");
+      }
+      KVMART_ASSIGN_OR_RETURN(mk::Purchase p, market.Buy(api_key, idem + "-buy", {artifact_id, mk::PurchaseKind::kMetered, 1}));
+      KeepReceipt(ctx, p.receipt, "purchase");
+      purchase_receipt = json::parse(p.receipt);
+      load = market.Load(api_key, idem, artifact_id);
+    }
+    if (!load.ok()) return load.status();
+    plan.kv_usage["load"] = load->load;
+    plan.kv_usage["price"] = MoneyJson(load->charged);
+    plan.kv_usage["receipt"] = json::parse(load->receipt);
+    KeepReceipt(ctx, load->receipt, "load");
+  } else {
+    // Authorisation before any lookup: an unknown artifact and a missing
+    // entitlement give the same answer, whatever the store holds.
+    auto load = market.Load(api_key, idem, artifact_id);
+    if (!load.ok()) {
+      if (load.status().code() == Status::Code::kPermissionDenied) {
+        return Status::PermissionDenied("no usable entitlement for artifact " + artifact_id);
+      }
+      return load.status();
+    }
+    plan.kv_usage["load"] = load->load;
+    plan.kv_usage["price"] = MoneyJson(load->charged);
+    plan.kv_usage["receipt"] = json::parse(load->receipt);
+    KeepReceipt(ctx, load->receipt, "load");
+  }
+  const int64_t load_id = plan.kv_usage["load"].get<int64_t>();
+  auto refund = [&](const std::string& why) {
+    auto r = market.FailLoad(api_key, idem + "-refund", load_id);
+    if (r.ok()) {
+      KeepReceipt(ctx, *r, "refund");
+      plan.kv_usage["refund_receipt"] = json::parse(*r);
+    }
+    ctx.metrics.kv_load_failures.fetch_add(1);
+    ctx.log.Write("warn", "kv load failed, refunded", {{"artifact_id", artifact_id}, {"load", load_id}, {"reason", why}});
+  };
+
+  auto manifest = ctx.parts.store->GetManifest(artifact_id);
+  if (!manifest.ok()) {
+    refund(manifest.status().ToString());
+    return Status::NotFound("artifact " + artifact_id + " is not held by this provider (the load was refunded)");
+  }
+  if (Status s = artifact::CheckProfileMatches(ctx.profile, manifest->profile); !s.ok()) {
+    refund("profile mismatch");
+    return Status::InvalidArgument("artifact " + artifact_id +
+                                   " was computed with another model or profile than this server's (the load was "
+                                   "refunded): " + s.message());
+  }
+  if (kv.mode == KvRequest::Mode::kArtifact) {
+    auto prompt = ContinuationPrompt(ctx, spec, artifact_id, manifest->tokens);
+    if (!prompt.ok()) {
+      refund("bad continuation");
+      return prompt.status();
+    }
+    plan.prompt = std::move(prompt).value();
+  }
+  if (plan.prompt.size() >= ctx.parts.engine->max_context()) {
+    refund("prompt too long");
+    return Status::InvalidArgument("prompt of " + std::to_string(plan.prompt.size()) +
+                                   " tokens leaves no room in the context of " +
+                                   std::to_string(ctx.parts.engine->max_context()) + " (the load was refunded)");
+  }
+  const size_t reused = manifest->tokens.size();
+  if (!quote) {
+    auto q = market.GetQuote(api_key, {artifact_id, mk::PurchaseKind::kMetered, 1});
+    if (q.ok()) quote = *q;
+  }
+  plan.kv_usage["auto"] = kv.mode == KvRequest::Mode::kAuto;
+  plan.kv_usage["artifact_id"] = artifact_id;
+  if (!purchase_receipt.is_null()) plan.kv_usage["purchase_receipt"] = purchase_receipt;
+  if (quote) plan.kv_usage["prefill_cost_avoided"] = MoneyJson(quote->fresh_prefill_cost);
+
+  if (Status s = ImportFromStore(ctx, **session, artifact_id, *manifest); !s.ok()) {
+    // Never wrong KV: drop the half-filled session and prefill everything.
+    refund(s.ToString());
+    *session = ctx.parts.engine->NewSession();
+    plan.kv_usage["error"] = "artifact could not be loaded (" + s.message() + "); prefilled from scratch, refunded";
+    plan.kv_usage["price"] = MoneyJson(mk::Money::Zero(quote ? quote->per_load.currency() : mk::Currency()));
+    plan.kv_usage["tokens_reused"] = 0;
+    plan.kv_usage["tokens_prefilled"] = plan.prompt.size();
+    return plan;
+  }
+  plan.reused = reused;
+  ctx.metrics.kv_loads.fetch_add(1);
+  if (quote) {
+    // What this request saved: the prefill it did not run, less what the load cost.
+    const int64_t saved = quote->fresh_prefill_cost.micros() - plan.kv_usage["price"]["micros"].get<int64_t>();
+    plan.kv_usage["cost_saved"] = MoneyJson(market::Money(saved, quote->fresh_prefill_cost.currency()));
+  }
+  plan.kv_usage["tokens_reused"] = reused;
+  plan.kv_usage["tokens_prefilled"] = plan.prompt.size() - reused;
+  return plan;
+}
+
+}  // namespace kvmart::server

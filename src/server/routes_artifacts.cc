@@ -1,0 +1,318 @@
+// Publishing and buying artifacts: POST/GET /v1/artifacts, GET
+// /v1/artifacts/{id}, quote, purchase and (off by default) export.
+#include <chrono>
+
+#include <httplib.h>
+
+#include "artifact/chain_hash.h"
+#include "engine/artifact_io.h"
+#include "server/context.h"
+#include "tokenizer/chat_template.h"
+
+namespace kvmart::server {
+namespace {
+
+namespace mk = kvmart::market;
+constexpr const char* kIdPattern = "(kv1-[0-9a-f]{64})";
+
+json QuoteJson(const mk::Quote& q) {
+  return {{"artifact_id", q.artifact_id},
+          {"kind", mk::PurchaseKindName(q.kind)},
+          {"tokens", q.tokens},
+          {"loads", q.loads},
+          {"upfront", MoneyJson(q.upfront)},
+          {"per_load", MoneyJson(q.per_load)},
+          {"provider_fee", MoneyJson(q.provider_fee)},
+          {"expires_at", q.expires_at},
+          {"fresh_prefill_cost", MoneyJson(q.fresh_prefill_cost)}};
+}
+
+StatusOr<mk::PurchaseRequest> ParsePurchase(const httplib::Request& req, const std::string& id) {
+  mk::PurchaseRequest p;
+  p.artifact_id = id;
+  if (req.body.empty()) return p;
+  KVMART_ASSIGN_OR_RETURN(json body, ParseJsonObject(req));
+  KVMART_ASSIGN_OR_RETURN(auto kind, OptString(body, "kind"));
+  KVMART_ASSIGN_OR_RETURN(auto quantity, OptInt(body, "quantity", 1, 1'000'000));
+  if (kind) {
+    auto k = mk::ParsePurchaseKind(*kind);
+    if (!k.ok()) return Status::InvalidArgument("'kind' must be metered, bundle or unlimited");
+    p.kind = *k;
+  }
+  p.quantity = quantity.value_or(1);
+  return p;
+}
+
+// Optional price terms of a publish request, in the publisher's currency.
+Status ParsePrice(const json& body, mk::PriceSpec* spec) {
+  auto it = body.find("price");
+  if (it == body.end() || it->is_null()) return Status::Ok();
+  if (!it->is_object()) return Status::InvalidArgument("'price' must be an object");
+  const json& p = *it;
+  if (p.contains("per_load")) {
+    KVMART_ASSIGN_OR_RETURN(auto m, ParseMoneyField(p["per_load"], spec->currency, "price.per_load"));
+    spec->per_load_micros = m.micros();
+  }
+  KVMART_ASSIGN_OR_RETURN(auto bl, OptInt(p, "bundle_loads", 0, 1'000'000'000));
+  spec->bundle_loads = bl.value_or(0);
+  if (p.contains("bundle_price")) {
+    KVMART_ASSIGN_OR_RETURN(auto m, ParseMoneyField(p["bundle_price"], spec->currency, "price.bundle_price"));
+    spec->bundle_price_micros = m.micros();
+  }
+  KVMART_ASSIGN_OR_RETURN(auto us, OptInt(p, "unlimited_seconds", 0, int64_t{1} << 40));
+  spec->unlimited_seconds = us.value_or(0);
+  if (p.contains("unlimited_price")) {
+    KVMART_ASSIGN_OR_RETURN(auto m, ParseMoneyField(p["unlimited_price"], spec->currency, "price.unlimited_price"));
+    spec->unlimited_price_micros = m.micros();
+  }
+  return Status::Ok();
+}
+
+struct PublishInput {
+  std::vector<int32_t> tokens;
+  PublishSource source;
+  artifact::ArtifactMetadata meta;
+};
+
+StatusOr<PublishInput> ParsePublish(Context& ctx, const json& body) {
+  PublishInput in;
+  const int given = int(body.contains("text")) + int(body.contains("tokens")) + int(body.contains("messages"));
+  if (given != 1) return Status::InvalidArgument("give exactly one of 'text', 'tokens' or 'messages'");
+  if (auto t = body.find("text"); t != body.end()) {
+    if (!t->is_string()) return Status::InvalidArgument("'text' must be a string");
+    const std::string text = t->get<std::string>();
+    KVMART_ASSIGN_OR_RETURN(in.tokens, ctx.parts.tokenizer->Encode(text));
+    in.meta.source_sha256 = Sha256Of(text);
+    in.source.kind = "text";
+  } else if (auto k = body.find("tokens"); k != body.end()) {
+    if (!k->is_array()) return Status::InvalidArgument("'tokens' must be an array of token ids");
+    const int64_t vocab = ctx.parts.engine->model().config().vocab_size;
+    for (const auto& v : *k) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab) {
+        return Status::InvalidArgument("'tokens' must be token ids in [0, " + std::to_string(vocab) + ")");
+      }
+      in.tokens.push_back(static_cast<int32_t>(v.get<int64_t>()));
+    }
+    in.source.kind = "tokens";
+  } else {
+    const json& m = body["messages"];
+    if (!m.is_array() || m.empty()) return Status::InvalidArgument("'messages' must be a non-empty array");
+    auto msgs = tokenizer::ChatMessagesFromJson(m.dump());
+    if (!msgs.ok()) return Status::InvalidArgument("'messages': " + msgs.status().message());
+    KVMART_ASSIGN_OR_RETURN(in.tokens, tokenizer::EncodeChatPrefix(*ctx.parts.tokenizer, *msgs, {}));
+    in.source.kind = "chat";
+    in.source.messages_json = m.dump();
+  }
+  KVMART_ASSIGN_OR_RETURN(auto title, OptString(body, "title"));
+  if (title) {
+    if (title->size() > 4096) return Status::InvalidArgument("'title' is longer than 4096 bytes");
+    in.meta.title = *title;
+  }
+  if (in.tokens.empty()) return Status::InvalidArgument("the document has no tokens");
+  if (in.tokens.size() >= ctx.parts.engine->max_context()) {
+    return Status::InvalidArgument("document of " + std::to_string(in.tokens.size()) +
+                                   " tokens does not fit the context of " +
+                                   std::to_string(ctx.parts.engine->max_context()));
+  }
+  return in;
+}
+
+void HandlePublish(Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  auto who = Authenticate(ctx, req);
+  if (!who.ok()) return SendStatus(res, who.status());
+  if ((who->second & mk::kScopePublish) == 0) {
+    return SendError(res, 403, "permission_error", "this key may not publish (scope 'publish' needed)");
+  }
+  const std::string key = ApiKey(req);
+  auto body = ParseJsonObject(req);
+  if (!body.ok()) return SendStatus(res, body.status());
+  auto in = ParsePublish(ctx, *body);
+  if (!in.ok()) return SendStatus(res, in.status());
+  auto account = ctx.parts.market->GetAccount(key, who->first);
+  if (!account.ok()) return SendStatus(res, account.status());
+  mk::PriceSpec spec;
+  spec.currency = account->currency;
+  if (Status s = ParsePrice(*body, &spec); !s.ok()) return SendStatus(res, s);
+  auto codec_name = OptString(*body, "codec");
+  if (!codec_name.ok()) return SendStatus(res, codec_name.status());
+  auto codec = artifact::ParseCodec(codec_name->value_or("raw"));
+  if (!codec.ok()) return SendStatus(res, Status::InvalidArgument("'codec': " + codec.status().message()));
+  auto idem = IdempotencyKey(req);
+  if (!idem.ok()) return SendStatus(res, idem.status());
+
+  std::vector<uint32_t> u(in->tokens.begin(), in->tokens.end());
+  const std::string id = artifact::ArtifactId(ctx.profile, u);
+  bool built = false;
+  double prefill_seconds = 0;
+  // Content addressing: the same tokens on the same model are the same artifact,
+  // so a document already held is not prefilled again.
+  if (!ctx.parts.store->Stat(id).ok()) {
+    auto slot = ctx.admission.Acquire(nullptr);
+    if (!slot.ok()) {
+      if (slot.status().code() == Status::Code::kResourceExhausted) {
+        ctx.metrics.rejected_429.fetch_add(1);
+        res.set_header("Retry-After", std::to_string(ctx.admission.RetryAfterSeconds()));
+      }
+      return SendStatus(res, slot.status());
+    }
+    auto session = ctx.parts.engine->NewSession();
+    BuildOptions bo;
+    bo.codec = *codec;
+    bo.chunk_size = ctx.options.prefill_chunk;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto art = BuildArtifact(*session, in->tokens, in->meta, *ctx.parts.signing_key, bo);
+    prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    session.reset();
+    slot->Release();
+    if (!art.ok()) return SendStatus(res, art.status());
+    if (art->manifest.artifact_id != id) return SendError(res, 500, "server_error", "artifact id mismatch");
+    if (Status s = ctx.parts.store->Put(*art); !s.ok()) return SendStatus(res, s);
+    ctx.metrics.tokens_prefilled.fetch_add(in->tokens.size());
+    built = true;
+  }
+  auto info = ctx.parts.store->Stat(id);
+  if (!info.ok()) return SendStatus(res, info.status());
+  spec.artifact_id = id;
+  spec.tokens = static_cast<int64_t>(info->token_count);
+  spec.stored_bytes = static_cast<int64_t>(info->stored_bytes);
+  auto listing = ctx.parts.market->SetPrice(key, *idem, spec);
+  if (!listing.ok()) return SendStatus(res, listing.status());
+  if (Status s = ctx.parts.db->SetPublishSource(id, in->source); !s.ok()) {
+    ctx.log.Write("warn", "publish source not kept", {{"artifact_id", id}, {"error", s.ToString()}});
+  }
+  ctx.metrics.publishes.fetch_add(1);
+  json l = {{"per_load", MoneyJson(listing->per_load)}, {"per_load_is_default", listing->per_load_is_default},
+            {"publisher_account", listing->publisher}};
+  if (listing->spec.bundle_loads > 0) {
+    l["bundle_loads"] = listing->spec.bundle_loads;
+    l["bundle_price"] = MoneyJson(mk::Money(listing->spec.bundle_price_micros, spec.currency));
+  }
+  if (listing->spec.unlimited_seconds > 0) {
+    l["unlimited_seconds"] = listing->spec.unlimited_seconds;
+    l["unlimited_price"] = MoneyJson(mk::Money(listing->spec.unlimited_price_micros, spec.currency));
+  }
+  SendJson(res,
+           {{"artifact_id", id}, {"tokens", info->token_count}, {"blocks", info->num_blocks},
+            {"raw_bytes", info->raw_bytes}, {"stored_bytes", info->stored_bytes}, {"codec", info->codec},
+            {"source", in->source.kind}, {"prefilled", built}, {"prefill_seconds", prefill_seconds}, {"listing", l}},
+           built ? 201 : 200);
+}
+
+bool Entitled(Context& ctx, const std::string& key, mk::AccountId account, const std::string& id) {
+  auto ents = ctx.parts.market->Entitlements(key, account);
+  if (!ents.ok()) return false;
+  for (const auto& e : *ents) {
+    if (e.artifact_id == id) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
+  AddRoute(http, ctx, "POST", "/v1/artifacts", "/v1/artifacts",
+           [&ctx](const httplib::Request& req, httplib::Response& res) { HandlePublish(ctx, req, res); });
+
+  AddRoute(http, ctx, "GET", "/v1/artifacts", "/v1/artifacts",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             const std::string key = ApiKey(req);
+             json data = json::array();
+             for (const auto& a : ctx.parts.store->List()) {
+               json row = {{"artifact_id", a.artifact_id}, {"tokens", a.token_count}, {"blocks", a.num_blocks},
+                           {"stored_bytes", a.stored_bytes}, {"created_at", a.created_at},
+                           {"title", a.title ? json(*a.title) : json(nullptr)},
+                           {"compatible", a.profile_digest_hex == ctx.profile_digest_hex}};
+               auto q = ctx.parts.market->GetQuote(key, {a.artifact_id, mk::PurchaseKind::kMetered, 1});
+               row["per_load"] = q.ok() ? MoneyJson(q->per_load) : json(nullptr);
+               row["fresh_prefill_cost"] = q.ok() ? MoneyJson(q->fresh_prefill_cost) : json(nullptr);
+               data.push_back(row);
+             }
+             SendJson(res, {{"object", "list"}, {"data", data}});
+           });
+
+  AddRoute(http, ctx, "GET", std::string("/v1/artifacts/") + kIdPattern, "/v1/artifacts/{id}",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             const std::string id = req.matches[1];
+             auto m = ctx.parts.store->GetManifest(id);
+             if (!m.ok()) return SendError(res, 404, "not_found_error", "no such artifact");
+             auto text = artifact::SerializeManifest(*m);
+             if (!text.ok()) return SendStatus(res, text.status());
+             json j = json::parse(*text);
+             // The token ids are the document: only buyers see them.
+             if (!Entitled(ctx, ApiKey(req), who->first, id)) {
+               j.erase("token_ids");
+               j["token_ids_redacted"] = true;
+             }
+             SendJson(res, j);
+           });
+
+  AddRoute(http, ctx, "POST", std::string("/v1/artifacts/") + kIdPattern + "/quote", "/v1/artifacts/{id}/quote",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             auto p = ParsePurchase(req, req.matches[1]);
+             if (!p.ok()) return SendStatus(res, p.status());
+             auto q = ctx.parts.market->GetQuote(ApiKey(req), *p);
+             if (!q.ok()) return SendStatus(res, q.status());
+             SendJson(res, QuoteJson(*q));
+           });
+
+  AddRoute(http, ctx, "POST", std::string("/v1/artifacts/") + kIdPattern + "/purchase",
+           "/v1/artifacts/{id}/purchase", [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             auto p = ParsePurchase(req, req.matches[1]);
+             if (!p.ok()) return SendStatus(res, p.status());
+             auto idem = IdempotencyKey(req);
+             if (!idem.ok()) return SendStatus(res, idem.status());
+             auto purchase = ctx.parts.market->Buy(ApiKey(req), *idem, *p);
+             if (!purchase.ok()) return SendStatus(res, purchase.status());
+             KeepReceipt(ctx, purchase->receipt, "purchase");
+             SendJson(res, {{"entitlement", purchase->entitlement}, {"quote", QuoteJson(purchase->quote)},
+                            {"receipt", json::parse(purchase->receipt)}}, 201);
+           });
+
+  AddRoute(http, ctx, "GET", std::string("/v1/artifacts/") + kIdPattern + "/export", "/v1/artifacts/{id}/export",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             if (!ctx.options.export_enabled) {
+               return SendError(res, 403, "permission_error",
+                                "export is disabled on this provider: caches stay provider-side");
+             }
+             const std::string id = req.matches[1];
+             const std::string key = ApiKey(req);
+             auto idem = IdempotencyKey(req);
+             if (!idem.ok()) return SendStatus(res, idem.status());
+             // An export consumes one load of the buyer's entitlement (same
+             // authorisation as a load, before the store is touched).
+             auto load = ctx.parts.market->Load(key, *idem, id);
+             if (!load.ok()) {
+               if (load.status().code() == Status::Code::kPermissionDenied) {
+                 return SendError(res, 403, "permission_error", "no usable entitlement for artifact " + id);
+               }
+               return SendStatus(res, load.status());
+             }
+             KeepReceipt(ctx, load->receipt, "load");
+             auto art = ctx.parts.store->Export(id);
+             StatusOr<std::vector<uint8_t>> bytes = art.ok() ? artifact::SerializeContainer(*art)
+                                                             : StatusOr<std::vector<uint8_t>>(art.status());
+             if (!bytes.ok()) {
+               auto r = ctx.parts.market->FailLoad(key, *idem + "-refund", load->load);
+               if (r.ok()) KeepReceipt(ctx, *r, "refund");
+               return SendError(res, 404, "not_found_error", "artifact cannot be exported (the load was refunded)");
+             }
+             const double gb = static_cast<double>(bytes->size()) / 1e9;
+             res.set_header("X-Kvmart-Egress-Bytes", std::to_string(bytes->size()));
+             res.set_header("X-Kvmart-Egress-Estimate-Micros",
+                            std::to_string(static_cast<int64_t>(gb * static_cast<double>(ctx.options.export_micros_per_gb) + 0.999999)));
+             res.set_header("X-Kvmart-Load-Receipt", load->receipt);
+             res.set_content(std::string(bytes->begin(), bytes->end()), "application/octet-stream");
+           });
+}
+
+}  // namespace kvmart::server

@@ -1,0 +1,207 @@
+#include "server/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "engine/artifact_io.h"
+#include "server/context.h"
+
+namespace kvmart::server {
+
+Context::Context(const ServerOptions& o, ServerParts p)
+    : options(o), parts(std::move(p)), admission(o.max_sessions, o.max_queue, &metrics), log(&std::cerr) {
+  profile = ArtifactProfile(parts.engine->model());
+  profile_digest = artifact::ProfileDigest(profile);
+  profile_digest_hex = ToHex(profile_digest);
+  for (const char* t : {"<|im_end|>", "<|endoftext|>"}) {
+    if (auto id = parts.tokenizer->TokenToId(t)) eos_ids.push_back(*id);
+  }
+}
+
+void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, const std::string& pattern,
+              const std::string& route, Handler handler) {
+  auto wrapped = [&ctx, route, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      handler(req, res);
+    } catch (const std::exception& e) {
+      SendError(res, 500, "server_error", std::string("internal error: ") + e.what());
+    }
+    if (res.status == -1) res.status = 200;  // httplib's default, applied after the handler
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ctx.metrics.Request(route, res.status, secs);
+    ctx.log.Write("info", "request",
+                  {{"method", req.method}, {"path", req.path}, {"route", route}, {"status", res.status},
+                   {"ms", secs * 1000}, {"remote", req.remote_addr}});
+  };
+  if (method == "GET") http.Get(pattern, wrapped);
+  else if (method == "POST") http.Post(pattern, wrapped);
+  else if (method == "DELETE") http.Delete(pattern, wrapped);
+}
+
+StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, const httplib::Request& req) {
+  const std::string key = ApiKey(req);
+  if (key.empty()) return Status::Unauthenticated("missing API key (Authorization: Bearer kvm_...)");
+  auto who = ctx.parts.market->Authenticate(key);
+  if (!who.ok() && who.status().code() == Status::Code::kUnauthenticated) {
+    // One message for unknown, malformed and revoked keys.
+    return Status::Unauthenticated("invalid API key");
+  }
+  return who;
+}
+
+void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string& kind) {
+  if (signed_json.empty()) return;
+  ctx.metrics.Ledger(kind);
+  if (Status s = ctx.parts.db->AddReceipt(signed_json); !s.ok()) {
+    ctx.log.Write("warn", "receipt not kept", {{"error", s.ToString()}});
+  }
+}
+
+struct Server::Impl {
+  std::unique_ptr<Context> ctx;
+  std::unique_ptr<httplib::Server> http;
+  int port = -1;
+  std::atomic<bool> in_run{false}, stopping{false};
+};
+
+namespace {
+
+std::string StoreMetricsText(Context& ctx) {
+  const store::StoreMetrics m = ctx.parts.store->Metrics();
+  std::string out;
+  auto line = [&](const char* name, const char* type, const char* help, const std::string& labels, uint64_t v) {
+    if (!help[0]) {
+      out += std::string(name) + labels + " " + std::to_string(v) + "\n";
+      return;
+    }
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + labels + " " +
+           std::to_string(v) + "\n";
+  };
+  line("kvmart_store_block_hits_total", "counter", "KV blocks served by the store, by tier.", "{tier=\"memory\"}",
+       m.hits_memory);
+  line("kvmart_store_block_hits_total", "", "", "{tier=\"disk\"}", m.hits_disk);
+  line("kvmart_store_lookup_misses_total", "counter", "Prefix lookups that matched nothing.", "", m.misses);
+  line("kvmart_store_checksum_failures_total", "counter", "Blocks that failed XXH3/SHA-256/decode.", "",
+       m.checksum_failures);
+  line("kvmart_store_bytes_loaded_total", "counter", "Decoded KV bytes handed to the engine.", "", m.bytes_loaded);
+  line("kvmart_store_memory_bytes", "gauge", "Memory-tier size.", "", m.memory_bytes);
+  line("kvmart_store_disk_bytes", "gauge", "Stored bytes on disk.", "", m.disk_bytes);
+  line("kvmart_store_evictions_total", "counter", "Memory-tier evictions.", "", m.evictions);
+  line("kvmart_store_artifacts", "gauge", "Artifacts in the catalog.", "", m.artifacts);
+  line("kvmart_store_blocks", "gauge", "Blocks in the catalog.", "", m.blocks);
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, ServerParts parts) {
+  if (!parts.engine || !parts.tokenizer || !parts.market || !parts.store || !parts.db || !parts.signing_key) {
+    return Status::InvalidArgument("server: engine, tokenizer, market, store, db and signing key are all required");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->ctx = std::make_unique<Context>(options, std::move(parts));
+  Context& ctx = *impl->ctx;
+  ctx.log.set_enabled(options.log_requests);
+  if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+    if (options.tls_cert.empty() || options.tls_key.empty()) {
+      return Status::InvalidArgument("TLS needs both --tls-cert and --tls-key");
+    }
+    auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+    if (!ssl->is_valid()) return Status::InvalidArgument("cannot load TLS certificate/key");
+    impl->http = std::move(ssl);
+  } else {
+    impl->http = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& http = *impl->http;
+  const size_t threads =
+      options.http_threads != 0 ? options.http_threads : options.max_sessions + options.max_queue + 8;
+  // httplib owns (and deletes) the queue it gets from this factory.
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_payload_max_length(options.max_body_bytes);
+  http.set_read_timeout(30);
+  http.set_write_timeout(30);
+  http.set_keep_alive_timeout(5);
+  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) SendError(res, 404, "not_found_error", "no such route");
+    else if (res.status == 413) SendError(res, 413, "invalid_request_error", "request body too large");
+    else if (res.status == 400) SendError(res, 400, "invalid_request_error", "malformed HTTP request");
+    else SendError(res, res.status, "server_error", "HTTP error");
+  });
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    SendError(res, 500, "server_error", "internal error");
+  });
+
+  AddRoute(http, ctx, "GET", "/healthz", "/healthz", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, {{"status", "ok"}});
+  });
+  AddRoute(http, ctx, "GET", "/readyz", "/readyz", [&ctx](const httplib::Request&, httplib::Response& res) {
+    // The engine, store and market are in-process and opened before Bind, so a
+    // listening server is ready; report the load so balancers can shed.
+    SendJson(res, {{"status", "ready"},
+                   {"model", ctx.options.model_id},
+                   {"queue_depth", ctx.metrics.queue_depth.load()},
+                   {"active_sessions", ctx.metrics.active_sessions.load()}});
+  });
+  AddRoute(http, ctx, "GET", "/metrics", "/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
+    res.set_content(ctx.metrics.Render(StoreMetricsText(ctx)), "text/plain; version=0.0.4");
+  });
+  AddMarketRoutes(http, ctx);
+  AddArtifactRoutes(http, ctx);
+  AddInferenceRoutes(http, ctx);
+  return std::make_unique<Server>(std::move(impl));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() { Stop(); }
+
+Status Server::Bind() {
+  Context& ctx = *impl_->ctx;
+  if (ctx.options.port == 0) {
+    impl_->port = impl_->http->bind_to_any_port(ctx.options.host);
+  } else {
+    impl_->port = impl_->http->bind_to_port(ctx.options.host, ctx.options.port) ? ctx.options.port : -1;
+  }
+  if (impl_->port <= 0) {
+    return Status::IOError("cannot listen on " + ctx.options.host + ":" + std::to_string(ctx.options.port));
+  }
+  return Status::Ok();
+}
+
+int Server::port() const { return impl_->port; }
+
+Status Server::Run() {
+  Context& ctx = *impl_->ctx;
+  if (impl_->port <= 0) KVMART_RETURN_IF_ERROR(Bind());
+  impl_->in_run = true;
+  if (impl_->stopping) {
+    impl_->in_run = false;
+    return Status::Ok();
+  }
+  ctx.log.Write("info", "listening",
+                {{"host", ctx.options.host}, {"port", impl_->port}, {"model", ctx.options.model_id},
+                 {"profile_digest", ctx.profile_digest_hex}, {"tls", !ctx.options.tls_cert.empty()}});
+  // Returns after stop(): the listener is closed and the worker pool has
+  // drained, i.e. every in-flight request has been answered.
+  impl_->http->listen_after_bind();
+  impl_->in_run = false;
+  ctx.log.Write("info", "stopped");
+  return Status::Ok();
+}
+
+void Server::Stop() {
+  if (!impl_ || !impl_->http) return;
+  impl_->stopping = true;
+  // httplib's stop() is a no-op until listen has started: if Run is between
+  // its check of `stopping` and the listen loop, wait for the loop.
+  while (impl_->in_run && !impl_->http->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  impl_->http->stop();
+}
+
+market::Market& Server::market() { return *impl_->ctx->parts.market; }
+store::Store& Server::store() { return *impl_->ctx->parts.store; }
+
+}  // namespace kvmart::server

@@ -1,0 +1,80 @@
+// The prefill-CDN server (DESIGN §1): OpenAI-compatible inference whose prompts
+// may continue from purchased KV artifacts, plus the kvmart API for publishing,
+// buying and accounting, over cpp-httplib.
+//
+//   Server::Create(options, parts) → Bind() → Run() (blocks) ... Stop() from any
+//   thread (e.g. a SIGTERM watcher): stops accepting, lets in-flight requests
+//   finish, then Run returns.
+//
+// Routes and their semantics: docs/API.md.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "artifact/signing.h"
+#include "base/status.h"
+#include "engine/engine.h"
+#include "market/market.h"
+#include "server/server_db.h"
+#include "store/store.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvmart::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                 // 0 = any free port (see Server::port())
+  size_t max_sessions = 4;         // requests using the engine at once
+  size_t max_queue = 16;           // more wait; beyond that, 429
+  size_t http_threads = 0;         // 0 = max_sessions + max_queue + 8
+  size_t max_body_bytes = 8u << 20;
+  size_t prefill_chunk = 256;      // prefill granularity: interleaving and cancellation points
+  size_t default_max_tokens = 256;
+  size_t max_tokens_limit = 4096;
+  std::string model_id = "kvmart";  // the name /v1/models reports and requests may use
+  // GET /v1/artifacts/{id}/export: off by default (caches stay provider-side).
+  bool export_enabled = false;
+  int64_t export_micros_per_gb = 0;  // egress tariff, see docs/API.md
+  std::string tls_cert, tls_key;     // both set: HTTPS
+  bool log_requests = true;          // one JSON line per request on stderr
+};
+
+// What the server runs on. It takes ownership.
+struct ServerParts {
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<market::Market> market;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<ServerDb> db;
+  // Signs the manifests of artifacts this provider prefills for publishers: the
+  // provider attests that the KV was computed from those tokens on its engine.
+  std::unique_ptr<artifact::SigningKey> signing_key;
+};
+
+class Server {
+ public:
+  static StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options, ServerParts parts);
+  ~Server();
+
+  // Binds the listening socket (port 0 picks a free one).
+  Status Bind();
+  int port() const;
+  // Serves until Stop(); in-flight requests finish before it returns.
+  Status Run();
+  // Thread-safe, idempotent.
+  void Stop();
+
+  market::Market& market();
+  store::Store& store();
+
+  struct Impl;  // defined in server.cc; only Create can build one
+  explicit Server(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvmart::server

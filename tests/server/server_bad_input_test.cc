@@ -1,0 +1,253 @@
+// Bad input over HTTP: every failure is a JSON error with the right status, and
+// an unauthenticated or unentitled caller learns nothing about what is held.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "engine/artifact_io.h"
+#include "model/synth.h"
+#include "test_server.h"
+
+namespace kvmart::testing {
+namespace {
+
+const std::string kUnknown = "kv1-" + std::string(64, 'a');
+
+void ExpectError(const Reply& r, int status, const std::string& type) {
+  EXPECT_EQ(r.status, status) << r.text;
+  ASSERT_TRUE(r.body.is_object()) << r.text;
+  EXPECT_EQ(r.body["error"]["type"], type) << r.text;
+  EXPECT_TRUE(r.body["error"]["message"].is_string());
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  return s;
+}
+
+class ServerBadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server::ServerOptions o;
+    o.max_body_bytes = 64 << 10;
+    srv_ = std::make_unique<TestServer>(Models(), o);
+    pub_ = srv_->NewAccount("publisher", "publish");
+    buyer_ = srv_->NewAccount("buyer", "buy", "1");
+    Reply r = srv_->Post("/v1/artifacts", {{"text", "Some document text for the tests."}}, pub_.key);
+    EXPECT_EQ(r.status, 201) << r.text;
+    id_ = r.body.value("artifact_id", std::string());
+  }
+  json Ask(const std::string& id) {
+    return {{"messages", {{{"role", "user"}, {"content", "q"}}}}, {"max_tokens", 2}, {"temperature", 0},
+            {"kv", {{"artifact", id}}}};
+  }
+  std::unique_ptr<TestServer> srv_;
+  TestServer::Account pub_, buyer_;
+  std::string id_;
+};
+
+TEST_F(ServerBadInput, MalformedAndMistypedRequests) {
+  ExpectError(srv_->Call("POST", "/v1/chat/completions", "{not json", buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Call("POST", "/v1/chat/completions", "[1,2]", buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", "hi"}}, buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", json::object(), buyer_.key), 400, "invalid_request_error");
+  const json msgs = {{{"role", "user"}, {"content", "x"}}};
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"max_tokens", "ten"}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"max_tokens", -1}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"temperature", 7}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"stop", {1, 2}}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"n", 3}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}, buyer_.key),
+              400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"kv", {{"artifact", "kv1-zz"}}}}, buyer_.key),
+              400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"kv", 5}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/completions", {{"prompt", {1, -5}}}, buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/completions", {{"prompt", {999999999}}}, buyer_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", 5}}, pub_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", "a"}, {"tokens", {1}}}, pub_.key), 400, "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", "a"}, {"price", {{"per_load", "1.2.3"}}}}, pub_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"kind", "forever"}}, buyer_.key), 400,
+              "invalid_request_error");
+  ExpectError(srv_->Get("/v1/nothing-here"), 404, "not_found_error");
+  // Over the body limit: refused before the body is read.
+  ExpectError(srv_->Call("POST", "/v1/chat/completions", std::string(100 << 10, ' '), buyer_.key), 413,
+              "invalid_request_error");
+}
+
+TEST_F(ServerBadInput, UnauthenticatedAndUnentitledLearnNothing) {
+  // No key / bad key: 401, the same body whether or not the artifact exists.
+  for (const std::string& key : {std::string(), std::string("kvm_") + std::string(64, '0'), std::string("junk")}) {
+    Reply known = srv_->Post("/v1/chat/completions", Ask(id_), key);
+    Reply unknown = srv_->Post("/v1/chat/completions", Ask(kUnknown), key);
+    ExpectError(known, 401, "authentication_error");
+    EXPECT_EQ(known.text, unknown.text);
+  }
+  // Authenticated but not entitled: 403, the same body (modulo the id the
+  // caller sent) for a held artifact and an unknown one.
+  Reply known = srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key);
+  Reply unknown = srv_->Post("/v1/chat/completions", Ask(kUnknown), buyer_.key);
+  ExpectError(known, 403, "permission_error");
+  EXPECT_EQ(Replace(known.text, id_, "ID"), Replace(unknown.text, kUnknown, "ID"));
+  // Buying an unknown artifact is a plain 404 (the catalog is public).
+  ExpectError(srv_->Post("/v1/artifacts/" + kUnknown + "/purchase", json::object(), buyer_.key), 404,
+              "not_found_error");
+  // Publishing needs the publish scope; admin routes need admin.
+  ExpectError(srv_->Post("/v1/artifacts", {{"text", "x"}}, buyer_.key), 403, "permission_error");
+  ExpectError(srv_->Post("/v1/accounts", {{"name", "x"}}, buyer_.key), 403, "permission_error");
+}
+
+TEST_F(ServerBadInput, ExhaustedEntitlementRevokedKeyAndNoFunds) {
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"quantity", 1}}, buyer_.key).status, 201);
+  EXPECT_EQ(srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key).status, 200);
+  Reply exhausted = srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key);
+  Reply never = srv_->Post("/v1/chat/completions", Ask(kUnknown), buyer_.key);
+  ExpectError(exhausted, 403, "permission_error");
+  EXPECT_EQ(Replace(exhausted.text, id_, "ID"), Replace(never.text, kUnknown, "ID"));
+
+  // A buyer without money: the metered load cannot be charged → 402.
+  auto poor = srv_->NewAccount("poor", "buy");
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"quantity", 1}}, poor.key).status, 201);
+  ExpectError(srv_->Post("/v1/chat/completions", Ask(id_), poor.key), 402, "insufficient_funds");
+
+  // Revocation takes effect on the next call.
+  Reply rv = srv_->Call("DELETE", "/v1/keys/" + std::to_string(buyer_.key_id), "", srv_->admin_key());
+  ASSERT_EQ(rv.status, 200) << rv.text;
+  ExpectError(srv_->Get("/v1/accounts/me", buyer_.key), 401, "authentication_error");
+  ExpectError(srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key), 401, "authentication_error");
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+TEST_F(ServerBadInput, ArtifactOfAnotherModelIsRefusedAndRefunded) {
+  // A checkpoint with other weights (seed 2): its artifacts have another profile.
+  TempDir tmp;
+  SynthOptions so;
+  so.shape = "tiny";
+  so.seed = 2;
+  so.out_dir = tmp.Sub("other");
+  so.tokenizer_dir = KVMART_DATA_DIR;
+  ASSERT_TRUE(WriteSyntheticCheckpoint(so).ok());
+  auto model = std::shared_ptr<const Model>(Model::Load(so.out_dir).value());
+  auto engine = Engine::Create(model, {}).value();
+  auto session = engine->NewSession();
+  auto key = artifact::SigningKey::Generate().value();
+  std::vector<int32_t> tokens = {5, 6, 7, 8, 9, 10};
+  auto art = BuildArtifact(*session, tokens, {}, key).value();
+  ASSERT_TRUE(srv_->server().store().Put(art).ok());
+  const std::string other = art.manifest.artifact_id;
+  // The publisher lists it through the market directly (the API would prefill
+  // on this server's model instead).
+  market::PriceSpec spec;
+  spec.artifact_id = other;
+  spec.tokens = 6;
+  spec.per_load_micros = 100;
+  ASSERT_TRUE(srv_->server().market().SetPrice(pub_.key, "list-other", spec).ok());
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + other + "/purchase", {{"quantity", 1}}, buyer_.key).status, 201);
+  const int64_t before = srv_->BalanceMicros(buyer_.key);
+  Reply r = srv_->Post("/v1/chat/completions", Ask(other), buyer_.key);
+  ExpectError(r, 400, "invalid_request_error");
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("another model"), std::string::npos);
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before);  // refunded
+  Reply e = srv_->Get("/v1/entitlements", buyer_.key);
+  EXPECT_EQ(e.body["data"][0]["loads_remaining"], 1);   // and the load given back
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+// A store whose block loads fail their integrity check after the first block
+// while `broken` is set (as a flipped bit on disk would).
+class DamagedStore final : public store::Store {
+ public:
+  DamagedStore(std::unique_ptr<store::Store> inner, std::atomic<bool>* broken) : in_(std::move(inner)), broken_(broken) {}
+  Status Put(const artifact::Artifact& a) override { return in_->Put(a); }
+  Status PutFile(const std::string& p) override { return in_->PutFile(p); }
+  store::PrefixMatch Lookup(const Digest256& d, std::span<const uint32_t> t) override { return in_->Lookup(d, t); }
+  StatusOr<artifact::Manifest> GetManifest(const std::string& id) override { return in_->GetManifest(id); }
+  StatusOr<store::ArtifactInfo> Stat(const std::string& id) override { return in_->Stat(id); }
+  std::vector<store::ArtifactInfo> List() override { return in_->List(); }
+  Status Load(const std::string& id, const store::LoadOptions& o, const BlockConsumer& consume) override {
+    return in_->Load(id, o, [&](const store::LoadedBlock& b) -> Status {
+      if (*broken_ && b.index > 0) return Status::Corruption("block " + std::to_string(b.index) + ": XXH3 mismatch");
+      return consume(b);
+    });
+  }
+  Status LoadPrefix(const store::PrefixMatch& m, const BlockConsumer& c) override { return in_->LoadPrefix(m, c); }
+  StatusOr<artifact::Artifact> Export(const std::string& id) override { return in_->Export(id); }
+  Status Pin(const std::string& id, bool p) override { return in_->Pin(id, p); }
+  Status SetTtl(const std::string& id, std::optional<std::chrono::seconds> t) override { return in_->SetTtl(id, t); }
+  Status Remove(const std::string& id) override { return in_->Remove(id); }
+  Status SetPublisherQuota(const std::string& p, uint64_t b) override { return in_->SetPublisherQuota(p, b); }
+  StatusOr<store::GcReport> Gc() override { return in_->Gc(); }
+  StatusOr<store::VerifyReport> Verify(const std::string& id) override { return in_->Verify(id); }
+  store::StoreMetrics Metrics() const override { return in_->Metrics(); }
+  void DropMemoryTier() override { in_->DropMemoryTier(); }
+
+ private:
+  std::unique_ptr<store::Store> in_;
+  std::atomic<bool>* broken_;
+};
+
+TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
+  std::atomic<bool> broken{false};
+  server::ServerOptions o;
+  TestServer srv(Models(), o, [&](std::unique_ptr<store::Store> s) {
+    return std::make_unique<DamagedStore>(std::move(s), &broken);
+  });
+  auto pub = srv.NewAccount("publisher", "publish");
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  // Two blocks (block size 256), so the damage hits after a partial import.
+  std::vector<int> doc(300);
+  for (int i = 0; i < 300; ++i) doc[i] = 1000 + i;
+  Reply p = srv.Post("/v1/artifacts", {{"tokens", doc}, {"price", {{"per_load", "0.01"}}}}, pub.key);
+  ASSERT_EQ(p.status, 201) << p.text;
+  const std::string id = p.body["artifact_id"];
+  ASSERT_EQ(p.body["blocks"], 2);
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 2}}, buyer.key).status, 201);
+  json ask = {{"prompt", {7, 8, 9}}, {"max_tokens", 5}, {"temperature", 0}, {"kvmart_debug", true},
+              {"kv", {{"artifact", id}}}};
+  Reply good = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(good.status, 200) << good.text;
+  const int64_t before = srv.BalanceMicros(buyer.key);
+  broken = true;
+  Reply bad = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(bad.status, 200) << bad.text;
+  EXPECT_EQ(bad.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_TRUE(bad.body["kv_usage"]["error"].is_string());
+  EXPECT_TRUE(bad.body["kv_usage"].contains("refund_receipt"));
+  EXPECT_EQ(bad.body["kvmart_debug"]["logits_sha256"], good.body["kvmart_debug"]["logits_sha256"]);
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // charged, then refunded
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
+}
+
+TEST_F(ServerBadInput, ClientDisconnectFreesTheSession) {
+  json body = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}}}},
+               {"max_tokens", 4000}, {"temperature", 0}, {"stream", true}};
+  close(OpenStreamingRequest(srv_->port(), buyer_.key, body));
+  bool freed = false;
+  for (int i = 0; i < 300 && !freed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::string m = srv_->Get("/metrics").text;
+    freed = m.find("kvmart_active_sessions 0") != std::string::npos &&
+            m.find("kvmart_client_disconnects_total 1") != std::string::npos;
+  }
+  EXPECT_TRUE(freed) << srv_->Get("/metrics").text;
+  // The generation stopped early: far fewer than 4000 tokens were produced.
+  const std::string m = srv_->Get("/metrics").text;
+  const size_t p = m.find("\nkvmart_tokens_generated_total ");
+  ASSERT_NE(p, std::string::npos);
+  EXPECT_LT(std::stoll(m.substr(p + 31)), 4000);
+}
+
+}  // namespace
+}  // namespace kvmart::testing

@@ -1,0 +1,253 @@
+// End to end over HTTP on loopback: publish → purchase → ask with kv.artifact,
+// bit-identical to asking without it; money moves exactly the quoted price; the
+// receipt verifies offline; and the same checks for streaming, sampling,
+// completions and kv.auto.
+#include <gtest/gtest.h>
+
+#include "market/receipts.h"
+#include "test_server.h"
+
+namespace kvmart::testing {
+namespace {
+
+const json kPrefix = json::array({{{"role", "system"}, {"content", "You are a careful reader."}},
+                                  {{"role", "user"},
+                                   {"content", "Document: The river Mira rises in the hills, runs 140 km west and "
+                                               "reaches the sea at Vila Nova. Its valley grows cork oaks, olives "
+                                               "and vines; the town of Odemira sits on its banks."}}});
+const json kQuestion = json::array({{{"role", "user"}, {"content", "How long is the river?"}}});
+
+json Concat(const json& a, const json& b) {
+  json out = a;
+  for (const auto& x : b) out.push_back(x);
+  return out;
+}
+
+// Concatenates the deltas of an SSE body and returns the final chunk.
+std::pair<std::string, json> ReadSse(const std::string& body, bool chat) {
+  std::string text;
+  json last;
+  size_t pos = 0;
+  while ((pos = body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = body.find("\n\n", pos);
+    const std::string payload = body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (payload == "[DONE]") break;
+    json j = json::parse(payload);
+    if (!j["choices"].empty()) {
+      const json& c = j["choices"][0];
+      if (chat && c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
+      if (!chat) text += c["text"].get<std::string>();
+      if (!c["finish_reason"].is_null()) last = j;
+    }
+  }
+  return {text, last};
+}
+
+class ServerE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    srv_ = std::make_unique<TestServer>(Models());
+    pub_ = srv_->NewAccount("publisher", "publish");
+    buyer_ = srv_->NewAccount("buyer", "buy", "5");
+  }
+  // Publishes the chat prefix at a fixed price and returns the response.
+  json Publish(const json& body) {
+    Reply r = srv_->Post("/v1/artifacts", body, pub_.key);
+    EXPECT_TRUE(r.status == 201 || r.status == 200) << r.text;
+    return r.body;
+  }
+  std::unique_ptr<TestServer> srv_;
+  TestServer::Account pub_, buyer_;
+};
+
+TEST_F(ServerE2E, PublishBuyAskIsBitExactAndChargesTheQuote) {
+  json pub = Publish({{"messages", kPrefix}, {"title", "Mira"}, {"price", {{"per_load", "0.002"}}}});
+  const std::string id = pub["artifact_id"];
+  const int64_t doc_tokens = pub["tokens"];
+  ASSERT_GT(doc_tokens, 20);
+
+  Reply q = srv_->Post("/v1/artifacts/" + id + "/quote", {{"kind", "metered"}, {"quantity", 2}}, buyer_.key);
+  ASSERT_EQ(q.status, 200) << q.text;
+  const int64_t per_load = q.body["per_load"]["micros"];
+  EXPECT_EQ(per_load, 2000);
+
+  const int64_t buyer0 = srv_->BalanceMicros(buyer_.key), pub0 = srv_->BalanceMicros(pub_.key);
+  Reply p = srv_->Post("/v1/artifacts/" + id + "/purchase", {{"kind", "metered"}, {"quantity", 2}}, buyer_.key,
+                       {{"Idempotency-Key", "buy-1"}});
+  ASSERT_EQ(p.status, 201) << p.text;
+  // A retried purchase with the same key replays the same receipt.
+  Reply p2 = srv_->Post("/v1/artifacts/" + id + "/purchase", {{"kind", "metered"}, {"quantity", 2}}, buyer_.key,
+                        {{"Idempotency-Key", "buy-1"}});
+  ASSERT_EQ(p2.status, 201);
+  EXPECT_EQ(p2.body["receipt"], p.body["receipt"]);
+
+  json ask = {{"model", "kvmart"}, {"messages", kQuestion}, {"max_tokens", 12}, {"temperature", 0},
+              {"kvmart_debug", true}, {"kv", {{"artifact", id}}}};
+  Reply hit = srv_->Post("/v1/chat/completions", ask, buyer_.key);
+  ASSERT_EQ(hit.status, 200) << hit.text;
+  json cold_req = {{"model", "kvmart"}, {"messages", Concat(kPrefix, kQuestion)}, {"max_tokens", 12},
+                   {"temperature", 0}, {"kvmart_debug", true}};
+  Reply cold = srv_->Post("/v1/chat/completions", cold_req, buyer_.key);
+  ASSERT_EQ(cold.status, 200) << cold.text;
+
+  // Same prompt, same tokens, same logits bits at every step.
+  EXPECT_EQ(hit.body["kvmart_debug"]["prompt_token_ids"], cold.body["kvmart_debug"]["prompt_token_ids"]);
+  EXPECT_EQ(hit.body["kvmart_debug"]["completion_token_ids"], cold.body["kvmart_debug"]["completion_token_ids"]);
+  EXPECT_EQ(hit.body["kvmart_debug"]["logits_sha256"], cold.body["kvmart_debug"]["logits_sha256"]);
+  EXPECT_EQ(hit.body["kvmart_debug"]["logits_sha256"].size(), 12u);
+  EXPECT_EQ(hit.body["choices"][0]["message"]["content"], cold.body["choices"][0]["message"]["content"]);
+  EXPECT_EQ(hit.body["usage"]["prompt_tokens_details"]["cached_tokens"], doc_tokens);
+  EXPECT_EQ(cold.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(hit.body["usage"]["prompt_tokens"], cold.body["usage"]["prompt_tokens"]);
+
+  const json& ku = hit.body["kv_usage"];
+  EXPECT_EQ(ku["artifact_id"], id);
+  EXPECT_EQ(ku["tokens_reused"], doc_tokens);
+  EXPECT_EQ(ku["price"]["micros"], per_load);
+  EXPECT_GT(ku["prefill_cost_avoided"]["micros"].get<int64_t>(), 0);
+
+  // The ledger moved exactly the quoted price: buyer −price, publisher +(price − fee).
+  EXPECT_EQ(buyer0 - srv_->BalanceMicros(buyer_.key), per_load);
+  EXPECT_EQ(srv_->BalanceMicros(pub_.key) - pub0, per_load - q.body["provider_fee"]["micros"].get<int64_t>());
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+
+  // The receipt verifies offline against the published provider key, and the
+  // server hands it back by id to its owner only.
+  Reply pk = srv_->Get("/v1/provider/key");
+  ASSERT_EQ(pk.status, 200);
+  const std::string receipt = market::CanonicalJson(ku["receipt"]);
+  auto verified = market::VerifyReceipt(receipt, pk.body["receipt_public_key"].get<std::string>());
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  EXPECT_EQ(verified->kind, "load");
+  EXPECT_EQ(verified->price_micros, per_load);
+  EXPECT_EQ(verified->tokens_reused, doc_tokens);
+  const std::string rid = ku["receipt"]["receipt_id"];
+  Reply got = srv_->Get("/v1/receipts/" + rid, buyer_.key);
+  ASSERT_EQ(got.status, 200) << got.text;
+  EXPECT_EQ(got.body["receipt"], ku["receipt"]);
+  Reply other = srv_->Get("/v1/receipts/" + rid, pub_.key);
+  Reply missing = srv_->Get("/v1/receipts/rcpt-nope", pub_.key);
+  EXPECT_EQ(other.status, 404);
+  EXPECT_EQ(other.text, missing.text);
+
+  // One load left, then the entitlement is exhausted.
+  Reply e = srv_->Get("/v1/entitlements", buyer_.key);
+  ASSERT_EQ(e.status, 200);
+  EXPECT_EQ(e.body["data"][0]["loads_remaining"], 1);
+}
+
+TEST_F(ServerE2E, StreamingSampledAndCompletionsMatchColdPrefill) {
+  json pub = Publish({{"messages", kPrefix}});
+  const std::string id = pub["artifact_id"];
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 10}}, buyer_.key).status, 201);
+
+  // Sampled with a seed: identical with and without the artifact, streamed or not.
+  json base = {{"messages", kQuestion}, {"max_tokens", 10}, {"temperature", 0.8}, {"top_p", 0.9}, {"seed", 42}};
+  json hit = base;
+  hit["kv"] = {{"artifact", id}};
+  json cold = base;
+  cold["messages"] = Concat(kPrefix, kQuestion);
+  Reply a = srv_->Post("/v1/chat/completions", hit, buyer_.key);
+  Reply b = srv_->Post("/v1/chat/completions", cold, buyer_.key);
+  ASSERT_EQ(a.status, 200) << a.text;
+  ASSERT_EQ(b.status, 200) << b.text;
+  EXPECT_EQ(a.body["choices"][0]["message"]["content"], b.body["choices"][0]["message"]["content"]);
+
+  hit["stream"] = true;
+  hit["stream_options"] = {{"include_usage", true}};
+  Reply s = srv_->Post("/v1/chat/completions", hit, buyer_.key);
+  ASSERT_EQ(s.status, 200) << s.text;
+  auto [text, last] = ReadSse(s.text, true);
+  EXPECT_EQ(text, a.body["choices"][0]["message"]["content"]);
+  EXPECT_EQ(last["kv_usage"]["artifact_id"], id);
+  EXPECT_NE(s.text.find("\"cached_tokens\":" + std::to_string(pub["tokens"].get<int>())), std::string::npos);
+  EXPECT_NE(s.text.find("data: [DONE]"), std::string::npos);
+
+  // /v1/completions over a token artifact: prompt ids continue the document.
+  json tpub = Publish({{"tokens", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}}});
+  const std::string tid = tpub["artifact_id"];
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + tid + "/purchase", {{"quantity", 2}}, buyer_.key).status, 201);
+  Reply c1 = srv_->Post("/v1/completions",
+                        {{"prompt", {100, 200, 300}}, {"max_tokens", 6}, {"temperature", 0}, {"kvmart_debug", true},
+                         {"kv", {{"artifact", tid}}}},
+                        buyer_.key);
+  Reply c2 = srv_->Post("/v1/completions",
+                        {{"prompt", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 100, 200, 300}},
+                         {"max_tokens", 6}, {"temperature", 0}, {"kvmart_debug", true}},
+                        buyer_.key);
+  ASSERT_EQ(c1.status, 200) << c1.text;
+  ASSERT_EQ(c2.status, 200) << c2.text;
+  EXPECT_EQ(c1.body["kvmart_debug"]["logits_sha256"], c2.body["kvmart_debug"]["logits_sha256"]);
+  EXPECT_EQ(c1.body["choices"][0]["text"], c2.body["choices"][0]["text"]);
+  EXPECT_EQ(c1.body["usage"]["prompt_tokens_details"]["cached_tokens"], 13);
+
+  // Stop strings cut the text and end with finish_reason "stop".
+  // The stop string is the text's second character (whole UTF-8 sequences).
+  const std::string full = c2.body["choices"][0]["text"];
+  auto next_char = [&](size_t i) {
+    do ++i; while (i < full.size() && (static_cast<unsigned char>(full[i]) & 0xC0) == 0x80);
+    return i;
+  };
+  const size_t c1_end = next_char(0);
+  if (c1_end < full.size()) {
+    const std::string stop = full.substr(c1_end, next_char(c1_end) - c1_end);
+    Reply st = srv_->Post("/v1/completions",
+                          {{"prompt", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 100, 200, 300}},
+                           {"max_tokens", 6}, {"temperature", 0}, {"stop", stop}},
+                          buyer_.key);
+    ASSERT_EQ(st.status, 200) << st.text;
+    EXPECT_EQ(st.body["choices"][0]["text"], full.substr(0, full.find(stop)));
+    EXPECT_EQ(st.body["choices"][0]["finish_reason"], "stop");
+  }
+}
+
+TEST_F(ServerE2E, AutoFindsThePublishedPrefixAndBuysOneLoadWithinBudget) {
+  json pub = Publish({{"messages", kPrefix}, {"price", {{"per_load", "0.001"}}}});
+  const std::string id = pub["artifact_id"];
+  json req = {{"messages", Concat(kPrefix, kQuestion)}, {"max_tokens", 4}, {"temperature", 0},
+              {"kvmart_debug", true}};
+  Reply cold = srv_->Post("/v1/chat/completions", req, buyer_.key);
+  req["kv"] = {{"auto", true}, {"max_price", "0.0005"}};
+  Reply over = srv_->Post("/v1/chat/completions", req, buyer_.key);
+  ASSERT_EQ(over.status, 200) << over.text;
+  EXPECT_EQ(over.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_TRUE(over.body["kv_usage"]["artifact_id"].is_null());
+  const int64_t b0 = srv_->BalanceMicros(buyer_.key);
+  req["kv"] = {{"auto", true}, {"max_price", "0.001"}};
+  Reply hit = srv_->Post("/v1/chat/completions", req, buyer_.key);
+  ASSERT_EQ(hit.status, 200) << hit.text;
+  EXPECT_EQ(hit.body["kv_usage"]["artifact_id"], id);
+  EXPECT_EQ(hit.body["usage"]["prompt_tokens_details"]["cached_tokens"], pub["tokens"]);
+  EXPECT_EQ(hit.body["kvmart_debug"]["logits_sha256"], cold.body["kvmart_debug"]["logits_sha256"]);
+  EXPECT_EQ(b0 - srv_->BalanceMicros(buyer_.key), 1000);
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+TEST_F(ServerE2E, ListingManifestHealthAndMetrics) {
+  json pub = Publish({{"text", "A short document."}, {"title", "short"}});
+  const std::string id = pub["artifact_id"];
+  // Same content again: content-addressed, not prefilled twice.
+  Reply again = srv_->Post("/v1/artifacts", {{"text", "A short document."}}, pub_.key);
+  EXPECT_EQ(again.status, 200) << again.text;
+  EXPECT_EQ(again.body["prefilled"], false);
+  Reply list = srv_->Get("/v1/artifacts", buyer_.key);
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body["data"].size(), 1u);
+  EXPECT_EQ(list.body["data"][0]["artifact_id"], id);
+  EXPECT_EQ(list.body["data"][0]["tokens"], pub["tokens"]);
+  Reply m = srv_->Get("/v1/artifacts/" + id, buyer_.key);
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.body["artifact_id"], id);
+  EXPECT_FALSE(m.body.contains("token_ids"));  // not bought yet
+  EXPECT_EQ(srv_->Get("/v1/models").status, 200);
+  EXPECT_EQ(srv_->Get("/readyz").status, 200);
+  Reply metrics = srv_->Get("/metrics");
+  EXPECT_NE(metrics.text.find("kvmart_http_requests_total{route=\"/v1/artifacts\",code=\"201\"} 1"),
+            std::string::npos);
+  EXPECT_NE(metrics.text.find("kvmart_queue_depth 0"), std::string::npos);
+  EXPECT_EQ(srv_->Get("/v1/artifacts/" + id + "/export", buyer_.key).status, 403);  // off by default
+}
+
+}  // namespace
+}  // namespace kvmart::testing
