@@ -16,6 +16,7 @@ void RegisterTokenizerCommands(CLI::App& app, int* exit_code);  // tokenize deto
 void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen inspect
 void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
 void RegisterPublishCommands(CLI::App& app, int* exit_code);    // publish verify ask
+void RegisterEconomicsCommands(CLI::App& app, int* exit_code);  // bench reuse, economics
 
 // Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
 // set, else `data/` next to the executable, else the build's data folder.

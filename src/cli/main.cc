@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   kvmart::cli::RegisterArtifactCommands(app, &exit_code);
   kvmart::cli::RegisterMarketCommands(app, &exit_code);
   kvmart::cli::RegisterPublishCommands(app, &exit_code);
+  kvmart::cli::RegisterEconomicsCommands(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
