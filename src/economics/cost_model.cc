@@ -178,6 +178,8 @@ LengthCosts CostsForLength(const Prices& p, const LengthFigures& f) {
   c.publisher_gets_usd = c.agent_pays_usd - c.provider_keeps_usd;
   c.provider_cost_usd = c.reuse_memory_usd;
   c.provider_margin_usd = c.provider_keeps_usd - c.provider_cost_usd;
+  c.provider_breakeven_input_usd_per_mtok =
+      Ratio(c.provider_cost_usd * 1e6, double(f.doc_tokens) * p.cache_read_multiplier * p.provider_fee);
   return c;
 }
 
@@ -318,7 +320,8 @@ std::string CostReportJson(const CostReport& r) {
                       {"publisher_gets_usd", c.publisher_gets_usd},
                       {"provider_keeps_usd", c.provider_keeps_usd},
                       {"provider_cost_usd", c.provider_cost_usd},
-                      {"provider_margin_usd", c.provider_margin_usd}}}});
+                      {"provider_margin_usd", c.provider_margin_usd},
+                      {"provider_breakeven_input_usd_per_mtok", Num(c.provider_breakeven_input_usd_per_mtok)}}}});
   }
   j["lengths"] = rows;
   auto ship = [](const ShippingBreakEven& s) {
@@ -344,19 +347,36 @@ std::string CostReportTable(const CostReport& r) {
     << p.provider_fee * 100 << "%\n";
   o << "measured prefill throughput " << Fmt("%.3g", r.flops_per_second / 1e9) << " GFLOP/s\n\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%8s %6s %11s %11s %8s %9s %11s %8s %11s %8s %8s %11s %11s\n", "L", "attn%",
-                "prefill", "reuse(mem)", "saving", "N*", "egress raw", "eg/pf", "egress lsl", "eg/pf", "exact",
-                "agent pays", "prov.margin");
+  std::snprintf(line, sizeof line, "%8s %6s %11s %11s %11s %8s %9s %11s %8s %11s %8s %6s\n", "L", "attn%",
+                "prefill", "reuse(mem)", "publish", "saving", "N*", "egress raw", "eg/pf", "egress lsl", "eg/pf",
+                "exact");
   o << line;
   for (const auto& c : r.lengths) {
-    std::snprintf(line, sizeof line, "%8llu %5.1f%% %11s %11s %8s %9s %11s %8s %11s %8s %8s %11s %11s\n",
+    std::snprintf(line, sizeof line, "%8llu %5.1f%% %11s %11s %11s %8s %9s %11s %8s %11s %8s %6s\n",
                   static_cast<unsigned long long>(c.doc_tokens), 100 * AttentionShare(r.shape, double(c.doc_tokens)),
-                  Usd(c.prefill_usd).c_str(), Usd(c.reuse_memory_usd).c_str(),
+                  Usd(c.prefill_usd).c_str(), Usd(c.reuse_memory_usd).c_str(), Usd(c.publish_usd).c_str(),
                   c.exact ? Times(c.saving_ratio_memory).c_str() : "FAIL",
                   std::isfinite(c.breakeven_reads) ? Fmt("%.0f", c.breakeven_reads).c_str() : "never",
                   Usd(c.egress_raw_usd).c_str(), Times(c.egress_over_prefill_raw).c_str(),
                   Usd(c.egress_lossless_usd).c_str(), Times(c.egress_over_prefill_lossless).c_str(),
-                  c.exact ? "yes" : "NO", Usd(c.agent_pays_usd).c_str(), Usd(c.provider_margin_usd).c_str());
+                  c.exact ? "yes" : "NO");
+    o << line;
+  }
+  o << "\nN* = reads to recover publish + " << p.storage_months
+    << " month(s) of storage (lossless); eg/pf = egress of the artifact / the prefill it replaces\n\n";
+  o << "tariff per load (document tokens at the cache-read price):\n";
+  std::snprintf(line, sizeof line, "%8s %11s %11s %11s %11s %11s %12s %16s\n", "L", "full price", "agent pays",
+                "publisher", "provider", "prov. cost", "prov. margin", "fee covers cost");
+  o << line;
+  for (const auto& c : r.lengths) {
+    std::snprintf(line, sizeof line, "%8llu %11s %11s %11s %11s %11s %12s %16s\n",
+                  static_cast<unsigned long long>(c.doc_tokens), Usd(c.full_price_usd).c_str(),
+                  Usd(c.agent_pays_usd).c_str(), Usd(c.publisher_gets_usd).c_str(),
+                  Usd(c.provider_keeps_usd).c_str(), Usd(c.provider_cost_usd).c_str(),
+                  Usd(c.provider_margin_usd).c_str(),
+                  std::isfinite(c.provider_breakeven_input_usd_per_mtok)
+                      ? (">= " + Fmt("$%.3g", c.provider_breakeven_input_usd_per_mtok) + "/M").c_str()
+                      : "never");
     o << line;
   }
   auto ship = [&](const char* name, const ShippingBreakEven& s) {

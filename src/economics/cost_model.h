@@ -26,7 +26,7 @@ struct Prices {
   double machine_usd_per_hour = 0.085;     // a 2-vCPU x86 VM, on demand
   double storage_usd_per_gb_month = 0.08;  // block storage (SSD) next to the compute
   double egress_usd_per_gb = 0.09;         // internet egress
-  double input_usd_per_mtok = 0.20;        // the API's input price per million tokens
+  double input_usd_per_mtok = 3.0;         // the API's input price per million tokens (market default)
   double cache_read_multiplier = 0.1;      // cached input tokens cost this fraction
   double provider_fee = 0.10;              // provider's share of a load price (market fee_bps 1000)
   double storage_months = 1.0;             // period the publisher pays storage for (break-even)
@@ -90,6 +90,9 @@ struct LengthCosts {
   double provider_keeps_usd = 0;    // agent_pays × fee
   double provider_cost_usd = 0;     // compute of the memory-tier reuse
   double provider_margin_usd = 0;   // provider_keeps − provider_cost
+  // Input price at which the provider's fee just covers its reuse compute:
+  // provider_cost / (L · cache_read_multiplier · provider_fee) per million tokens.
+  double provider_breakeven_input_usd_per_mtok = 0;
 };
 
 struct ShippingBreakEven {

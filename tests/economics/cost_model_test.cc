@@ -81,6 +81,8 @@ TEST(CostModel, KnownLength) {
   EXPECT_DOUBLE_EQ(c.publisher_gets_usd, 0.000018);
   EXPECT_DOUBLE_EQ(c.provider_cost_usd, 0.0005);
   EXPECT_DOUBLE_EQ(c.provider_margin_usd, 0.000002 - 0.0005);
+  // 0.0005 / (1000 · 0.1 · 0.1) per token = $50 per million tokens.
+  EXPECT_DOUBLE_EQ(c.provider_breakeven_input_usd_per_mtok, 50);
 }
 
 TEST(CostModel, NotExactIsNeverASaving) {
