@@ -187,7 +187,7 @@ StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions
   r.machine = MachineDescription();
   r.load_average = ReadFirstLine("/proc/loadavg");
   r.started_at = NowUtc();
-  KVMART_ASSIGN_OR_RETURN(auto tiers, Tiers::Open(o.work_dir));
+  KVMART_ASSIGN_OR_RETURN(auto tiers, OpenTiers(o.tiers, o.work_dir));
   r.tier_source = tiers->Description();
 
   const auto question = RandomTokens(o.question_tokens, o.seed * 2 + 2, c.vocab_size);
@@ -291,7 +291,6 @@ StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions
         if (!SameLogits(t, ref)) paths[p]->logits_identical = false;
         runs[p].push_back(run);
       }
-      tiers->Reset();
     }
     for (int p = 0; p < 3; ++p) {
       std::vector<double> load, q, total, cpu, dec;
@@ -364,7 +363,7 @@ std::string ReuseJson(const ReuseBenchResult& r) {
                 {"kv_bytes_per_token", m.kv_bytes_per_token}};
   j["settings"] = {{"lengths", o.lengths},         {"question_tokens", o.question_tokens},
                    {"decode_tokens", o.decode_tokens}, {"repeat", o.repeat},
-                   {"chunk", o.chunk},             {"split_scratch", o.split_scratch},
+                   {"chunk", o.chunk}, {"tiers", o.tiers},             {"split_scratch", o.split_scratch},
                    {"seed", o.seed}};
   j["all_exact"] = r.all_exact();
   json rows = json::array();

@@ -29,6 +29,7 @@ struct ReuseBenchOptions {
   bool split_scratch = false;
   uint64_t seed = 1;
   std::string work_dir;  // artifacts (.kva) and the store go here
+  std::string tiers = "auto";  // auto | store | file (economics/tiers.h)
   std::string model_name;
   std::function<void(const std::string&)> log;  // progress lines (may be empty)
 };

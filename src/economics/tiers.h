@@ -3,16 +3,21 @@
 // disk tier (stored bytes read from disk, checked, decoded, imported), for the
 // raw and the lossless codec.
 //
-// Until the store (src/store) is available in this build, the disk tier is the
-// artifact's `.kva` file read with a warm page cache (ArtifactReader::OpenFile +
-// ReadBlock: XXH3-128, decode, payload SHA-256) and the memory tier is the
-// decoded payloads held here. Description() says which one a report measured.
+// Two sources, chosen by OpenTiers:
+//  - "store": the real store (src/store, when this build has it): Store::Put on
+//    publish, a warm memory tier for memory runs, DropMemoryTier before disk
+//    runs, Store::Load with a consumer calling ImportBlockPayload. Raw and
+//    lossless artifacts of one document have the same id (the id depends on
+//    profile and tokens only), so each codec gets its own store.
+//  - "file": the memory tier is the decoded payloads held here; the disk tier is
+//    the `.kva` file read with a warm page cache (ArtifactReader::OpenFile +
+//    ReadBlock: XXH3-128, decode, payload SHA-256).
+// Description() says which one a report measured.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "artifact/container.h"
 #include "base/status.h"
@@ -25,30 +30,28 @@ const char* TierKindName(TierKind k);
 
 class Tiers {
  public:
-  static StatusOr<std::unique_ptr<Tiers>> Open(const std::string& work_dir);
-  explicit Tiers(std::string work_dir) : dir_(std::move(work_dir)) {}
-  ~Tiers();
-  Tiers(const Tiers&) = delete;
-  Tiers& operator=(const Tiers&) = delete;
-
-  std::string Description() const;
+  virtual ~Tiers() = default;
+  virtual std::string Description() const = 0;
   // Stores the raw and lossless artifacts of one document (replacing the last).
-  Status Publish(const artifact::Artifact& raw, const artifact::Artifact& lossless, uint64_t* raw_file_bytes,
-                 uint64_t* lossless_file_bytes);
+  virtual Status Publish(const artifact::Artifact& raw, const artifact::Artifact& lossless, uint64_t* raw_file_bytes,
+                         uint64_t* lossless_file_bytes) = 0;
   // Untimed: puts the tier in the state a load finds in service (memory tier
-  // filled; disk files in the page cache, memory tier dropped).
-  Status Prepare(TierKind kind);
+  // filled; disk bytes in the page cache and the memory tier dropped).
+  virtual Status Prepare(TierKind kind) = 0;
   // Timed: imports the whole artifact into an empty session.
-  Status Load(TierKind kind, Session& session);
-  void Reset() {}
+  virtual Status Load(TierKind kind, Session& session) = 0;
   // Drops the current document's artifacts.
-  void Forget();
-
- private:
-  std::string dir_;
-  std::string raw_path_, lossless_path_;
-  artifact::Manifest manifest_;
-  std::vector<std::vector<uint8_t>> memory_;  // decoded payloads of the raw artifact
+  virtual void Forget() = 0;
 };
+
+// True when this build has the store (src/store implemented).
+bool StoreAvailable();
+
+// source: "auto" (the store when available, else files), "store" or "file".
+StatusOr<std::unique_ptr<Tiers>> OpenTiers(const std::string& source, const std::string& work_dir);
+
+// Internal: the two implementations.
+StatusOr<std::unique_ptr<Tiers>> OpenFileTiers(const std::string& work_dir);
+StatusOr<std::unique_ptr<Tiers>> OpenStoreTiers(const std::string& work_dir);
 
 }  // namespace kvmart::economics
