@@ -383,6 +383,8 @@ std::string CostReportTable(const CostReport& r) {
     o << "shipping the " << name << " artifact breaks even with its prefill ";
     if (!s.tokens) {
       o << "at no length\n";
+    } else if (*s.tokens <= 1) {
+      o << "at every length (its egress never exceeds the prefill it replaces)\n";
     } else {
       o << "from L = " << Fmt("%.0f", *s.tokens) << " tokens"
         << (s.within_context ? "" : " (beyond the model's context of " + std::to_string(r.shape.max_context) + ")")
