@@ -18,6 +18,7 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
 void RegisterPublishCommands(CLI::App& app, int* exit_code);    // publish verify ask
 void RegisterStoreCommands(CLI::App& app, int* exit_code);      // store put|ls|stat|pin|gc|verify
 void RegisterServerCommands(CLI::App& app, int* exit_code);     // serve
+void RegisterEconomicsCommands(CLI::App& app, int* exit_code);  // bench reuse, economics
 
 // Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
 // set, else `data/` next to the executable, else the build's data folder.

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   kvmart::cli::RegisterPublishCommands(app, &exit_code);
   kvmart::cli::RegisterStoreCommands(app, &exit_code);
   kvmart::cli::RegisterServerCommands(app, &exit_code);
+  kvmart::cli::RegisterEconomicsCommands(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
