@@ -124,16 +124,32 @@ Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
         }
       }
     });
-    // Attention, split over (head, token) pairs, head-major so each thread
-    // keeps one head's keys and values hot in cache.
-    pool.ParallelFor(nh * T, 1, [&](size_t b, size_t e) {
-      std::vector<float> scores((p0 + T + 7) / 8 * 8);
+    // Attention, split over (kv head, token block) items, head-major so each
+    // thread keeps one kv head's keys and values hot in cache. An item's queries
+    // (the kv head's GQA query heads × a block of neighbouring tokens) go to the
+    // kernel in groups that share each widened K and V vector; every query's
+    // chains are its own, so the bits do not depend on the grouping or on T.
+    const size_t block = std::max<size_t>(1, kMaxAttendGroup / std::min(group, kMaxAttendGroup));
+    const size_t blocks = (T + block - 1) / block;
+    pool.ParallelFor(nkv * blocks, 1, [&](size_t b, size_t e) {
+      const size_t stride = (p0 + T + 7) / 8 * 8;
+      std::vector<float> scores(kMaxAttendGroup * stride);
+      std::vector<AttentionQuery> queries;
       for (size_t i = b; i < e; ++i) {
-        const size_t h = i / T, t = i % T, g = h / group;
-        AttentionQuery a{q.data() + t * Q + h * hd, cache_.key_tiles(l, g), cache_.key_tile_stride(),
-                         cache_.values(l, g), cache_.value_stride(), p0 + t + 1, hd, scale, scores.data(),
-                         attn.data() + t * Q + h * hd};
-        ops.attend(a);
+        const size_t g = i / blocks, t0 = (i % blocks) * block, t1 = std::min(T, t0 + block);
+        queries.clear();
+        for (size_t t = t0; t < t1; ++t) {
+          for (size_t h = g * group; h < (g + 1) * group; ++h) {
+            queries.push_back({q.data() + t * Q + h * hd, cache_.key_tiles(l, g), cache_.key_tile_stride(),
+                               cache_.values(l, g), cache_.value_stride(), p0 + t + 1, hd, scale, nullptr,
+                               attn.data() + t * Q + h * hd});
+          }
+        }
+        for (size_t k = 0; k < queries.size(); k += kMaxAttendGroup) {
+          const size_t count = std::min(kMaxAttendGroup, queries.size() - k);
+          for (size_t c = 0; c < count; ++c) queries[k + c].scores = scores.data() + c * stride;
+          ops.attend_group(queries.data() + k, count);
+        }
       }
     });
     MatMul(ops, pool, attn.data(), T, Q, L.o_proj, proj.data(), H);

@@ -228,6 +228,127 @@ inline void ValuePass(const AttentionQuery& a, size_t d0, float* sum) {
 
 }  // namespace
 
+namespace {
+
+// scores[j] <- exp(scores[j] - max over [0, n)), the same for one query or a group.
+inline void ExpShifted(float* scores, size_t n) {
+  float mx = scores[0];
+  for (size_t j = 1; j < n; ++j) mx = scores[j] > mx ? scores[j] : mx;
+  const __m256 vmx = _mm256_set1_ps(mx);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(scores + j, ExpVec(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx)));
+  for (; j < n; ++j) scores[j] = KvExp(scores[j] - mx);
+}
+
+inline void DivideBy(float* out, size_t hd, float sum) {
+  const __m256 vsum = _mm256_set1_ps(sum);
+  for (size_t d = 0; d < hd; d += 8) _mm256_storeu_ps(out + d, _mm256_div_ps(_mm256_loadu_ps(out + d), vsum));
+}
+
+// Scores of NQ queries for NT consecutive key tiles starting at tile t: each
+// widened K vector feeds NQ FMAs. Per (query, key) the chain over d is the one
+// ScoreTiles runs.
+template <int NQ, int NT>
+inline void GroupScoreTiles(const AttentionQuery* qs, size_t t, __m256 scale) {
+  const AttentionQuery& a = qs[0];
+  const uint16_t* kt[NT];
+  __m256 acc[NQ][NT];
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < NT; ++i) {
+    kt[i] = a.k_tiles + (t + i) * a.k_tile_stride;
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < NQ; ++q) acc[q][i] = _mm256_setzero_ps();
+  }
+  for (size_t d = 0; d < a.head_dim; ++d) {
+    __m256 kv[NT];
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NT; ++i) kv[i] = LoadBf16x8(kt[i] + d * kKeyTile);
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < NQ; ++q) {
+      const __m256 qd = _mm256_broadcast_ss(qs[q].q + d);
+      _Pragma("GCC unroll 8")
+      for (int i = 0; i < NT; ++i) acc[q][i] = _mm256_fmadd_ps(qd, kv[i], acc[q][i]);
+    }
+  }
+  _Pragma("GCC unroll 8")
+  for (int q = 0; q < NQ; ++q) {
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NT; ++i) _mm256_storeu_ps(qs[q].scores + (t + i) * kKeyTile, _mm256_mul_ps(acc[q][i], scale));
+  }
+}
+
+// out_q[d0, d0 + 8·NV) = Σ_j e_qj · V_j for NQ queries: keys [0, common) are
+// shared (each widened V vector feeds NQ FMAs), then each query runs on alone
+// over its own remaining keys. Per query the chain over keys is in order, as
+// in ValuePass. When `sums`, also Σ_j e_qj in the same order.
+template <int NQ, int NV>
+inline void GroupValuePass(const AttentionQuery* qs, size_t common, size_t d0, float* sums) {
+  const AttentionQuery& a = qs[0];
+  __m256 acc[NQ][NV];
+  float s[NQ];
+  _Pragma("GCC unroll 8")
+  for (int q = 0; q < NQ; ++q) {
+    s[q] = 0.0f;
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_setzero_ps();
+  }
+  const uint16_t* vrow = a.v + d0;
+  for (size_t j = 0; j < common; ++j, vrow += a.v_stride) {
+    __m256 vv[NV];
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) vv[v] = LoadBf16x8(vrow + 8 * v);
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < NQ; ++q) {
+      const __m256 e = _mm256_broadcast_ss(qs[q].scores + j);
+      _Pragma("GCC unroll 8")
+      for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(e, vv[v], acc[q][v]);
+      if (sums != nullptr) s[q] = s[q] + qs[q].scores[j];
+    }
+  }
+  _Pragma("GCC unroll 8")
+  for (int q = 0; q < NQ; ++q) {
+    const uint16_t* row = vrow;
+    for (size_t j = common; j < qs[q].n_keys; ++j, row += a.v_stride) {
+      const __m256 e = _mm256_broadcast_ss(qs[q].scores + j);
+      _Pragma("GCC unroll 8")
+      for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(e, LoadBf16x8(row + 8 * v), acc[q][v]);
+      if (sums != nullptr) s[q] = s[q] + qs[q].scores[j];
+    }
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(qs[q].out + d0 + 8 * v, acc[q][v]);
+    if (sums != nullptr) sums[q] = s[q];
+  }
+}
+
+// Register budget (16 ymm): NQ·NT score accumulators + NT widened keys + one
+// broadcast; NQ·NV value accumulators + NV widened values + one broadcast.
+template <int NQ>
+void AttendGroupOf(const AttentionQuery* qs) {
+  constexpr int kTiles = NQ == 2 ? 4 : 2;
+  constexpr int kValues = NQ == 2 ? 4 : 2;
+  size_t max_n = 0, min_n = qs[0].n_keys;
+  for (int q = 0; q < NQ; ++q) {
+    max_n = qs[q].n_keys > max_n ? qs[q].n_keys : max_n;
+    min_n = qs[q].n_keys < min_n ? qs[q].n_keys : min_n;
+  }
+  const size_t hd = qs[0].head_dim, tiles = (max_n + kKeyTile - 1) / kKeyTile;
+  const __m256 scale = _mm256_set1_ps(qs[0].scale);
+  // Lanes past a query's own n_keys get scores too; nothing reads them.
+  size_t t = 0;
+  for (; t + kTiles <= tiles; t += kTiles) GroupScoreTiles<NQ, kTiles>(qs, t, scale);
+  for (; t < tiles; ++t) GroupScoreTiles<NQ, 1>(qs, t, scale);
+  for (int q = 0; q < NQ; ++q) ExpShifted(qs[q].scores, qs[q].n_keys);
+  float sums[NQ];
+  size_t d0 = 0;
+  for (; d0 + 8 * kValues <= hd; d0 += 8 * kValues) {
+    GroupValuePass<NQ, kValues>(qs, min_n, d0, d0 == 0 ? sums : nullptr);
+  }
+  for (; d0 < hd; d0 += 8) GroupValuePass<NQ, 1>(qs, min_n, d0, d0 == 0 ? sums : nullptr);
+  for (int q = 0; q < NQ; ++q) DivideBy(qs[q].out, hd, sums[q]);
+}
+
+}  // namespace
+
 void Attend(const AttentionQuery& a) {
   const size_t n = a.n_keys, hd = a.head_dim;
   const size_t tiles = (n + kKeyTile - 1) / kKeyTile;
@@ -238,14 +359,7 @@ void Attend(const AttentionQuery& a) {
   size_t t = 0;
   for (; t + 4 <= tiles; t += 4) ScoreTiles<4>(a, t, scale);
   for (; t < tiles; ++t) ScoreTiles<1>(a, t, scale);
-  float mx = a.scores[0];
-  for (size_t j = 1; j < n; ++j) mx = a.scores[j] > mx ? a.scores[j] : mx;
-  const __m256 vmx = _mm256_set1_ps(mx);
-  size_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    _mm256_storeu_ps(a.scores + j, ExpVec(_mm256_sub_ps(_mm256_loadu_ps(a.scores + j), vmx)));
-  }
-  for (; j < n; ++j) a.scores[j] = KvExp(a.scores[j] - mx);
+  ExpShifted(a.scores, n);
   // e·V: lanes are 8 output dims, the chain runs over keys. Passes of up to 64
   // dims keep 8 accumulators in registers; the sequential sum of e rides along
   // with the first pass.
@@ -253,8 +367,16 @@ void Attend(const AttentionQuery& a) {
   size_t d0 = 0;
   for (; d0 + 64 <= hd; d0 += 64) ValuePass<8>(a, d0, d0 == 0 ? &sum : nullptr);
   for (; d0 < hd; d0 += 8) ValuePass<1>(a, d0, d0 == 0 ? &sum : nullptr);
-  const __m256 vsum = _mm256_set1_ps(sum);
-  for (size_t d = 0; d < hd; d += 8) _mm256_storeu_ps(a.out + d, _mm256_div_ps(_mm256_loadu_ps(a.out + d), vsum));
+  DivideBy(a.out, hd, sum);
+}
+
+void AttendGroup(const AttentionQuery* queries, size_t count) {
+  switch (count) {
+    case 1: Attend(queries[0]); break;
+    case 2: AttendGroupOf<2>(queries); break;
+    case 3: AttendGroupOf<3>(queries); break;
+    default: AttendGroupOf<4>(queries); break;
+  }
 }
 
 }  // namespace kvmart::avx2

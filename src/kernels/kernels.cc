@@ -26,9 +26,10 @@ StatusOr<KernelPath> ParseKernelPath(std::string_view name) {
 
 const KernelOps& GetKernelOps(KernelPath path) {
   static const KernelOps kPortable = {KernelPath::kPortable, portable::MatMulPanels, portable::RmsNorm,
-                                      portable::SiluMul, portable::Attend};
+                                      portable::SiluMul, portable::Attend,
+                                      portable::AttendGroup};
   static const KernelOps kAvx2 = {KernelPath::kAvx2, avx2::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
-                                  avx2::Attend};
+                                  avx2::Attend, avx2::AttendGroup};
   return path == KernelPath::kAvx2 ? kAvx2 : kPortable;
 }
 

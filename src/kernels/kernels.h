@@ -48,6 +48,9 @@ struct AttentionQuery {
   float* out;               // [head_dim]
 };
 
+// The most queries one attend_group call takes.
+inline constexpr size_t kMaxAttendGroup = 4;
+
 // One path's kernels. Each call is single-threaded; see the helpers below for
 // the multi-threaded drivers.
 struct KernelOps {
@@ -60,6 +63,13 @@ struct KernelOps {
   // out[i] = (g[i] / (1 + KvExp(-g[i]))) * u[i]
   void (*silu_mul)(const float* g, const float* u, size_t n, float* out);
   void (*attend)(const AttentionQuery& query);
+  // `count` (1..kMaxAttendGroup) queries against the same kv head: they share
+  // k_tiles, k_tile_stride, v, v_stride, head_dim and scale; each has its own q,
+  // n_keys, scores and out, and every scores scratch holds RoundUp(max n_keys, 8)
+  // floats. Each query's output is bit-identical to attend(query): the grouping
+  // only shares the loads and widening of K and V between queries (GQA heads of
+  // one kv head, neighbouring tokens), never reorders a query's chains.
+  void (*attend_group)(const AttentionQuery* queries, size_t count);
 };
 
 const KernelOps& GetKernelOps(KernelPath path);

@@ -75,4 +75,9 @@ KVMART_FMA_CLONES void Attend(const AttentionQuery& a) {
   for (size_t d = 0; d < hd; ++d) a.out[d] = a.out[d] / sum;
 }
 
+// The portable path has no loads to share: one query after another.
+void AttendGroup(const AttentionQuery* queries, size_t count) {
+  for (size_t i = 0; i < count; ++i) Attend(queries[i]);
+}
+
 }  // namespace kvmart::portable

@@ -10,6 +10,7 @@ void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, s
 void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* y);
 void SiluMul(const float* g, const float* u, size_t n, float* out);
 void Attend(const AttentionQuery& a);
+void AttendGroup(const AttentionQuery* queries, size_t count);
 }  // namespace kvmart::portable
 
 namespace kvmart::avx2 {
@@ -18,4 +19,5 @@ void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, s
 void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* y);
 void SiluMul(const float* g, const float* u, size_t n, float* out);
 void Attend(const AttentionQuery& a);
+void AttendGroup(const AttentionQuery* queries, size_t count);
 }  // namespace kvmart::avx2

@@ -183,5 +183,41 @@ TEST_F(PathTest, AttentionAgreesAcrossPathsAndMatchesReference) {
   }
 }
 
+// Grouped attention shares K/V loads between queries; each query's bits must
+// still be attend()'s, whatever the group size and however its n_keys differ
+// (neighbouring tokens of one causal block).
+TEST_F(PathTest, AttendGroupIsBitIdenticalToAttendPerQuery) {
+  const size_t hd = 128, tile_stride = hd * kKeyTile, max_keys = 77;
+  const size_t tiles = (max_keys + 7) / 8;
+  auto kf = RandomFloats(tiles * tile_stride, 21), vf = RandomFloats(max_keys * hd, 22);
+  std::vector<uint16_t> k(kf.size()), v(vf.size());
+  RoundToBf16(kf.data(), kf.size(), k.data());
+  RoundToBf16(vf.data(), vf.size(), v.data());
+  auto qf = RandomFloats(kMaxAttendGroup * hd, 23, 2.0f);
+  const std::vector<std::vector<size_t>> cases = {
+      {1}, {8, 8}, {33, 34}, {5, 6, 7}, {70, 70, 71, 71}, {1, 2, 3, 4}, {64, 77, 9, 40}, {17, 17, 17, 17}};
+  for (const KernelOps* ops : {&portable_, &avx2_}) {
+    for (const auto& n_keys : cases) {
+      const size_t count = n_keys.size();
+      std::vector<float> scores(kMaxAttendGroup * tiles * 8), out(count * hd), one(hd), one_scores(tiles * 8);
+      std::vector<AttentionQuery> group;
+      for (size_t c = 0; c < count; ++c) {
+        group.push_back({qf.data() + c * hd, k.data(), tile_stride, v.data(), hd, n_keys[c], hd, 0.0883883f,
+                         scores.data() + c * tiles * 8, out.data() + c * hd});
+      }
+      ops->attend_group(group.data(), count);
+      for (size_t c = 0; c < count; ++c) {
+        AttentionQuery a = group[c];
+        a.scores = one_scores.data();
+        a.out = one.data();
+        avx2_.attend(a);
+        std::vector<float> got(out.begin() + c * hd, out.begin() + (c + 1) * hd);
+        EXPECT_TRUE(BitEqual(got, one)) << KernelPathName(ops->path) << " count " << count << " query " << c
+                                        << " n_keys " << n_keys[c];
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvmart
