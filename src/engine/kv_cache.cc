@@ -7,7 +7,12 @@
 namespace kvmart {
 
 KvCache::KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens)
-    : kv_heads_(kv_heads), head_dim_(head_dim), max_tokens_(max_tokens), keys_(num_layers), values_(num_layers) {}
+    : num_layers_(num_layers),
+      kv_heads_(kv_heads),
+      head_dim_(head_dim),
+      max_tokens_(max_tokens),
+      keys_(num_layers * kv_heads),
+      values_(num_layers * kv_heads) {}
 
 Status KvCache::Reserve(size_t tokens) {
   if (tokens > max_tokens_) {
@@ -26,18 +31,18 @@ Status KvCache::Reserve(size_t tokens) {
 }
 
 void KvCache::PutKey(size_t layer, size_t pos, size_t kv_head, const uint16_t* row) {
-  uint16_t* tile = keys_[layer].data() + (pos / 8) * key_tile_stride() + kv_head * head_dim_ * 8 + pos % 8;
+  uint16_t* tile = keys_[layer * kv_heads_ + kv_head].data() + (pos / 8) * key_tile_stride() + pos % 8;
   for (size_t d = 0; d < head_dim_; ++d) tile[d * 8] = row[d];
 }
 
 void KvCache::PutValue(size_t layer, size_t pos, size_t kv_head, const uint16_t* row) {
-  std::memcpy(values_[layer].data() + pos * value_stride() + kv_head * head_dim_, row, head_dim_ * 2);
+  std::memcpy(values_[layer * kv_heads_ + kv_head].data() + pos * head_dim_, row, head_dim_ * 2);
 }
 
 void KvCache::GetKeys(size_t layer, size_t begin, size_t end, uint16_t* out) const {
   for (size_t pos = begin; pos < end; ++pos) {
     for (size_t g = 0; g < kv_heads_; ++g) {
-      const uint16_t* tile = keys_[layer].data() + (pos / 8) * key_tile_stride() + g * head_dim_ * 8 + pos % 8;
+      const uint16_t* tile = keys_[layer * kv_heads_ + g].data() + (pos / 8) * key_tile_stride() + pos % 8;
       uint16_t* o = out + ((pos - begin) * kv_heads_ + g) * head_dim_;
       for (size_t d = 0; d < head_dim_; ++d) o[d] = tile[d * 8];
     }
@@ -45,7 +50,11 @@ void KvCache::GetKeys(size_t layer, size_t begin, size_t end, uint16_t* out) con
 }
 
 void KvCache::GetValues(size_t layer, size_t begin, size_t end, uint16_t* out) const {
-  std::memcpy(out, values_[layer].data() + begin * value_stride(), (end - begin) * value_stride() * 2);
+  for (size_t pos = begin; pos < end; ++pos) {
+    for (size_t g = 0; g < kv_heads_; ++g) {
+      std::memcpy(out + ((pos - begin) * kv_heads_ + g) * head_dim_, values(layer, g) + pos * head_dim_, head_dim_ * 2);
+    }
+  }
 }
 
 void KvCache::PutKeys(size_t layer, size_t begin, size_t end, const uint16_t* rows) {
@@ -55,7 +64,9 @@ void KvCache::PutKeys(size_t layer, size_t begin, size_t end, const uint16_t* ro
 }
 
 void KvCache::PutValues(size_t layer, size_t begin, size_t end, const uint16_t* rows) {
-  std::memcpy(values_[layer].data() + begin * value_stride(), rows, (end - begin) * value_stride() * 2);
+  for (size_t pos = begin; pos < end; ++pos) {
+    for (size_t g = 0; g < kv_heads_; ++g) PutValue(layer, pos, g, rows + ((pos - begin) * kv_heads_ + g) * head_dim_);
+  }
 }
 
 }  // namespace kvmart

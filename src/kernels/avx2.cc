@@ -187,50 +187,7 @@ void SiluMul(const float* g, const float* u, size_t n, float* out) {
 
 namespace {
 
-// Scores of NT consecutive key tiles starting at tile t.
-template <int NT>
-inline void ScoreTiles(const AttentionQuery& a, size_t t, __m256 scale) {
-  const uint16_t* kt[NT];
-  __m256 acc[NT];
-  _Pragma("GCC unroll 8")
-  for (int i = 0; i < NT; ++i) {
-    kt[i] = a.k_tiles + (t + i) * a.k_tile_stride;
-    acc[i] = _mm256_setzero_ps();
-  }
-  for (size_t d = 0; d < a.head_dim; ++d) {
-    const __m256 qd = _mm256_broadcast_ss(a.q + d);
-    _Pragma("GCC unroll 8")
-    for (int i = 0; i < NT; ++i) acc[i] = _mm256_fmadd_ps(qd, LoadBf16x8(kt[i] + d * kKeyTile), acc[i]);
-  }
-  _Pragma("GCC unroll 8")
-  for (int i = 0; i < NT; ++i) _mm256_storeu_ps(a.scores + (t + i) * kKeyTile, _mm256_mul_ps(acc[i], scale));
-}
-
-// out[d0, d0 + 8·NV) = Σ_j e_j · V_j[d0, ...), chains over keys in order. When
-// `sum` is set, also Σ_j e_j in the same order.
-template <int NV>
-inline void ValuePass(const AttentionQuery& a, size_t d0, float* sum) {
-  __m256 acc[NV];
-  _Pragma("GCC unroll 8")
-  for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_ps();
-  const uint16_t* vrow = a.v + d0;
-  float s = 0.0f;
-  for (size_t j = 0; j < a.n_keys; ++j, vrow += a.v_stride) {
-    const __m256 e = _mm256_broadcast_ss(a.scores + j);
-    _Pragma("GCC unroll 8")
-    for (int v = 0; v < NV; ++v) acc[v] = _mm256_fmadd_ps(e, LoadBf16x8(vrow + 8 * v), acc[v]);
-    if (sum != nullptr) s = s + a.scores[j];
-  }
-  _Pragma("GCC unroll 8")
-  for (int v = 0; v < NV; ++v) _mm256_storeu_ps(a.out + d0 + 8 * v, acc[v]);
-  if (sum != nullptr) *sum = s;
-}
-
-}  // namespace
-
-namespace {
-
-// scores[j] <- exp(scores[j] - max over [0, n)), the same for one query or a group.
+// scores[j] <- exp(scores[j] - max over [0, n)).
 inline void ExpShifted(float* scores, size_t n) {
   float mx = scores[0];
   for (size_t j = 1; j < n; ++j) mx = scores[j] > mx ? scores[j] : mx;
@@ -240,16 +197,12 @@ inline void ExpShifted(float* scores, size_t n) {
   for (; j < n; ++j) scores[j] = KvExp(scores[j] - mx);
 }
 
-inline void DivideBy(float* out, size_t hd, float sum) {
-  const __m256 vsum = _mm256_set1_ps(sum);
-  for (size_t d = 0; d < hd; d += 8) _mm256_storeu_ps(out + d, _mm256_div_ps(_mm256_loadu_ps(out + d), vsum));
-}
-
-// Scores of NQ queries for NT consecutive key tiles starting at tile t: each
-// widened K vector feeds NQ FMAs. Per (query, key) the chain over d is the one
-// ScoreTiles runs.
+// Scores of NQ queries for NT consecutive key tiles starting at tile t. Lanes
+// are 8 keys; each (query, key) chain runs over d in order, whatever NQ and NT.
+// NT tiles give NT·NQ independent chains (one alone would wait on FMA latency),
+// and each widened K vector feeds NQ FMAs.
 template <int NQ, int NT>
-inline void GroupScoreTiles(const AttentionQuery* qs, size_t t, __m256 scale) {
+inline void ScoreTiles(const AttentionQuery* qs, size_t t, __m256 scale) {
   const AttentionQuery& a = qs[0];
   const uint16_t* kt[NT];
   __m256 acc[NQ][NT];
@@ -277,23 +230,23 @@ inline void GroupScoreTiles(const AttentionQuery* qs, size_t t, __m256 scale) {
   }
 }
 
-// out_q[d0, d0 + 8·NV) = Σ_j e_qj · V_j for NQ queries: keys [0, common) are
-// shared (each widened V vector feeds NQ FMAs), then each query runs on alone
-// over its own remaining keys. Per query the chain over keys is in order, as
-// in ValuePass. When `sums`, also Σ_j e_qj in the same order.
+// out_q[d0, d0 + 8·NV) += Σ_{j in [j0, j1)} e_qj · V_j for NQ queries, keys in
+// order; the accumulators live in `out` between key blocks. Lanes are 8 output
+// dims; each widened V vector feeds NQ FMAs. When `sums`, also sums[q] += e_qj
+// in the same order.
 template <int NQ, int NV>
-inline void GroupValuePass(const AttentionQuery* qs, size_t common, size_t d0, float* sums) {
+inline void ValuePass(const AttentionQuery* qs, size_t j0, size_t j1, size_t d0, float* sums) {
   const AttentionQuery& a = qs[0];
   __m256 acc[NQ][NV];
   float s[NQ];
   _Pragma("GCC unroll 8")
   for (int q = 0; q < NQ; ++q) {
-    s[q] = 0.0f;
+    s[q] = sums != nullptr ? sums[q] : 0.0f;
     _Pragma("GCC unroll 8")
-    for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_setzero_ps();
+    for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_loadu_ps(qs[q].out + d0 + 8 * v);
   }
-  const uint16_t* vrow = a.v + d0;
-  for (size_t j = 0; j < common; ++j, vrow += a.v_stride) {
+  const uint16_t* vrow = a.v + j0 * a.v_stride + d0;
+  for (size_t j = j0; j < j1; ++j, vrow += a.v_stride) {
     __m256 vv[NV];
     _Pragma("GCC unroll 8")
     for (int v = 0; v < NV; ++v) vv[v] = LoadBf16x8(vrow + 8 * v);
@@ -307,25 +260,32 @@ inline void GroupValuePass(const AttentionQuery* qs, size_t common, size_t d0, f
   }
   _Pragma("GCC unroll 8")
   for (int q = 0; q < NQ; ++q) {
-    const uint16_t* row = vrow;
-    for (size_t j = common; j < qs[q].n_keys; ++j, row += a.v_stride) {
-      const __m256 e = _mm256_broadcast_ss(qs[q].scores + j);
-      _Pragma("GCC unroll 8")
-      for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(e, LoadBf16x8(row + 8 * v), acc[q][v]);
-      if (sums != nullptr) s[q] = s[q] + qs[q].scores[j];
-    }
     _Pragma("GCC unroll 8")
     for (int v = 0; v < NV; ++v) _mm256_storeu_ps(qs[q].out + d0 + 8 * v, acc[q][v]);
     if (sums != nullptr) sums[q] = s[q];
   }
 }
 
-// Register budget (16 ymm): NQ·NT score accumulators + NT widened keys + one
-// broadcast; NQ·NV value accumulators + NV widened values + one broadcast.
+// All dims of NQ queries over keys [j0, j1).
+template <int NQ>
+inline void ValueBlock(const AttentionQuery* qs, size_t j0, size_t j1, float* sums) {
+  // Register budget (16 ymm): NQ·NV accumulators + NV widened values + one broadcast.
+  constexpr int kValues = NQ == 1 ? 8 : NQ == 2 ? 4 : 2;
+  const size_t hd = qs[0].head_dim;
+  size_t d0 = 0;
+  for (; d0 + 8 * kValues <= hd; d0 += 8 * kValues) ValuePass<NQ, kValues>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
+  for (; d0 < hd; d0 += 8) ValuePass<NQ, 1>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
+}
+
+// Keys per value block: the block's V rows (64 · 2·head_dim bytes) stay in L1
+// while every pass over the dims reads them; V rows of one kv head are
+// kv_heads·head_dim apart in the cache, so without blocking each pass would
+// stream the whole V of the head again from L2 or beyond.
+constexpr size_t kValueBlock = 64;
+
 template <int NQ>
 void AttendGroupOf(const AttentionQuery* qs) {
-  constexpr int kTiles = NQ == 2 ? 4 : 2;
-  constexpr int kValues = NQ == 2 ? 4 : 2;
+  constexpr int kTiles = NQ == 1 ? 4 : NQ == 2 ? 4 : 2;
   size_t max_n = 0, min_n = qs[0].n_keys;
   for (int q = 0; q < NQ; ++q) {
     max_n = qs[q].n_keys > max_n ? qs[q].n_keys : max_n;
@@ -335,44 +295,36 @@ void AttendGroupOf(const AttentionQuery* qs) {
   const __m256 scale = _mm256_set1_ps(qs[0].scale);
   // Lanes past a query's own n_keys get scores too; nothing reads them.
   size_t t = 0;
-  for (; t + kTiles <= tiles; t += kTiles) GroupScoreTiles<NQ, kTiles>(qs, t, scale);
-  for (; t < tiles; ++t) GroupScoreTiles<NQ, 1>(qs, t, scale);
+  for (; t + kTiles <= tiles; t += kTiles) ScoreTiles<NQ, kTiles>(qs, t, scale);
+  for (; t < tiles; ++t) ScoreTiles<NQ, 1>(qs, t, scale);
   for (int q = 0; q < NQ; ++q) ExpShifted(qs[q].scores, qs[q].n_keys);
+  // e·V: keys [0, min_n) shared by all queries, block by block, then each
+  // query alone over its own remaining keys (neighbouring tokens of a causal
+  // block see a few more). Every chain runs over its keys in order, from 0.0f.
   float sums[NQ];
-  size_t d0 = 0;
-  for (; d0 + 8 * kValues <= hd; d0 += 8 * kValues) {
-    GroupValuePass<NQ, kValues>(qs, min_n, d0, d0 == 0 ? sums : nullptr);
+  for (int q = 0; q < NQ; ++q) {
+    sums[q] = 0.0f;
+    for (size_t d = 0; d < hd; d += 8) _mm256_storeu_ps(qs[q].out + d, _mm256_setzero_ps());
   }
-  for (; d0 < hd; d0 += 8) GroupValuePass<NQ, 1>(qs, min_n, d0, d0 == 0 ? sums : nullptr);
-  for (int q = 0; q < NQ; ++q) DivideBy(qs[q].out, hd, sums[q]);
+  for (size_t j0 = 0; j0 < min_n; j0 += kValueBlock) {
+    ValueBlock<NQ>(qs, j0, j0 + kValueBlock < min_n ? j0 + kValueBlock : min_n, sums);
+  }
+  for (int q = 0; q < NQ; ++q) {
+    if (qs[q].n_keys > min_n) ValueBlock<1>(qs + q, min_n, qs[q].n_keys, sums + q);
+    const __m256 vsum = _mm256_set1_ps(sums[q]);
+    for (size_t d = 0; d < hd; d += 8) {
+      _mm256_storeu_ps(qs[q].out + d, _mm256_div_ps(_mm256_loadu_ps(qs[q].out + d), vsum));
+    }
+  }
 }
 
 }  // namespace
 
-void Attend(const AttentionQuery& a) {
-  const size_t n = a.n_keys, hd = a.head_dim;
-  const size_t tiles = (n + kKeyTile - 1) / kKeyTile;
-  const __m256 scale = _mm256_set1_ps(a.scale);
-  // Scores: lanes are 8 keys, the chain runs over d. Four tiles at a time
-  // give four independent FMA chains (one chain alone waits on FMA latency);
-  // each key's chain is the same whatever the grouping, so the bits are too.
-  size_t t = 0;
-  for (; t + 4 <= tiles; t += 4) ScoreTiles<4>(a, t, scale);
-  for (; t < tiles; ++t) ScoreTiles<1>(a, t, scale);
-  ExpShifted(a.scores, n);
-  // e·V: lanes are 8 output dims, the chain runs over keys. Passes of up to 64
-  // dims keep 8 accumulators in registers; the sequential sum of e rides along
-  // with the first pass.
-  float sum = 0.0f;
-  size_t d0 = 0;
-  for (; d0 + 64 <= hd; d0 += 64) ValuePass<8>(a, d0, d0 == 0 ? &sum : nullptr);
-  for (; d0 < hd; d0 += 8) ValuePass<1>(a, d0, d0 == 0 ? &sum : nullptr);
-  DivideBy(a.out, hd, sum);
-}
+void Attend(const AttentionQuery& a) { AttendGroupOf<1>(&a); }
 
 void AttendGroup(const AttentionQuery* queries, size_t count) {
   switch (count) {
-    case 1: Attend(queries[0]); break;
+    case 1: AttendGroupOf<1>(queries); break;
     case 2: AttendGroupOf<2>(queries); break;
     case 3: AttendGroupOf<3>(queries); break;
     default: AttendGroupOf<4>(queries); break;
