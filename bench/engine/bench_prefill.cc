@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
       while (std::getline(ss, x, ',')) lengths.push_back(std::stoul(x));
     } else {
       std::fprintf(stderr, "usage: kvmart-bench-prefill [--model DIR | --shape S] [--lengths a,b] [--threads N] "
-                           "[--decode N] [--chunk N] [--kernels portable|avx2]\n");
+                           "[--decode N] [--chunk N] [--kernels portable|avx2|avx512|auto]\n");
       return 2;
     }
   }
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   eo.kernels = ParseKernelPath(kernels).value();
   eo.threads = threads;
   auto engine = Engine::Create(std::shared_ptr<const Model>(std::move(model).value()), eo).value();
-  const double peak = bench::MeasureFmaPeak(threads);
+  const double peak = bench::MeasureFmaPeak(threads, eo.kernels == KernelPath::kAvx512);
   std::printf("kernels %s, %zu threads, prefill chunk %zu; measured f32 FMA peak %.1f GFLOP/s\n\n",
               KernelPathName(eo.kernels), threads, chunk, peak / 1e9);
   std::printf("%8s | %12s %10s %8s | %12s %10s\n", "tokens", "prefill tok/s", "GFLOP/s", "%peak", "decode tok/s",

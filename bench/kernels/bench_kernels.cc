@@ -45,29 +45,43 @@ int main(int argc, char** argv) {
 #if KVMART_HAVE_OPENBLAS
   // OpenBLAS picks its kernels from the CPU model at load time. Debian 12's
   // 0.3.21 does not know recent (or virtualised) Xeons and falls back to its
-  // SSE3 "Prescott" kernels, a baseline 3× too weak. Unless the caller chose a
-  // core type, run again with OpenBLAS's AVX2 kernels, the ISA ours use.
+  // SSE3 "Prescott" kernels, a baseline 3-6x too weak. Unless the caller chose
+  // a core type, run again with the best kernels OpenBLAS has for this ISA:
+  // SkylakeX (AVX-512) or Haswell (AVX2).
   if (std::getenv("OPENBLAS_CORETYPE") == nullptr && CpuHasAvx2Fma()) {
-    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    __builtin_cpu_init();
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    setenv("OPENBLAS_CORETYPE", avx512 ? "SkylakeX" : "Haswell", 1);
     execv("/proc/self/exe", argv);
-    std::perror("re-exec with OPENBLAS_CORETYPE=Haswell");  // fall through with the default
+    std::perror("re-exec with OPENBLAS_CORETYPE");  // fall through with the default
   }
 #endif
   size_t threads = 2;
   bool quick = false;
+  std::string kernels = "auto";
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--threads" && i + 1 < argc) threads = std::stoul(argv[++i]);
-    if (std::string(argv[i]) == "--quick") quick = true;
+    else if (std::string(argv[i]) == "--kernels" && i + 1 < argc) kernels = argv[++i];
+    else if (std::string(argv[i]) == "--quick") quick = true;
+    else {
+      std::fprintf(stderr, "usage: kvmart-bench-kernels [--threads N] [--kernels avx2|avx512|auto] [--quick]\n");
+      return 2;
+    }
   }
-  if (!CpuHasAvx2Fma()) {
-    std::printf("this CPU lacks AVX2+FMA; the benchmark measures the avx2 path\n");
+  auto path = ParseKernelPath(kernels);
+  if (!path.ok() || *path == KernelPath::kPortable) {
+    std::printf("this benchmark measures a SIMD path; %s\n",
+                path.ok() ? "this CPU has neither AVX2+FMA nor AVX-512" : path.status().ToString().c_str());
     return 1;
   }
-  const KernelOps& ops = GetKernelOps(KernelPath::kAvx2);
+  const KernelOps& ops = GetKernelOps(*path);
+  const bool wide = *path == KernelPath::kAvx512;
   ThreadPool pool(threads);
-  const double peak = bench::MeasureFmaPeak(threads);
+  const double peak = bench::MeasureFmaPeak(threads, wide);
   const double bw = bench::MeasureReadBandwidth(size_t{512} << 20, threads);
-  std::printf("threads: %zu\nmeasured f32 FMA peak: %.1f GFLOP/s (AVX2, %zu threads)\n", threads, peak / 1e9, threads);
+  std::printf("threads: %zu, kernels: %s\nmeasured f32 FMA peak: %.1f GFLOP/s (%s, %zu threads)\n", threads,
+              KernelPathName(*path), peak / 1e9, wide ? "AVX-512" : "AVX2", threads);
   std::printf("measured streaming read bandwidth: %.1f GB/s\n\n", bw / 1e9);
 #if KVMART_HAVE_OPENBLAS
   openblas_set_num_threads(static_cast<int>(threads));

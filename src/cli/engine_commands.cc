@@ -132,7 +132,7 @@ struct ExactnessArgs {
   bool json = false;
   std::vector<size_t> chunks = {1, 7, 64, 0};
   std::vector<size_t> thread_counts = {1, 2};
-  std::vector<std::string> paths = {"portable", "avx2"};
+  std::vector<std::string> paths = {"portable", "avx2", "avx512"};
 };
 
 int RunExactness(const ExactnessArgs& a) {
@@ -147,12 +147,15 @@ int RunExactness(const ExactnessArgs& a) {
 
   std::vector<std::string> paths;
   for (const auto& p : a.paths) {
-    if (p == "avx2" && !CpuHasAvx2Fma()) {
-      std::cerr << "note: skipping the avx2 path (CPU lacks AVX2/FMA)\n";
+    auto path = ParseKernelPath(p);
+    if (path.status().code() == Status::Code::kFailedPrecondition) {
+      std::cerr << "note: skipping the " << p << " path (" << path.status().message() << ")\n";
       continue;
     }
+    if (!path.ok()) return Fail(path.status());
     paths.push_back(p);
   }
+  if (paths.empty()) return Fail(Status::InvalidArgument("no kernel path to check on this CPU"));
   // Reference: one-shot prefill of doc+question, whole batch, first path.
   Trace ref;
   {

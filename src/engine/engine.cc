@@ -29,8 +29,10 @@ Engine::Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t 
 
 StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> model, const EngineOptions& o) {
   if (model == nullptr) return Status::InvalidArgument("no model");
-  if (o.kernels == KernelPath::kAvx2 && !CpuHasAvx2Fma()) {
-    return Status::FailedPrecondition("the avx2 kernel path needs a CPU with AVX2 and FMA");
+  if (!CpuSupports(o.kernels)) {
+    return Status::FailedPrecondition(std::string("the ") + KernelPathName(o.kernels) +
+                                      " kernel path needs a CPU with " +
+                                      (o.kernels == KernelPath::kAvx2 ? "AVX2 and FMA" : "AVX-512F"));
   }
   size_t max_ctx = model->config().max_position_embeddings;
   if (o.max_context > 0) max_ctx = std::min(max_ctx, o.max_context);

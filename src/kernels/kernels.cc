@@ -7,21 +7,51 @@
 
 namespace kvmart {
 
-const char* KernelPathName(KernelPath path) { return path == KernelPath::kAvx2 ? "avx2" : "portable"; }
+const char* KernelPathName(KernelPath path) {
+  switch (path) {
+    case KernelPath::kAvx2: return "avx2";
+    case KernelPath::kAvx512: return "avx512";
+    default: return "portable";
+  }
+}
 
 bool CpuHasAvx2Fma() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-StatusOr<KernelPath> ParseKernelPath(std::string_view name) {
-  if (name == "portable") return KernelPath::kPortable;
-  if (name == "avx2" || name == "auto") {
-    if (CpuHasAvx2Fma()) return KernelPath::kAvx2;
-    if (name == "auto") return KernelPath::kPortable;
-    return Status::FailedPrecondition("--kernels avx2: this CPU lacks AVX2 or FMA");
+bool CpuHasAvx512() {
+  __builtin_cpu_init();
+  return CpuHasAvx2Fma() && __builtin_cpu_supports("avx512f");
+}
+
+bool CpuSupports(KernelPath path) {
+  switch (path) {
+    case KernelPath::kAvx2: return CpuHasAvx2Fma();
+    case KernelPath::kAvx512: return CpuHasAvx512();
+    default: return true;
   }
-  return Status::InvalidArgument("unknown kernel path '" + std::string(name) + "' (portable|avx2|auto)");
+}
+
+std::vector<KernelPath> SupportedKernelPaths() {
+  std::vector<KernelPath> paths = {KernelPath::kPortable};
+  for (KernelPath p : {KernelPath::kAvx2, KernelPath::kAvx512}) {
+    if (CpuSupports(p)) paths.push_back(p);
+  }
+  return paths;
+}
+
+StatusOr<KernelPath> ParseKernelPath(std::string_view name) {
+  if (name == "auto") return SupportedKernelPaths().back();
+  for (KernelPath p : {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512}) {
+    if (name != KernelPathName(p)) continue;
+    if (!CpuSupports(p)) {
+      return Status::FailedPrecondition("--kernels " + std::string(name) + ": this CPU lacks " +
+                                        (p == KernelPath::kAvx2 ? "AVX2 or FMA" : "AVX-512F"));
+    }
+    return p;
+  }
+  return Status::InvalidArgument("unknown kernel path '" + std::string(name) + "' (portable|avx2|avx512|auto)");
 }
 
 const KernelOps& GetKernelOps(KernelPath path) {
@@ -30,7 +60,13 @@ const KernelOps& GetKernelOps(KernelPath path) {
                                       portable::AttendGroup};
   static const KernelOps kAvx2 = {KernelPath::kAvx2, avx2::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
                                   avx2::Attend, avx2::AttendGroup};
-  return path == KernelPath::kAvx2 ? kAvx2 : kPortable;
+  static const KernelOps kAvx512 = {KernelPath::kAvx512, avx512::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
+                                    avx2::Attend, avx2::AttendGroup};
+  switch (path) {
+    case KernelPath::kAvx2: return kAvx2;
+    case KernelPath::kAvx512: return kAvx512;
+    default: return kPortable;
+  }
 }
 
 void MatMul(const KernelOps& ops, ThreadPool& pool, const float* x, size_t m, size_t ldx,

@@ -9,13 +9,15 @@
 //    the scalar and vector paths, hence the same bits.
 //  * Softmax: max, exp(s - max), a sequential sum in key order, then a
 //    sequential e·V chain per output, divided by the sum.
-// The portable path (plain C++, std::fma) and the AVX2+FMA path produce
-// identical bits for every input; tests check it.
+// The portable path (plain C++, std::fma), the AVX2+FMA path and the AVX-512
+// path (AVX2 plus a 512-bit matmul) produce identical bits for every input;
+// tests check it. An artifact made on one path loads on any other.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "kernels/packed_matrix.h"
@@ -23,12 +25,17 @@
 
 namespace kvmart {
 
-enum class KernelPath { kPortable, kAvx2 };
+enum class KernelPath { kPortable, kAvx2, kAvx512 };
 
 const char* KernelPathName(KernelPath path);
-// "portable", "avx2" or "auto" (avx2 when the CPU has AVX2 and FMA).
+// "portable", "avx2", "avx512" or "auto" (the fastest this CPU runs). A named
+// path the CPU cannot run is FailedPrecondition.
 StatusOr<KernelPath> ParseKernelPath(std::string_view name);
 bool CpuHasAvx2Fma();
+bool CpuHasAvx512();  // AVX-512F as well as AVX2+FMA
+bool CpuSupports(KernelPath path);
+// Every path this CPU runs, portable first.
+std::vector<KernelPath> SupportedKernelPaths();
 
 // Keys are cached in tiles of 8 tokens, each tile stored [head_dim][8], so that
 // the score kernel reads 8 keys' d-th element with one load.

@@ -1,4 +1,4 @@
-// Internal: the two kernel paths' entry points, gathered into KernelOps tables by
+// Internal: the kernel paths' entry points, gathered into KernelOps tables by
 // kernels.cc. Not part of the module's public contract.
 #pragma once
 
@@ -21,3 +21,8 @@ void SiluMul(const float* g, const float* u, size_t n, float* out);
 void Attend(const AttentionQuery& a);
 void AttendGroup(const AttentionQuery* queries, size_t count);
 }  // namespace kvmart::avx2
+
+namespace kvmart::avx512 {
+void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1,
+                  float* y, size_t ldy);
+}  // namespace kvmart::avx512

@@ -40,7 +40,7 @@ std::unique_ptr<Engine> MakeEngine(const std::string& shape, KernelPath path, si
   return std::move(e).value();
 }
 
-KernelPath FastPath() { return CpuHasAvx2Fma() ? KernelPath::kAvx2 : KernelPath::kPortable; }
+KernelPath FastPath() { return SupportedKernelPaths().back(); }
 
 std::vector<float> Logits(Session& s) {
   auto l = s.logits();
@@ -76,9 +76,7 @@ TEST(EngineTest, AgreesWithNaiveReferenceForward) {
 TEST(EngineTest, LogitsAreInvariantToChunkThreadsAndPath) {
   const auto tokens = RandomTokens(70, 5);
   std::vector<float> want;
-  std::vector<KernelPath> paths = {KernelPath::kPortable};
-  if (CpuHasAvx2Fma()) paths.push_back(KernelPath::kAvx2);
-  for (KernelPath path : paths) {
+  for (KernelPath path : SupportedKernelPaths()) {
     for (size_t threads : {1, 2}) {
       auto engine = MakeEngine("tiny", path, threads);
       for (size_t chunk : {1, 3, 8, 64, 0}) {

@@ -73,6 +73,20 @@ TEST_P(MatMulTest, PathsAgreeAndRowsAreBatchInvariant) {
   MatMul(avx2_, two, x.data(), c.m, c.k, *w, ya2.data(), c.n);
   EXPECT_TRUE(BitEqual(yp, ya));
   EXPECT_TRUE(BitEqual(ya, ya2));
+  if (CpuHasAvx512()) {
+    // 512-bit vectors and 12-row blocks: more chains at once, the same chains.
+    const KernelOps& avx512 = GetKernelOps(KernelPath::kAvx512);
+    std::vector<float> yz(c.m * c.n), yz2(c.m * c.n);
+    MatMul(avx512, one, x.data(), c.m, c.k, *w, yz.data(), c.n);
+    MatMul(avx512, two, x.data(), c.m, c.k, *w, yz2.data(), c.n);
+    EXPECT_TRUE(BitEqual(yp, yz)) << "avx512";
+    EXPECT_TRUE(BitEqual(yz, yz2)) << "avx512, 2 threads";
+    for (size_t i = 0; i < c.m; i += std::max<size_t>(1, c.m / 5)) {
+      std::vector<float> row(c.n);
+      MatMul(avx512, two, x.data() + i * c.k, 1, c.k, *w, row.data(), c.n);
+      EXPECT_EQ(0, std::memcmp(row.data(), yz.data() + i * c.n, c.n * sizeof(float))) << "avx512 row " << i;
+    }
+  }
   // Each row alone gives the same bits as inside the batch.
   for (size_t i = 0; i < c.m; i += std::max<size_t>(1, c.m / 5)) {
     std::vector<float> row(c.n);
@@ -96,7 +110,18 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MatMulTest,
                                            MatMulCase{7, 48, 257, WeightDtype::kBf16},
                                            MatMulCase{37, 160, 600, WeightDtype::kBf16},
                                            MatMulCase{13, 80, 100, WeightDtype::kF32},
-                                           MatMulCase{1, 256, 33, WeightDtype::kF32}));
+                                           MatMulCase{1, 256, 33, WeightDtype::kF32},
+                                           // every row-block size of the 512-bit path (12, 11..7, 6..1)
+                                           // with ragged panel counts and K over one reduction block
+                                           MatMulCase{25, 272, 300, WeightDtype::kBf16},
+                                           MatMulCase{11, 208, 257, WeightDtype::kBf16},
+                                           MatMulCase{10, 144, 64, WeightDtype::kBf16},
+                                           MatMulCase{6, 176, 270, WeightDtype::kBf16},
+                                           MatMulCase{5, 112, 40, WeightDtype::kBf16},
+                                           MatMulCase{4, 80, 300, WeightDtype::kBf16},
+                                           MatMulCase{2, 208, 33, WeightDtype::kBf16},
+                                           MatMulCase{9, 144, 260, WeightDtype::kF32},
+                                           MatMulCase{8, 48, 17, WeightDtype::kF32}));
 
 TEST(PackedMatrixTest, RejectsRowsNotMultipleOf16) {
   std::vector<uint16_t> w(15 * 4);
