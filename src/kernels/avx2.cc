@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/attention_impl.h"
 #include "kernels/exp.h"
 #include "kernels/kernels.h"
 #include "kernels/portable_ops.h"
@@ -185,10 +186,7 @@ void SiluMul(const float* g, const float* u, size_t n, float* out) {
   for (; i < n; ++i) out[i] = (g[i] / (1.0f + KvExp(-g[i]))) * u[i];
 }
 
-namespace {
-
-// scores[j] <- exp(scores[j] - max over [0, n)).
-inline void ExpShifted(float* scores, size_t n) {
+void ExpShiftedScores(float* scores, size_t n) {
   float mx = scores[0];
   for (size_t j = 1; j < n; ++j) mx = scores[j] > mx ? scores[j] : mx;
   const __m256 vmx = _mm256_set1_ps(mx);
@@ -197,138 +195,33 @@ inline void ExpShifted(float* scores, size_t n) {
   for (; j < n; ++j) scores[j] = KvExp(scores[j] - mx);
 }
 
-// Scores of NQ queries for NT consecutive key tiles starting at tile t. Lanes
-// are 8 keys; each (query, key) chain runs over d in order, whatever NQ and NT.
-// NT tiles give NT·NQ independent chains (one alone would wait on FMA latency),
-// and each widened K vector feeds NQ FMAs.
-template <int NQ, int NT>
-inline void ScoreTiles(const AttentionQuery* qs, size_t t, __m256 scale) {
-  const AttentionQuery& a = qs[0];
-  const uint16_t* kt[NT];
-  __m256 acc[NQ][NT];
-  _Pragma("GCC unroll 8")
-  for (int i = 0; i < NT; ++i) {
-    kt[i] = a.k_tiles + (t + i) * a.k_tile_stride;
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < NQ; ++q) acc[q][i] = _mm256_setzero_ps();
-  }
-  for (size_t d = 0; d < a.head_dim; ++d) {
-    __m256 kv[NT];
-    _Pragma("GCC unroll 8")
-    for (int i = 0; i < NT; ++i) kv[i] = LoadBf16x8(kt[i] + d * kKeyTile);
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < NQ; ++q) {
-      const __m256 qd = _mm256_broadcast_ss(qs[q].q + d);
-      _Pragma("GCC unroll 8")
-      for (int i = 0; i < NT; ++i) acc[q][i] = _mm256_fmadd_ps(qd, kv[i], acc[q][i]);
-    }
-  }
-  _Pragma("GCC unroll 8")
-  for (int q = 0; q < NQ; ++q) {
-    _Pragma("GCC unroll 8")
-    for (int i = 0; i < NT; ++i) _mm256_storeu_ps(qs[q].scores + (t + i) * kKeyTile, _mm256_mul_ps(acc[q][i], scale));
-  }
-}
+namespace {
 
-// out_q[d0, d0 + 8·NV) += Σ_{j in [j0, j1)} e_qj · V_j for NQ queries, keys in
-// order; the accumulators live in `out` between key blocks. Lanes are 8 output
-// dims; each widened V vector feeds NQ FMAs. When `sums`, also sums[q] += e_qj
-// in the same order.
-template <int NQ, int NV>
-inline void ValuePass(const AttentionQuery* qs, size_t j0, size_t j1, size_t d0, float* sums) {
-  const AttentionQuery& a = qs[0];
-  __m256 acc[NQ][NV];
-  float s[NQ];
-  _Pragma("GCC unroll 8")
-  for (int q = 0; q < NQ; ++q) {
-    s[q] = sums != nullptr ? sums[q] : 0.0f;
-    _Pragma("GCC unroll 8")
-    for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_loadu_ps(qs[q].out + d0 + 8 * v);
-  }
-  const uint16_t* vrow = a.v + j0 * a.v_stride + d0;
-  for (size_t j = j0; j < j1; ++j, vrow += a.v_stride) {
-    __m256 vv[NV];
-    _Pragma("GCC unroll 8")
-    for (int v = 0; v < NV; ++v) vv[v] = LoadBf16x8(vrow + 8 * v);
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < NQ; ++q) {
-      const __m256 e = _mm256_broadcast_ss(qs[q].scores + j);
-      _Pragma("GCC unroll 8")
-      for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(e, vv[v], acc[q][v]);
-      if (sums != nullptr) s[q] = s[q] + qs[q].scores[j];
-    }
-  }
-  _Pragma("GCC unroll 8")
-  for (int q = 0; q < NQ; ++q) {
-    _Pragma("GCC unroll 8")
-    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(qs[q].out + d0 + 8 * v, acc[q][v]);
-    if (sums != nullptr) sums[q] = s[q];
-  }
-}
-
-// All dims of NQ queries over keys [j0, j1).
-template <int NQ>
-inline void ValueBlock(const AttentionQuery* qs, size_t j0, size_t j1, float* sums) {
-  // Register budget (16 ymm): NQ·NV accumulators + NV widened values + one broadcast.
-  constexpr int kValues = NQ == 1 ? 8 : NQ == 2 ? 4 : 2;
-  const size_t hd = qs[0].head_dim;
-  size_t d0 = 0;
-  for (; d0 + 8 * kValues <= hd; d0 += 8 * kValues) ValuePass<NQ, kValues>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
-  for (; d0 < hd; d0 += 8) ValuePass<NQ, 1>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
-}
-
-// Keys per value block: the block's V rows (64 · 2·head_dim bytes) stay in L1
-// while every pass over the dims reads them; V rows of one kv head are
-// kv_heads·head_dim apart in the cache, so without blocking each pass would
-// stream the whole V of the head again from L2 or beyond.
-constexpr size_t kValueBlock = 64;
-
-template <int NQ>
-void AttendGroupOf(const AttentionQuery* qs) {
-  constexpr int kTiles = NQ == 1 ? 4 : NQ == 2 ? 4 : 2;
-  size_t max_n = 0, min_n = qs[0].n_keys;
-  for (int q = 0; q < NQ; ++q) {
-    max_n = qs[q].n_keys > max_n ? qs[q].n_keys : max_n;
-    min_n = qs[q].n_keys < min_n ? qs[q].n_keys : min_n;
-  }
-  const size_t hd = qs[0].head_dim, tiles = (max_n + kKeyTile - 1) / kKeyTile;
-  const __m256 scale = _mm256_set1_ps(qs[0].scale);
-  // Lanes past a query's own n_keys get scores too; nothing reads them.
-  size_t t = 0;
-  for (; t + kTiles <= tiles; t += kTiles) ScoreTiles<NQ, kTiles>(qs, t, scale);
-  for (; t < tiles; ++t) ScoreTiles<NQ, 1>(qs, t, scale);
-  for (int q = 0; q < NQ; ++q) ExpShifted(qs[q].scores, qs[q].n_keys);
-  // e·V: keys [0, min_n) shared by all queries, block by block, then each
-  // query alone over its own remaining keys (neighbouring tokens of a causal
-  // block see a few more). Every chain runs over its keys in order, from 0.0f.
-  float sums[NQ];
-  for (int q = 0; q < NQ; ++q) {
-    sums[q] = 0.0f;
-    for (size_t d = 0; d < hd; d += 8) _mm256_storeu_ps(qs[q].out + d, _mm256_setzero_ps());
-  }
-  for (size_t j0 = 0; j0 < min_n; j0 += kValueBlock) {
-    ValueBlock<NQ>(qs, j0, j0 + kValueBlock < min_n ? j0 + kValueBlock : min_n, sums);
-  }
-  for (int q = 0; q < NQ; ++q) {
-    if (qs[q].n_keys > min_n) ValueBlock<1>(qs + q, min_n, qs[q].n_keys, sums + q);
-    const __m256 vsum = _mm256_set1_ps(sums[q]);
-    for (size_t d = 0; d < hd; d += 8) {
-      _mm256_storeu_ps(qs[q].out + d, _mm256_div_ps(_mm256_loadu_ps(qs[q].out + d), vsum));
-    }
-  }
-}
+// 8 lanes: one key tile per vector in the scores, 8 dims in e·V.
+struct Avx2Vec {
+  using vec = __m256;
+  static constexpr size_t kLanes = 8;
+  static constexpr int kRegisters = 16;
+  static vec Zero() { return _mm256_setzero_ps(); }
+  static vec Set1(float f) { return _mm256_set1_ps(f); }
+  static vec Broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static vec Fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec Mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+  static vec Loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void Storeu(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static void StoreScores(float* p, vec v, size_t /*lanes: always 8*/) { _mm256_storeu_ps(p, v); }
+  static vec LoadBf16(const uint16_t* p) { return LoadBf16x8(p); }
+  template <bool kTail>
+  static vec LoadKeys(const uint16_t* p, size_t /*tile stride*/) { return LoadBf16x8(p); }
+  static void ExpShifted(float* scores, size_t n) { ExpShiftedScores(scores, n); }
+};
 
 }  // namespace
 
-void Attend(const AttentionQuery& a) { AttendGroupOf<1>(&a); }
+void Attend(const AttentionQuery& a) { attention_impl::AttendGroup<Avx2Vec>(&a, 1); }
 
 void AttendGroup(const AttentionQuery* queries, size_t count) {
-  switch (count) {
-    case 1: AttendGroupOf<1>(queries); break;
-    case 2: AttendGroupOf<2>(queries); break;
-    case 3: AttendGroupOf<3>(queries); break;
-    default: AttendGroupOf<4>(queries); break;
-  }
+  attention_impl::AttendGroup<Avx2Vec>(queries, count);
 }
 
 }  // namespace kvmart::avx2

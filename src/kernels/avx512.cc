@@ -1,13 +1,15 @@
-// The AVX-512 path: the matmul only, on 512-bit vectors (16 output rows per
-// vector, 32 registers for accumulators). Every output element is still one
-// sequential FMA chain over the reduction index, in the same order and with the
-// same reduction blocking as the other paths, so the bits are identical — the
-// wider vectors only compute more chains at once. Norms, SiLU and attention are
-// the AVX2 path's (they are a small share of the time).
+// The AVX-512 path: the matmul and attention on 512-bit vectors (16 output
+// rows, keys or dims per vector; 32 registers for accumulators). Every output
+// element is still one sequential FMA chain over its reduction index, in the
+// same order and with the same reduction blocking as the other paths, so the
+// bits are identical — the wider vectors only compute more chains at once.
+// Norms, SiLU and the softmax exponentials are the AVX2 path's (a small share
+// of the time).
 #include <immintrin.h>
 
 #include <algorithm>
 
+#include "kernels/attention_impl.h"
 #include "kernels/portable_ops.h"
 
 namespace kvmart::avx512 {
@@ -113,6 +115,43 @@ void MatMulImpl(const float* x, size_t m, size_t ldx, const PackedMatrix& w, siz
   }
 }
 
+// 16 lanes: two key tiles per vector in the scores, 16 dims in e·V.
+struct Avx512Vec {
+  using vec = __m512;
+  static constexpr size_t kLanes = 16;
+  static constexpr int kRegisters = 32;
+  static vec Zero() { return _mm512_setzero_ps(); }
+  static vec Set1(float f) { return _mm512_set1_ps(f); }
+  static vec Broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static vec Fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec Mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+  static vec Loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void Storeu(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static void StoreScores(float* p, vec v, size_t lanes) {
+    if (lanes == kLanes) {
+      _mm512_storeu_ps(p, v);
+    } else {
+      _mm512_mask_storeu_ps(p, 0x00ff, v);
+    }
+  }
+  // (maskz forms with full masks: the plain intrinsics trip GCC 12's
+  // -Wmaybe-uninitialized; the instructions are the same.)
+  static vec Widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, h), 16));
+  }
+  static vec LoadBf16(const uint16_t* p) { return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  // The d-th rows of tiles t and t+1 (8 keys each) -> keys 8t .. 8t+15. At the
+  // tail tile t+1 may lie past the cache, so tile t is read twice instead
+  // (those lanes are never stored).
+  template <bool kTail>
+  static vec LoadKeys(const uint16_t* p, size_t tile_stride) {
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i hi = kTail ? lo : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + tile_stride));
+    return Widen(_mm256_inserti128_si256(_mm256_zextsi128_si256(lo), hi, 1));
+  }
+  static void ExpShifted(float* scores, size_t n) { avx2::ExpShiftedScores(scores, n); }
+};
+
 }  // namespace
 
 void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1, float* y,
@@ -122,6 +161,12 @@ void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, s
   } else {
     MatMulImpl<false>(x, m, ldx, w, p0, p1, y, ldy);
   }
+}
+
+void Attend(const AttentionQuery& a) { attention_impl::AttendGroup<Avx512Vec>(&a, 1); }
+
+void AttendGroup(const AttentionQuery* queries, size_t count) {
+  attention_impl::AttendGroup<Avx512Vec>(queries, count);
 }
 
 }  // namespace kvmart::avx512

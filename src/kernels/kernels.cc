@@ -61,7 +61,7 @@ const KernelOps& GetKernelOps(KernelPath path) {
   static const KernelOps kAvx2 = {KernelPath::kAvx2, avx2::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
                                   avx2::Attend, avx2::AttendGroup};
   static const KernelOps kAvx512 = {KernelPath::kAvx512, avx512::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
-                                    avx2::Attend, avx2::AttendGroup};
+                                    avx512::Attend, avx512::AttendGroup};
   switch (path) {
     case KernelPath::kAvx2: return kAvx2;
     case KernelPath::kAvx512: return kAvx512;

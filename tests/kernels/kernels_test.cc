@@ -190,6 +190,12 @@ TEST_F(PathTest, AttentionAgreesAcrossPathsAndMatchesReference) {
     a.out = outa.data();
     avx2_.attend(a);
     EXPECT_TRUE(BitEqual(outp, outa)) << n_keys;
+    if (CpuHasAvx512()) {
+      std::vector<float> outz(hd);
+      a.out = outz.data();
+      GetKernelOps(KernelPath::kAvx512).attend(a);
+      EXPECT_TRUE(BitEqual(outp, outz)) << "avx512, n_keys " << n_keys;
+    }
     // Reference softmax attention in double.
     std::vector<double> s(n_keys);
     double mx = -1e300, sum = 0;
@@ -212,33 +218,37 @@ TEST_F(PathTest, AttentionAgreesAcrossPathsAndMatchesReference) {
 // still be attend()'s, whatever the group size and however its n_keys differ
 // (neighbouring tokens of one causal block).
 TEST_F(PathTest, AttendGroupIsBitIdenticalToAttendPerQuery) {
-  const size_t hd = 128, tile_stride = hd * kKeyTile, max_keys = 77;
-  const size_t tiles = (max_keys + 7) / 8;
-  auto kf = RandomFloats(tiles * tile_stride, 21), vf = RandomFloats(max_keys * hd, 22);
-  std::vector<uint16_t> k(kf.size()), v(vf.size());
-  RoundToBf16(kf.data(), kf.size(), k.data());
-  RoundToBf16(vf.data(), vf.size(), v.data());
-  auto qf = RandomFloats(kMaxAttendGroup * hd, 23, 2.0f);
+  const size_t max_keys = 77, tiles = (max_keys + 7) / 8;
   const std::vector<std::vector<size_t>> cases = {
       {1}, {8, 8}, {33, 34}, {5, 6, 7}, {70, 70, 71, 71}, {1, 2, 3, 4}, {64, 77, 9, 40}, {17, 17, 17, 17}};
-  for (const KernelOps* ops : {&portable_, &avx2_}) {
-    for (const auto& n_keys : cases) {
-      const size_t count = n_keys.size();
-      std::vector<float> scores(kMaxAttendGroup * tiles * 8), out(count * hd), one(hd), one_scores(tiles * 8);
-      std::vector<AttentionQuery> group;
-      for (size_t c = 0; c < count; ++c) {
-        group.push_back({qf.data() + c * hd, k.data(), tile_stride, v.data(), hd, n_keys[c], hd, 0.0883883f,
-                         scores.data() + c * tiles * 8, out.data() + c * hd});
-      }
-      ops->attend_group(group.data(), count);
-      for (size_t c = 0; c < count; ++c) {
-        AttentionQuery a = group[c];
-        a.scores = one_scores.data();
-        a.out = one.data();
-        avx2_.attend(a);
-        std::vector<float> got(out.begin() + c * hd, out.begin() + (c + 1) * hd);
-        EXPECT_TRUE(BitEqual(got, one)) << KernelPathName(ops->path) << " count " << count << " query " << c
-                                        << " n_keys " << n_keys[c];
+  // head_dim 24 leaves 8 dims after the 16-lane passes of the avx512 path.
+  for (size_t hd : {size_t{128}, size_t{24}}) {
+    const size_t tile_stride = hd * kKeyTile;
+    auto kf = RandomFloats(tiles * tile_stride, 21), vf = RandomFloats(max_keys * hd, 22);
+    std::vector<uint16_t> k(kf.size()), v(vf.size());
+    RoundToBf16(kf.data(), kf.size(), k.data());
+    RoundToBf16(vf.data(), vf.size(), v.data());
+    auto qf = RandomFloats(kMaxAttendGroup * hd, 23, 2.0f);
+    for (KernelPath path : SupportedKernelPaths()) {
+      const KernelOps& ops = GetKernelOps(path);
+      for (const auto& n_keys : cases) {
+        const size_t count = n_keys.size();
+        std::vector<float> scores(kMaxAttendGroup * tiles * 8), out(count * hd), one(hd), one_scores(tiles * 8);
+        std::vector<AttentionQuery> group;
+        for (size_t c = 0; c < count; ++c) {
+          group.push_back({qf.data() + c * hd, k.data(), tile_stride, v.data(), hd, n_keys[c], hd, 0.0883883f,
+                           scores.data() + c * tiles * 8, out.data() + c * hd});
+        }
+        ops.attend_group(group.data(), count);
+        for (size_t c = 0; c < count; ++c) {
+          AttentionQuery a = group[c];
+          a.scores = one_scores.data();
+          a.out = one.data();
+          portable_.attend(a);
+          std::vector<float> got(out.begin() + c * hd, out.begin() + (c + 1) * hd);
+          EXPECT_TRUE(BitEqual(got, one)) << KernelPathName(path) << " head_dim " << hd << " count " << count
+                                          << " query " << c << " n_keys " << n_keys[c];
+        }
       }
     }
   }

@@ -1,0 +1,173 @@
+// Internal: grouped attention written once over a vector type, instantiated by
+// the avx2 path (8 lanes) and the avx512 path (16 lanes). Not part of the
+// module's contract. Vector width never touches a chain: lanes are keys (one
+// key tile = 8 lanes) in the scores and output dims in e·V, and every
+// (query, key) dot product and every (query, dim) e·V sum is one sequential
+// FMA chain in index order from 0.0f — so both instantiations, and the
+// portable path, give identical bits.
+//
+// V provides: vec; kLanes (8 or 16); Zero(); Set1(f); Broadcast(const float*);
+// Fma(a, b, c) = a·b + c; Mul; Div; Loadu/Storeu(float*); StoreScores(p, v,
+// lanes) (lanes = 8 or kLanes); LoadBf16(p) (kLanes consecutive bf16 -> f32);
+// LoadKeys<kTail>(tile, stride) (the d-th row of `tiles` consecutive key tiles,
+// kLanes/8 of them; with kTail only the first is real); ExpShifted(scores, n).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/bf16.h"
+#include "kernels/kernels.h"
+
+namespace kvmart::attention_impl {
+
+// Scores of NQ queries for NG groups of key tiles starting at tile t (a group:
+// kLanes/8 tiles; with kTail, the last tile alone).
+template <class V, int NQ, int NG, bool kTail>
+inline void ScoreTiles(const AttentionQuery* qs, size_t t, typename V::vec scale) {
+  constexpr size_t kTilesPerVec = V::kLanes / kKeyTile;
+  const AttentionQuery& a = qs[0];
+  const uint16_t* kt[NG];
+  typename V::vec acc[NQ][NG];
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < NG; ++i) {
+    kt[i] = a.k_tiles + (t + i * kTilesPerVec) * a.k_tile_stride;
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < NQ; ++q) acc[q][i] = V::Zero();
+  }
+  constexpr size_t kLanesStored = kTail ? kKeyTile : V::kLanes;
+  for (size_t d = 0; d < a.head_dim; ++d) {
+    typename V::vec kv[NG];
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NG; ++i) kv[i] = V::template LoadKeys<kTail>(kt[i] + d * kKeyTile, a.k_tile_stride);
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < NQ; ++q) {
+      const typename V::vec qd = V::Broadcast(qs[q].q + d);
+      _Pragma("GCC unroll 8")
+      for (int i = 0; i < NG; ++i) acc[q][i] = V::Fma(qd, kv[i], acc[q][i]);
+    }
+  }
+  _Pragma("GCC unroll 8")
+  for (int q = 0; q < NQ; ++q) {
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NG; ++i) {
+      V::StoreScores(qs[q].scores + (t + i * kTilesPerVec) * kKeyTile, V::Mul(acc[q][i], scale), kLanesStored);
+    }
+  }
+}
+
+// out_q[d0, d0 + kLanes·NV) += Σ_{j in [j0, j1)} e_qj · V_j for NQ queries, keys
+// in order; the accumulators live in `out` between key blocks. When `sums`,
+// also sums[q] += e_qj in the same order.
+template <class V, int NQ, int NV>
+inline void ValuePass(const AttentionQuery* qs, size_t j0, size_t j1, size_t d0, float* sums) {
+  const AttentionQuery& a = qs[0];
+  typename V::vec acc[NQ][NV];
+  float s[NQ];
+  _Pragma("GCC unroll 8")
+  for (int q = 0; q < NQ; ++q) {
+    s[q] = sums != nullptr ? sums[q] : 0.0f;
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) acc[q][v] = V::Loadu(qs[q].out + d0 + V::kLanes * v);
+  }
+  const uint16_t* vrow = a.v + j0 * a.v_stride + d0;
+  for (size_t j = j0; j < j1; ++j, vrow += a.v_stride) {
+    typename V::vec vv[NV];
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) vv[v] = V::LoadBf16(vrow + V::kLanes * v);
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < NQ; ++q) {
+      const typename V::vec e = V::Broadcast(qs[q].scores + j);
+      _Pragma("GCC unroll 8")
+      for (int v = 0; v < NV; ++v) acc[q][v] = V::Fma(e, vv[v], acc[q][v]);
+      if (sums != nullptr) s[q] = s[q] + qs[q].scores[j];
+    }
+  }
+  _Pragma("GCC unroll 8")
+  for (int q = 0; q < NQ; ++q) {
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; ++v) V::Storeu(qs[q].out + d0 + V::kLanes * v, acc[q][v]);
+    if (sums != nullptr) sums[q] = s[q];
+  }
+}
+
+// Dims [d0, d1) of nq queries over keys [j0, j1), one scalar FMA chain each:
+// the same chains as the vector passes.
+inline void ValuePassScalar(const AttentionQuery* qs, int nq, size_t j0, size_t j1, size_t d0, size_t d1, float* sums) {
+  for (int q = 0; q < nq; ++q) {
+    for (size_t j = j0; j < j1; ++j) {
+      const float e = qs[q].scores[j];
+      const uint16_t* row = qs[q].v + j * qs[q].v_stride;
+      for (size_t d = d0; d < d1; ++d) qs[q].out[d] = std::fma(e, Bf16ToF32(row[d]), qs[q].out[d]);
+      if (sums != nullptr) sums[q] = sums[q] + e;
+    }
+  }
+}
+
+// All dims [0, head_dim) of NQ queries over keys [j0, j1), NV vectors a pass
+// while they fit, then one vector a pass.
+template <class V, int NQ, int NV>
+inline void ValueBlock(const AttentionQuery* qs, size_t j0, size_t j1, float* sums) {
+  const size_t hd = qs[0].head_dim;
+  size_t d0 = 0;
+  for (; d0 + V::kLanes * NV <= hd; d0 += V::kLanes * NV) ValuePass<V, NQ, NV>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
+  for (; d0 + V::kLanes <= hd; d0 += V::kLanes) ValuePass<V, NQ, 1>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
+  // head_dim is a multiple of 8; a 16-lane path may have 8 dims left.
+  if (d0 < hd) ValuePassScalar(qs, NQ, j0, j1, d0, hd, d0 == 0 ? sums : nullptr);
+}
+
+// Keys per value block: the block's V rows (64 · 2·head_dim bytes) stay in L1
+// while every pass over the dims reads them.
+inline constexpr size_t kValueBlock = 64;
+
+// Register budget: NQ·NG score accumulators + NG keys + a broadcast, and
+// NQ·NV value accumulators + NV values + a broadcast, within V::kRegisters.
+template <class V, int NQ>
+void AttendGroupOf(const AttentionQuery* qs) {
+  constexpr int kGroups = V::kRegisters == 32 ? (NQ <= 2 ? 8 : 4) : (NQ <= 2 ? 4 : 2);
+  constexpr int kValues = V::kRegisters == 32 ? (NQ == 1 ? 8 : 4) : (NQ == 1 ? 8 : NQ == 2 ? 4 : 2);
+  constexpr size_t kTilesPerVec = V::kLanes / kKeyTile;
+  size_t max_n = 0, min_n = qs[0].n_keys;
+  for (int q = 0; q < NQ; ++q) {
+    max_n = qs[q].n_keys > max_n ? qs[q].n_keys : max_n;
+    min_n = qs[q].n_keys < min_n ? qs[q].n_keys : min_n;
+  }
+  const size_t hd = qs[0].head_dim, tiles = (max_n + kKeyTile - 1) / kKeyTile;
+  const typename V::vec scale = V::Set1(qs[0].scale);
+  // Lanes past a query's own n_keys get scores too; nothing reads them.
+  size_t t = 0;
+  for (; t + kGroups * kTilesPerVec <= tiles; t += kGroups * kTilesPerVec) {
+    ScoreTiles<V, NQ, kGroups, false>(qs, t, scale);
+  }
+  for (; t + kTilesPerVec <= tiles; t += kTilesPerVec) ScoreTiles<V, NQ, 1, false>(qs, t, scale);
+  for (; t < tiles; ++t) ScoreTiles<V, NQ, 1, true>(qs, t, scale);
+  for (int q = 0; q < NQ; ++q) V::ExpShifted(qs[q].scores, qs[q].n_keys);
+  // e·V: keys [0, min_n) shared by all queries, block by block, then each
+  // query alone over its own remaining keys (neighbouring tokens of a causal
+  // block see a few more). Every chain runs over its keys in order, from 0.0f.
+  float sums[NQ];
+  for (int q = 0; q < NQ; ++q) {
+    sums[q] = 0.0f;
+    for (size_t d = 0; d < hd; ++d) qs[q].out[d] = 0.0f;
+  }
+  for (size_t j0 = 0; j0 < min_n; j0 += kValueBlock) {
+    ValueBlock<V, NQ, kValues>(qs, j0, j0 + kValueBlock < min_n ? j0 + kValueBlock : min_n, sums);
+  }
+  for (int q = 0; q < NQ; ++q) {
+    if (qs[q].n_keys > min_n) ValueBlock<V, 1, kValues>(qs + q, min_n, qs[q].n_keys, sums + q);
+    for (size_t d = 0; d < hd; ++d) qs[q].out[d] = qs[q].out[d] / sums[q];
+  }
+}
+
+template <class V>
+void AttendGroup(const AttentionQuery* queries, size_t count) {
+  switch (count) {
+    case 1: AttendGroupOf<V, 1>(queries); break;
+    case 2: AttendGroupOf<V, 2>(queries); break;
+    case 3: AttendGroupOf<V, 3>(queries); break;
+    default: AttendGroupOf<V, 4>(queries); break;
+  }
+}
+
+}  // namespace kvmart::attention_impl
