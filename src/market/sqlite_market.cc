@@ -9,7 +9,7 @@
 
 #include "base/sha256.h"
 #include "market/keys.h"
-#include "market/sqlite_db.h"
+#include "base/sqlite_db.h"
 
 namespace kvmart::market {
 

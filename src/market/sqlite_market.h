@@ -26,11 +26,11 @@
 #include "market/pricing.h"
 #include "market/receipts.h"
 
-namespace kvmart::market {
-
-namespace sqlite {
+namespace kvmart::sqlite {
 class Db;
 }
+
+namespace kvmart::market {
 
 struct SqliteMarketOptions {
   ProviderKey provider_key = ProviderKey::Generate();  // signs receipts

@@ -23,6 +23,9 @@ HttpStatus HttpStatusFor(const Status& s) {
       // The market reports a balance that cannot cover a charge this way; that
       // is a payment problem (402), not a rate limit.
       if (s.message().find("insufficient funds") != std::string::npos) return {402, "insufficient_funds"};
+      // The market's or the store's database hit a full disk (the transaction
+      // rolled back): the server's storage, not the caller's rate.
+      if (s.message().rfind("disk full", 0) == 0) return {507, "insufficient_storage"};
       return {429, "rate_limit_error"};
     case C::kUnimplemented: return {501, "not_implemented"};
     case C::kAborted: return {503, "unavailable"};

@@ -18,7 +18,7 @@
 #include "artifact/codec.h"
 #include "base/status.h"
 #include "store/block_files.h"
-#include "store/sqlite_db.h"
+#include "base/sqlite_db.h"
 
 namespace kvmart::store {
 

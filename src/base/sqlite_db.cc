@@ -1,6 +1,6 @@
-#include "store/sqlite_db.h"
+#include "base/sqlite_db.h"
 
-namespace kvmart::store::sqlite {
+namespace kvmart::sqlite {
 
 bool IsBusy(const Status& s) {
   return s.code() == Status::Code::kAborted && s.message().rfind(kBusyMessage, 0) == 0;
@@ -12,7 +12,8 @@ Status Db::Error(int rc, std::string_view what) const {
   if (db_ != nullptr) msg += std::string(" (") + sqlite3_errmsg(db_.get()) + ")";
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return Status::Aborted(std::string(kBusyMessage) + ": " + msg);
   if (primary == SQLITE_CONSTRAINT) return Status::FailedPrecondition("constraint violated: " + msg);
-  // A full disk (or a file size limit) is the caller's quota problem, not an I/O fault.
+  // A full disk (or a file size limit) is a capacity problem, not an I/O fault;
+  // the transaction rolled back, so nothing was written or charged.
   if (primary == SQLITE_FULL) return Status::ResourceExhausted("disk full: " + msg);
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Status::Corruption(msg);
   return Status::IOError(msg);
@@ -130,4 +131,4 @@ ReadTxn::~ReadTxn() {
   if (open_) (void)db_->Exec("COMMIT");
 }
 
-}  // namespace kvmart::store::sqlite
+}  // namespace kvmart::sqlite

@@ -1,6 +1,8 @@
 // Thin RAII layer over the SQLite C API: a connection with a cache of prepared
 // statements, a statement handle that resets itself, and an IMMEDIATE transaction
-// that rolls back unless committed. Internal to the SQLite back end.
+// that rolls back unless committed. Shared by the market's and the store's SQLite
+// back ends; its own library (kvmart_sqlite), so modules without a database do
+// not link SQLite.
 #pragma once
 
 #include <sqlite3.h>
@@ -14,7 +16,7 @@
 
 #include "base/status.h"
 
-namespace kvmart::market::sqlite {
+namespace kvmart::sqlite {
 
 // SQLITE_BUSY/LOCKED surface as Aborted with this prefix so callers can retry.
 inline constexpr std::string_view kBusyMessage = "database busy";
@@ -109,4 +111,4 @@ class ReadTxn {
   bool open_ = false;
 };
 
-}  // namespace kvmart::market::sqlite
+}  // namespace kvmart::sqlite
