@@ -4,6 +4,7 @@
 // measured in the same run.
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <sstream>
@@ -79,6 +80,11 @@ int main(int argc, char** argv) {
   std::uniform_int_distribution<int32_t> tok(0, 151642);
   std::vector<size_t> all = lengths;
   all.insert(all.begin(), 1);  // decode at an (almost) empty context
+  struct KvMove {
+    size_t tokens;
+    double bytes, export_s, import_s, memcpy_s;
+  };
+  std::vector<KvMove> moves;
   for (size_t len : all) {
     std::vector<int32_t> tokens(len);
     for (auto& t : tokens) t = tok(rng);
@@ -89,6 +95,25 @@ int main(int argc, char** argv) {
     if (!st.ok()) {
       std::fprintf(stderr, "error: %s\n", st.ToString().c_str());
       return 1;
+    }
+    if (len > 1) {
+      // KV export (cache -> exchange layout) and import into a fresh session
+      // (exchange layout -> cache), next to a memcpy of the same bytes into
+      // freshly allocated memory: what a load costs the engine beyond the store.
+      auto te = Clock::now();
+      auto kv = s->ExportKv(0, len);
+      const double export_s = Since(te);
+      if (!kv.ok()) return 1;
+      auto fresh = engine->NewSession();
+      auto ti = Clock::now();
+      if (!fresh->ImportKv(*kv).ok()) return 1;
+      const double import_s = Since(ti);
+      const double bytes = 2.0 * kv->data.size();
+      auto tm = Clock::now();
+      std::vector<uint16_t> copy(kv->data.size());
+      std::memcpy(copy.data(), kv->data.data(), copy.size() * 2);
+      const double memcpy_s = Since(tm);
+      moves.push_back({len, bytes, export_s, import_s, memcpy_s});
     }
     // One untimed step first: the first decode after a prefill faults in the
     // decode-sized scratch and may grow the KV cache (a one-off copy).
@@ -112,5 +137,12 @@ int main(int argc, char** argv) {
   }
   std::printf("\nFLOPs: 2 per weight per token (all projections; lm_head for the last position only)\n"
               "+ 4·head_dim per (query, key, head, layer) for attention, counted by the engine.\n");
+  std::printf("\nKV export/import (all layers, %zu threads) vs memcpy of the same bytes into new memory:\n", threads);
+  std::printf("%8s | %9s | %9s %9s %9s | %8s %8s\n", "tokens", "MB", "export s", "import s", "memcpy s",
+              "exp/cpy", "imp/cpy");
+  for (const auto& m : moves) {
+    std::printf("%8zu | %9.1f | %9.4f %9.4f %9.4f | %7.2fx %7.2fx\n", m.tokens, m.bytes / 1e6, m.export_s, m.import_s,
+                m.memcpy_s, m.export_s / m.memcpy_s, m.import_s / m.memcpy_s);
+  }
   return 0;
 }

@@ -202,10 +202,14 @@ StatusOr<KvExport> Session::ExportKv(size_t begin, size_t end) const {
   kv.token_ids.assign(tokens_.begin() + begin, tokens_.begin() + end);
   const size_t rows = (end - begin) * c.kv_dim();
   kv.data.resize(2 * rows * c.num_hidden_layers);
-  for (size_t l = 0; l < c.num_hidden_layers; ++l) {
-    cache_.GetKeys(l, begin, end, kv.data.data() + 2 * l * rows);
-    cache_.GetValues(l, begin, end, kv.data.data() + (2 * l + 1) * rows);
-  }
+  // Layers are independent: split them over the engine's threads.
+  std::lock_guard<std::mutex> lock(engine_->compute_mu_);
+  engine_->pool_->ParallelFor(c.num_hidden_layers, 1, [&](size_t l0, size_t l1) {
+    for (size_t l = l0; l < l1; ++l) {
+      cache_.GetKeys(l, begin, end, kv.data.data() + 2 * l * rows);
+      cache_.GetValues(l, begin, end, kv.data.data() + (2 * l + 1) * rows);
+    }
+  });
   return kv;
 }
 
@@ -234,9 +238,15 @@ Status Session::ImportKv(const KvExport& kv) {
   }
   KVMART_RETURN_IF_ERROR(cache_.Reserve(tokens_.size() + n));
   const size_t begin = tokens_.size();
-  for (size_t l = 0; l < c.num_hidden_layers; ++l) {
-    cache_.PutKeys(l, begin, begin + n, kv.data.data() + 2 * l * rows);
-    cache_.PutValues(l, begin, begin + n, kv.data.data() + (2 * l + 1) * rows);
+  {
+    // Layers are independent: split them over the engine's threads.
+    std::lock_guard<std::mutex> lock(engine_->compute_mu_);
+    engine_->pool_->ParallelFor(c.num_hidden_layers, 1, [&](size_t l0, size_t l1) {
+      for (size_t l = l0; l < l1; ++l) {
+        cache_.PutKeys(l, begin, begin + n, kv.data.data() + 2 * l * rows);
+        cache_.PutValues(l, begin, begin + n, kv.data.data() + (2 * l + 1) * rows);
+      }
+    });
   }
   cache_.set_size(begin + n);
   tokens_.insert(tokens_.end(), kv.token_ids.begin(), kv.token_ids.end());

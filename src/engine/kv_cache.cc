@@ -40,11 +40,16 @@ void KvCache::PutValue(size_t layer, size_t pos, size_t kv_head, const uint16_t*
 }
 
 void KvCache::GetKeys(size_t layer, size_t begin, size_t end, uint16_t* out) const {
-  for (size_t pos = begin; pos < end; ++pos) {
-    for (size_t g = 0; g < kv_heads_; ++g) {
-      const uint16_t* tile = keys_[layer * kv_heads_ + g].data() + (pos / 8) * key_tile_stride() + pos % 8;
-      uint16_t* o = out + ((pos - begin) * kv_heads_ + g) * head_dim_;
-      for (size_t d = 0; d < head_dim_; ++d) o[d] = tile[d * 8];
+  // Tile by tile, so each tile's [head_dim][8] block is read contiguously.
+  for (size_t g = 0; g < kv_heads_; ++g) {
+    const uint16_t* keys = keys_[layer * kv_heads_ + g].data();
+    for (size_t pos = begin; pos < end;) {
+      const size_t tile_end = std::min(end, (pos / 8 + 1) * 8);
+      const uint16_t* tile = keys + (pos / 8) * key_tile_stride();
+      for (size_t d = 0; d < head_dim_; ++d) {
+        for (size_t p = pos; p < tile_end; ++p) out[((p - begin) * kv_heads_ + g) * head_dim_ + d] = tile[d * 8 + p % 8];
+      }
+      pos = tile_end;
     }
   }
 }
@@ -58,8 +63,18 @@ void KvCache::GetValues(size_t layer, size_t begin, size_t end, uint16_t* out) c
 }
 
 void KvCache::PutKeys(size_t layer, size_t begin, size_t end, const uint16_t* rows) {
-  for (size_t pos = begin; pos < end; ++pos) {
-    for (size_t g = 0; g < kv_heads_; ++g) PutKey(layer, pos, g, rows + ((pos - begin) * kv_heads_ + g) * head_dim_);
+  // Tile by tile, so each tile's [head_dim][8] block is written contiguously
+  // (row by row, every write would land 16 bytes from the last).
+  for (size_t g = 0; g < kv_heads_; ++g) {
+    uint16_t* keys = keys_[layer * kv_heads_ + g].data();
+    for (size_t pos = begin; pos < end;) {
+      const size_t tile_end = std::min(end, (pos / 8 + 1) * 8);
+      uint16_t* tile = keys + (pos / 8) * key_tile_stride();
+      for (size_t d = 0; d < head_dim_; ++d) {
+        for (size_t p = pos; p < tile_end; ++p) tile[d * 8 + p % 8] = rows[((p - begin) * kv_heads_ + g) * head_dim_ + d];
+      }
+      pos = tile_end;
+    }
   }
 }
 
