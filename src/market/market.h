@@ -182,6 +182,12 @@ class Market {
   // The load could not be served after it was charged: a compensating transaction
   // refunds the charge and restores the entitlement. At most once per load.
   virtual StatusOr<std::string> FailLoad(std::string_view api_key, std::string_view idem, int64_t load) = 0;
+  // Bills the caller for shipping `bytes` of artifact_id out of the provider
+  // (an export) at `micros_per_gb` (GB = 10^9 bytes, rounded up). All of it goes
+  // to the provider: egress is the provider's cost, not the publisher's sale.
+  // Returns the signed receipt (kind "egress").
+  virtual StatusOr<std::string> ChargeEgress(std::string_view api_key, std::string_view idem,
+                                             std::string_view artifact_id, int64_t bytes, int64_t micros_per_gb) = 0;
 
   // --- reads (own account; admin may read any) ---
   virtual StatusOr<AccountInfo> GetAccount(std::string_view api_key, AccountId account) = 0;

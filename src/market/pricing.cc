@@ -57,6 +57,13 @@ StatusOr<Split> SplitCharge(const FeeSchedule& f, const Money& price) {
   return Split{Money(price.micros() - fee, price.currency()), Money(fee, price.currency())};
 }
 
+StatusOr<Money> EgressCharge(int64_t bytes, int64_t micros_per_gb, Currency currency) {
+  if (bytes < 0 || micros_per_gb < 0) return Status::InvalidArgument("egress bytes and price must be >= 0");
+  const __int128 a = static_cast<__int128>(bytes) * micros_per_gb;  // < 2^126
+  KVMART_ASSIGN_OR_RETURN(int64_t micros, CeilDivToI64(a, 1'000'000'000));
+  return Money(micros, currency);
+}
+
 StatusOr<Money> StorageCharge(const FeeSchedule& f, int64_t bytes, int64_t seconds, Currency currency) {
   KVMART_RETURN_IF_ERROR(ValidateFeeSchedule(f));
   if (bytes < 0 || seconds < 0) return Status::InvalidArgument("bytes and seconds must be >= 0");

@@ -47,5 +47,8 @@ StatusOr<Split> SplitCharge(const FeeSchedule& f, const Money& price);
 
 // ceil(bytes × seconds × rate / (10^9 × 3600)): storage of `bytes` for `seconds`.
 StatusOr<Money> StorageCharge(const FeeSchedule& f, int64_t bytes, int64_t seconds, Currency currency);
+// ceil(bytes × micros_per_gb / 10^9): shipping `bytes` out of the provider at a
+// $/GB egress tariff (GB = 10^9 bytes). Never free by accident of rounding.
+StatusOr<Money> EgressCharge(int64_t bytes, int64_t micros_per_gb, Currency currency);
 
 }  // namespace kvmart::market

@@ -21,7 +21,7 @@ inline constexpr std::string_view kReceiptVersion = "kvmart-receipt-v1";
 
 struct Receipt {
   std::string receipt_id;    // "rcpt-<ledger txn id>-<kind>"
-  std::string kind;          // purchase | load | refund | deposit | storage
+  std::string kind;          // purchase | load | refund | deposit | storage | egress
   int64_t account = 0;       // who paid (or received, for a deposit)
   std::string artifact_id;   // "" for deposits
   int64_t tokens_reused = 0; // tokens a load spared from prefill (0 for purchases)

@@ -816,6 +816,30 @@ StatusOr<LoadResult> SqliteMarket::Load(std::string_view api_key, std::string_vi
   return out;
 }
 
+StatusOr<std::string> SqliteMarket::ChargeEgress(std::string_view api_key, std::string_view idem,
+                                                 std::string_view artifact_id, int64_t bytes, int64_t micros_per_gb) {
+  if (bytes < 0 || micros_per_gb < 0) return Status::InvalidArgument("egress bytes and price must be >= 0");
+  json request{{"artifact_id", artifact_id}, {"bytes", bytes}, {"micros_per_gb", micros_per_gb}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("egress.charge", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
+        KVMART_ASSIGN_OR_RETURN(Money amt, EgressCharge(bytes, micros_per_gb, l.spec.currency));
+        KVMART_ASSIGN_OR_RETURN(AccountId provider, impl_->SystemAccount(db, "provider", l.spec.currency));
+        KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(amt));
+        KVMART_ASSIGN_OR_RETURN(int64_t txn, impl_->Post(db, "egress", artifact_id, std::nullopt,
+                                                         {{c.account, neg, "buyer"}, {provider, amt, "egress"}}));
+        Receipt rc;
+        rc.kind = "egress";
+        rc.account = c.account;
+        rc.artifact_id = std::string(artifact_id);
+        rc.price_micros = amt.micros();
+        rc.currency = amt.currency().str();
+        rc.ledger_txn = txn;
+        return json{{"receipt", impl_->SignReceipt(rc)}};
+      }));
+  return r.at("receipt").get<std::string>();
+}
+
 StatusOr<std::string> SqliteMarket::FailLoad(std::string_view api_key, std::string_view idem, int64_t load) {
   json request{{"load", load}};
   KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load.fail", api_key, idem, kScopeBuy, request,

@@ -69,6 +69,8 @@ class SqliteMarket final : public Market {
   StatusOr<Purchase> Buy(std::string_view api_key, std::string_view idem, const PurchaseRequest& req) override;
   StatusOr<LoadResult> Load(std::string_view api_key, std::string_view idem, std::string_view artifact_id) override;
   StatusOr<std::string> FailLoad(std::string_view api_key, std::string_view idem, int64_t load) override;
+  StatusOr<std::string> ChargeEgress(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                                     int64_t bytes, int64_t micros_per_gb) override;
   StatusOr<AccountInfo> GetAccount(std::string_view api_key, AccountId account) override;
   StatusOr<std::vector<Entitlement>> Entitlements(std::string_view api_key, AccountId account) override;
   StatusOr<std::vector<StatementLine>> Statement(std::string_view api_key, AccountId account, int64_t from,

@@ -38,7 +38,7 @@ class Metrics {
   // so ids never become label values.
   void Request(const std::string& route, int status, double seconds);
   void Ttft(double seconds, bool reused);
-  void Ledger(const std::string& kind);  // purchase | load | refund | deposit
+  void Ledger(const std::string& kind);  // purchase | load | refund | deposit | egress
 
   std::atomic<uint64_t> tokens_prefilled{0};
   std::atomic<uint64_t> tokens_reused{0};

@@ -306,10 +306,21 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
                if (r.ok()) KeepReceipt(ctx, *r, "refund");
                return SendError(res, 404, "not_found_error", "artifact cannot be exported (the load was refunded)");
              }
-             const double gb = static_cast<double>(bytes->size()) / 1e9;
+             // The egress is billed before a byte leaves; if the buyer cannot pay
+             // it, the load is refunded and nothing is sent.
              res.set_header("X-Kvmart-Egress-Bytes", std::to_string(bytes->size()));
-             res.set_header("X-Kvmart-Egress-Estimate-Micros",
-                            std::to_string(static_cast<int64_t>(gb * static_cast<double>(ctx.options.export_micros_per_gb) + 0.999999)));
+             if (ctx.options.export_micros_per_gb > 0) {
+               auto egress = ctx.parts.market->ChargeEgress(key, *idem + "-egress", id,
+                                                            static_cast<int64_t>(bytes->size()),
+                                                            ctx.options.export_micros_per_gb);
+               if (!egress.ok()) {
+                 auto r = ctx.parts.market->FailLoad(key, *idem + "-refund", load->load);
+                 if (r.ok()) KeepReceipt(ctx, *r, "refund");
+                 return SendStatus(res, egress.status());
+               }
+               KeepReceipt(ctx, *egress, "egress");
+               res.set_header("X-Kvmart-Egress-Receipt", *egress);
+             }
              res.set_header("X-Kvmart-Load-Receipt", load->receipt);
              res.set_content(std::string(bytes->begin(), bytes->end()), "application/octet-stream");
            });

@@ -103,6 +103,36 @@ TEST_F(SqliteMarketTest, DefaultPriceComesFromTheCostModel) {
   EXPECT_CODE(market_->GetQuote(buyer_key_, {p.artifact_id, PurchaseKind::kBundle, 1}), kFailedPrecondition);
 }
 
+TEST_F(SqliteMarketTest, EgressIsChargedOnceRoundedUpToTheProvider) {
+  const std::string art = ArtifactId(9);
+  List(art, 500);
+  ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1000)));
+  // 1.5 GB at 90,000 micros/GB is 135,001 micros (rounded up), more than the
+  // 1000-micro balance: refused, nothing moves.
+  EXPECT_CODE(market_->ChargeEgress(buyer_key_, "e0", art, 1'500'000'001, 90'000), kResourceExhausted);
+  EXPECT_EQ(Balance(buyer_).micros(), 1000);
+  // 5,000,001 bytes at 90,000 micros/GB = 450.00009 -> 451 micros, all to the provider.
+  auto r = market_->ChargeEgress(buyer_key_, "e1", art, 5'000'001, 90'000);
+  ASSERT_OK(r);
+  EXPECT_EQ(Balance(buyer_).micros(), 1000 - 451);
+  EXPECT_EQ(Balance(provider_).micros(), 451);
+  EXPECT_EQ(Balance(publisher_).micros(), 0);
+  auto rr = VerifyReceipt(*r, market_->ProviderPublicKey());
+  ASSERT_OK(rr);
+  EXPECT_EQ(rr->kind, "egress");
+  EXPECT_EQ(rr->price_micros, 451);
+  // A retry replays the receipt and moves no money; the key with another body is refused.
+  auto replay = market_->ChargeEgress(buyer_key_, "e1", art, 5'000'001, 90'000);
+  ASSERT_OK(replay);
+  EXPECT_EQ(*replay, *r);
+  EXPECT_EQ(Balance(buyer_).micros(), 1000 - 451);
+  EXPECT_FALSE(market_->ChargeEgress(buyer_key_, "e1", art, 7, 90'000).ok());
+  EXPECT_CODE(market_->ChargeEgress(buyer_key_, "e2", art, -1, 90'000), kInvalidArgument);
+  EXPECT_CODE(market_->ChargeEgress(buyer_key_, "e3", ArtifactId(10), 10, 90'000), kNotFound);
+  EXPECT_CODE(market_->ChargeEgress(publisher_key_, "e4", art, 10, 90'000), kPermissionDenied);  // no buy scope
+  ASSERT_OK(market_->CheckInvariants());
+}
+
 TEST_F(SqliteMarketTest, FailedLoadIsRefundedOnceAndRestoresTheEntitlement) {
   const std::string art = ArtifactId(4);
   List(art, 500);

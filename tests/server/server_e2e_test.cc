@@ -249,5 +249,50 @@ TEST_F(ServerE2E, ListingManifestHealthAndMetrics) {
   EXPECT_EQ(srv_->Get("/v1/artifacts/" + id + "/export", buyer_.key).status, 403);  // off by default
 }
 
+// Export with an egress tariff: one load of the entitlement plus the egress,
+// billed before a byte leaves; a buyer who cannot pay the egress gets 402, the
+// load is refunded and nothing is sent.
+TEST(ServerExport, BillsEgressBeforeSendingAndRefundsTheLoadWhenUnpaid) {
+  server::ServerOptions o;
+  o.export_enabled = true;
+  o.export_micros_per_gb = 1'000'000'000;  // $1000/GB: one micro-dollar per byte
+  TestServer srv(Models(), o);
+  TestServer::Account pub = srv.NewAccount("publisher", "publish");
+  TestServer::Account rich = srv.NewAccount("rich", "buy", "5");
+  TestServer::Account poor = srv.NewAccount("poor", "buy", "0.003");
+  Reply published = srv.Post("/v1/artifacts", {{"messages", kPrefix}, {"price", {{"per_load", "0.002"}}}}, pub.key);
+  ASSERT_EQ(published.status, 201) << published.text;
+  const std::string id = published.body["artifact_id"];
+  for (const auto* a : {&rich, &poor}) {
+    Reply b = srv.Post("/v1/artifacts/" + id + "/purchase", {{"kind", "metered"}, {"quantity", 1}}, a->key);
+    ASSERT_EQ(b.status, 201) << b.text;
+  }
+
+  const int64_t rich0 = srv.BalanceMicros(rich.key);
+  Reply ex = srv.Get("/v1/artifacts/" + id + "/export", rich.key);
+  ASSERT_EQ(ex.status, 200) << ex.text;
+  const int64_t bytes = static_cast<int64_t>(ex.text.size());
+  ASSERT_GT(bytes, 1000);
+  EXPECT_EQ(ex.headers.find("X-Kvmart-Egress-Bytes")->second, std::to_string(bytes));
+  // ceil(bytes × 10^9 / 10^9) = bytes micros, on top of the 2000-micro load.
+  EXPECT_EQ(rich0 - srv.BalanceMicros(rich.key), 2000 + bytes);
+  auto it = ex.headers.find("X-Kvmart-Egress-Receipt");
+  ASSERT_NE(it, ex.headers.end());
+  auto receipt = market::VerifyReceipt(it->second, srv.Get("/v1/provider/key").body["receipt_public_key"].get<std::string>());
+  ASSERT_TRUE(receipt.ok()) << receipt.status().ToString();
+  EXPECT_EQ(receipt->kind, "egress");
+  EXPECT_EQ(receipt->price_micros, bytes);
+  EXPECT_EQ(receipt->artifact_id, id);
+
+  // $0.003 less the $0.002 load leaves 1000 micros, short of the egress: 402,
+  // the load is refunded and no bytes are sent.
+  const int64_t poor0 = srv.BalanceMicros(poor.key);
+  Reply refused = srv.Get("/v1/artifacts/" + id + "/export", poor.key);
+  EXPECT_EQ(refused.status, 402) << refused.text;
+  EXPECT_EQ(refused.body["error"]["type"], "insufficient_funds");
+  EXPECT_EQ(srv.BalanceMicros(poor.key), poor0);
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
+}
+
 }  // namespace
 }  // namespace kvmart::testing
