@@ -327,6 +327,26 @@ struct SqliteMarket::Impl {
                 {{buyer, neg, "buyer"}, {publisher, split.publisher, "publisher"}, {provider, split.provider, "fee"}});
   }
 
+  // A provider charge (storage, egress): `payer` pays `amt` of artifact's
+  // currency to the provider account in one ledger transaction of `kind`
+  // (payer's entry role `payer_role`, the provider's `kind`); returns the
+  // signed receipt as {"receipt": ...}.
+  StatusOr<json> PostProviderCharge(Db* db, const char* kind, std::string_view artifact_id, AccountId payer,
+                                    const char* payer_role, const Money& amt) {
+    KVMART_ASSIGN_OR_RETURN(AccountId provider, SystemAccount(db, "provider", amt.currency()));
+    KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(amt));
+    KVMART_ASSIGN_OR_RETURN(int64_t txn, Post(db, kind, artifact_id, std::nullopt,
+                                              {{payer, neg, payer_role}, {provider, amt, kind}}));
+    Receipt rc;
+    rc.kind = kind;
+    rc.account = payer;
+    rc.artifact_id = std::string(artifact_id);
+    rc.price_micros = amt.micros();
+    rc.currency = amt.currency().str();
+    rc.ledger_txn = txn;
+    return json{{"receipt", SignReceipt(rc)}};
+  }
+
   struct ListingRow {
     Listing l;
   };
@@ -658,18 +678,7 @@ StatusOr<std::string> SqliteMarket::ChargeStorage(std::string_view api_key, std:
       [&](Db* db, const Caller&) -> StatusOr<json> {
         KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
         KVMART_ASSIGN_OR_RETURN(Money amt, StorageCharge(impl_->opt.fees, l.spec.stored_bytes, seconds, l.spec.currency));
-        KVMART_ASSIGN_OR_RETURN(AccountId provider, impl_->SystemAccount(db, "provider", l.spec.currency));
-        KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(amt));
-        KVMART_ASSIGN_OR_RETURN(int64_t txn, impl_->Post(db, "storage", artifact_id, std::nullopt,
-                                                         {{l.publisher, neg, "publisher"}, {provider, amt, "storage"}}));
-        Receipt rc;
-        rc.kind = "storage";
-        rc.account = l.publisher;
-        rc.artifact_id = std::string(artifact_id);
-        rc.price_micros = amt.micros();
-        rc.currency = amt.currency().str();
-        rc.ledger_txn = txn;
-        return json{{"receipt", impl_->SignReceipt(rc)}};
+        return impl_->PostProviderCharge(db, "storage", artifact_id, l.publisher, "publisher", amt);
       }));
   return r.at("receipt").get<std::string>();
 }
@@ -824,18 +833,7 @@ StatusOr<std::string> SqliteMarket::ChargeEgress(std::string_view api_key, std::
       [&](Db* db, const Caller& c) -> StatusOr<json> {
         KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
         KVMART_ASSIGN_OR_RETURN(Money amt, EgressCharge(bytes, micros_per_gb, l.spec.currency));
-        KVMART_ASSIGN_OR_RETURN(AccountId provider, impl_->SystemAccount(db, "provider", l.spec.currency));
-        KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(amt));
-        KVMART_ASSIGN_OR_RETURN(int64_t txn, impl_->Post(db, "egress", artifact_id, std::nullopt,
-                                                         {{c.account, neg, "buyer"}, {provider, amt, "egress"}}));
-        Receipt rc;
-        rc.kind = "egress";
-        rc.account = c.account;
-        rc.artifact_id = std::string(artifact_id);
-        rc.price_micros = amt.micros();
-        rc.currency = amt.currency().str();
-        rc.ledger_txn = txn;
-        return json{{"receipt", impl_->SignReceipt(rc)}};
+        return impl_->PostProviderCharge(db, "egress", artifact_id, c.account, "buyer", amt);
       }));
   return r.at("receipt").get<std::string>();
 }
