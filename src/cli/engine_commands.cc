@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "engine/engine.h"
+#include "engine/random_tokens.h"
 #include "engine/kv_file.h"
 #include "model/synth.h"
 #include "tokenizer/tokenizer.h"
@@ -30,14 +31,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-std::vector<int32_t> RandomTokens(size_t n, uint64_t seed, uint32_t vocab) {
-  std::mt19937_64 rng(seed);
-  // Ordinary text tokens only: below the special/added range of Qwen3 (151643+).
-  std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(std::min<uint32_t>(vocab, 151643) - 1));
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = dist(rng);
-  return t;
-}
 
 // ---- exactness ---------------------------------------------------------------
 
@@ -139,8 +132,8 @@ int RunExactness(const ExactnessArgs& a) {
   auto model = LoadModel(a.engine.model_dir);
   if (!model.ok()) return Fail(model.status());
   const uint32_t vocab = (*model)->config().vocab_size;
-  const auto doc = RandomTokens(a.doc_tokens, a.seed * 2 + 1, vocab);
-  const auto question = RandomTokens(a.question_tokens, a.seed * 2 + 2, vocab);
+  const auto doc = RandomTextTokens(a.doc_tokens, a.seed * 2 + 1, vocab);
+  const auto question = RandomTextTokens(a.question_tokens, a.seed * 2 + 2, vocab);
   std::vector<int32_t> all = doc;
   all.insert(all.end(), question.begin(), question.end());
   if (a.doc_tokens == 0 || a.question_tokens == 0) return Fail(Status::InvalidArgument("doc and question need ≥ 1 token"));

@@ -18,6 +18,7 @@
 #include "artifact/signing.h"
 #include "economics/tiers.h"
 #include "engine/artifact_io.h"
+#include "engine/random_tokens.h"
 
 namespace kvmart::economics {
 namespace {
@@ -36,15 +37,6 @@ double CpuSeconds() {
   return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
-// Same generator as `kvmart exactness`: ordinary text tokens (below Qwen3's
-// added-token range), so the KV is that of a plausible document.
-std::vector<int32_t> RandomTokens(size_t n, uint64_t seed, uint32_t vocab) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(std::min<uint32_t>(vocab, 151643) - 1));
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = dist(rng);
-  return t;
-}
 
 // Greedy tokens and the logits before each of them.
 struct Trace {
@@ -190,13 +182,13 @@ StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions
   KVMART_ASSIGN_OR_RETURN(auto tiers, OpenTiers(o.tiers, o.work_dir));
   r.tier_source = tiers->Description();
 
-  const auto question = RandomTokens(o.question_tokens, o.seed * 2 + 2, c.vocab_size);
+  const auto question = RandomTextTokens(o.question_tokens, o.seed * 2 + 2, c.vocab_size);
   for (uint64_t L : o.lengths) {
     LengthResult lr;
     lr.doc_tokens = L;
     lr.question_tokens = o.question_tokens;
     lr.decode_tokens = o.decode_tokens;
-    const auto doc = RandomTokens(L, o.seed * 2 + 1, c.vocab_size);
+    const auto doc = RandomTextTokens(L, o.seed * 2 + 1, c.vocab_size);
     std::vector<int32_t> all = doc;
     all.insert(all.end(), question.begin(), question.end());
 
