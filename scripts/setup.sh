@@ -12,7 +12,7 @@ PACKAGES=(
   libsqlite3-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
   libopenblas-dev libicu-dev
   python3 python3-jinja2
-  gnuplot-nox zstd lz4 curl jq
+  gnuplot-nox zstd lz4 curl jq git
 )
 
 missing=()
@@ -34,8 +34,24 @@ NPM_DIR=tools/npm
 STAMP="$NPM_DIR/node_modules/.kvmart-stamp"
 if [ ! -f "$STAMP" ] || [ "$NPM_DIR/package-lock.json" -nt "$STAMP" ]; then
   echo "setup: npm ci in $NPM_DIR"
-  (cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$NPM_DIR" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error)
   touch "$STAMP"
+fi
+
+# llama.cpp, the peer of kvmart-bench-peer: node-llama-cpp ships prebuilt CPU
+# libraries and, as a git bundle, the matching source tree. Only its public
+# headers are taken out of the bundle (into node_modules, never the repo); the
+# benchmark links the prebuilt libraries. llama.cpp is never built here.
+LLAMA_BUNDLE="$NPM_DIR/node_modules/node-llama-cpp/llama/gitRelease.bundle"
+LLAMA_HEADERS="$NPM_DIR/node_modules/.kvmart-llama-headers"
+if [ ! -f "$LLAMA_HEADERS/include/llama.h" ] || [ "$LLAMA_BUNDLE" -nt "$LLAMA_HEADERS/include/llama.h" ]; then
+  echo "setup: llama.cpp headers from $LLAMA_BUNDLE"
+  tmp=$(mktemp -d)
+  git init -q --bare "$tmp/git"
+  git -C "$tmp/git" fetch -q "$(realpath "$LLAMA_BUNDLE")" HEAD
+  rm -rf "$LLAMA_HEADERS" && mkdir -p "$LLAMA_HEADERS"
+  git -C "$tmp/git" archive FETCH_HEAD include ggml/include | tar -x -C "$LLAMA_HEADERS"
+  rm -rf "$tmp"
 fi
 
 # The tokenizer must be byte-for-byte the official Qwen3 release.

@@ -11,7 +11,7 @@
 
 namespace kvmart::cli {
 
-void RegisterEngineCommands(CLI::App& app, int* exit_code);     // synth generate exactness demo
+void RegisterEngineCommands(CLI::App& app, int* exit_code);     // synth export-gguf generate exactness demo
 void RegisterTokenizerCommands(CLI::App& app, int* exit_code);  // tokenize detokenize
 void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen inspect
 void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...

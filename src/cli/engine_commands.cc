@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "engine/random_tokens.h"
 #include "engine/kv_file.h"
+#include "model/gguf_export.h"
 #include "model/synth.h"
 #include "tokenizer/tokenizer.h"
 
@@ -359,6 +360,24 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
     }
     std::cout << "wrote " << synth->shape << " checkpoint to " << synth->out_dir << " in " << Seconds(t0, Clock::now())
               << " s\n";
+  });
+
+  // export-gguf
+  auto gg = std::make_shared<GgufExportOptions>();
+  auto* cx = app.add_subcommand("export-gguf",
+                                "write a checkpoint's exact weights and tokenizer as a GGUF file llama.cpp loads "
+                                "(qwen3 layout; bf16 stays bf16, norms widen to f32)");
+  cx->add_option("--model", gg->model_dir, "checkpoint directory (config.json, safetensors, tokenizer.json)")->required();
+  cx->add_option("--out", gg->out_path, "GGUF file to write")->required();
+  cx->callback([gg, exit_code] {
+    auto t0 = Clock::now();
+    gg->progress = [](const std::string& what) { std::cerr << "export-gguf: " << what << "\n"; };
+    Status st = ExportGguf(*gg);
+    if (!st.ok()) {
+      *exit_code = Fail(st);
+      return;
+    }
+    std::cout << "wrote " << gg->out_path << " from " << gg->model_dir << " in " << Seconds(t0, Clock::now()) << " s\n";
   });
 
   // generate
