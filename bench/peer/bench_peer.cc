@@ -144,18 +144,9 @@ int main(int argc, char** argv) {
       if (Status st = WriteSyntheticCheckpoint(o); !st.ok()) return Fail(st);
     }
   }
-  const std::string gguf = std::filesystem::path(a.model_dir).lexically_normal().string() + ".gguf";
-  {
-    std::error_code ec;
-    const auto src = std::filesystem::last_write_time(a.model_dir + "/config.json", ec);
-    if (!std::filesystem::exists(gguf) || std::filesystem::last_write_time(gguf, ec) < src) {
-      say("exporting " + a.model_dir + " to " + gguf + " ...");
-      GgufExportOptions o;
-      o.model_dir = a.model_dir;
-      o.out_path = gguf;
-      if (Status st = ExportGguf(o); !st.ok()) return Fail(st);
-    }
-  }
+  auto gguf_or = ExportGgufBeside(a.model_dir, say);
+  if (!gguf_or.ok()) return Fail(gguf_or.status());
+  const std::string gguf = *gguf_or;
 
   auto loaded = Model::Load(a.model_dir);
   if (!loaded.ok()) return Fail(loaded.status());

@@ -1,5 +1,6 @@
 // Measured economics: `kvmart bench reuse` and `kvmart economics` (issue 8,
 // docs/ECONOMICS.md).
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -9,6 +10,8 @@
 #include "cli/commands.h"
 #include "economics/cost_model.h"
 #include "economics/reuse_bench.h"
+#include "model/gguf_export.h"
+#include "peer/llamacpp_peer.h"
 
 namespace kvmart::cli {
 namespace {
@@ -46,7 +49,7 @@ struct BenchArgs {
   std::string lengths = "255,512,1024,2048,3774,8192";
   uint32_t question = 32, decode = 24, repeat = 1;
   size_t chunk = 512;
-  bool split_scratch = false, no_plots = false, quiet = false;
+  bool split_scratch = false, no_plots = false, quiet = false, peer = false;
   uint64_t seed = 1;
   std::string out = "bench-reuse", prices, name, tiers = "auto";
 };
@@ -73,7 +76,22 @@ int RunBenchReuse(const BenchArgs& a) {
   o.model_name = a.name.empty() ? fs::path(a.engine.model_dir).lexically_normal().filename().string() : a.name;
   if (o.model_name.empty()) o.model_name = fs::path(a.engine.model_dir).parent_path().filename().string();
   if (!a.quiet) o.log = [](const std::string& line) { std::cerr << line << std::endl; };
-  auto result = economics::RunReuseBench(**engine, o);
+  std::unique_ptr<LlamaCppPeer> peer;
+  if (a.peer) {
+    auto gguf = ExportGgufBeside(a.engine.model_dir, [](const std::string& s) { std::cerr << s << std::endl; });
+    if (!gguf.ok()) return Fail(gguf.status());
+    LlamaCppPeerOptions po;
+    po.gguf_path = *gguf;
+    po.threads = static_cast<int>((*engine)->threads());
+    uint64_t longest = 0;
+    for (uint64_t L : o.lengths) longest = std::max(longest, L);
+    po.context = static_cast<int>((longest + a.question + 64 + 255) / 256 * 256);
+    po.sequences = 1;
+    auto started = LlamaCppPeer::Start(po);
+    if (!started.ok()) return Fail(started.status());
+    peer = std::move(started).value();
+  }
+  auto result = economics::RunReuseBench(**engine, o, peer.get());
   std::error_code ec;
   fs::remove_all(o.work_dir, ec);
   if (!result.ok()) return Fail(result.status());
@@ -133,6 +151,9 @@ void RegisterEconomicsCommands(CLI::App& app, int* exit_code) {
                   "scratch = prefill(doc) + prefill(question) in the publishing session (saves one prefill per length)");
   reuse->add_flag("--no-plots", b->no_plots, "do not fail when gnuplot is missing");
   reuse->add_flag("--quiet", b->quiet, "no progress lines");
+  reuse->add_flag("--peer", b->peer,
+                  "also run llama.cpp (kvmart-llamacpp-peer) on the same weights (exported to DIR.gguf) and tokens: "
+                  "its prefill and its saved state loaded into a fresh context + the question");
   reuse->callback([b, exit_code] { *exit_code = RunBenchReuse(*b); });
 
   auto e = std::make_shared<EconomicsArgs>();

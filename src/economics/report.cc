@@ -113,12 +113,14 @@ Status WriteReuseReport(const ReuseBenchResult& r, const Prices& prices, const s
       "     'reuse.csv' using 'doc_tokens':'disk_raw_s':'disk_raw_min':'disk_raw_max' with yerrorlines lw 2 pt 9 lc rgb '#2980b9' title 'reuse: disk tier, raw', \\\n"
       "     'reuse.csv' using 'doc_tokens':'disk_lossless_s':'disk_lossless_min':'disk_lossless_max' with yerrorlines lw 2 pt 11 lc rgb '#8e44ad' title 'reuse: disk tier, lossless'\n";
   const std::string ratio_body =
-      "reset\nset datafile separator ','\nset logscale xy\nset grid\nset key top left\n"
+      "reset\n$paper << EOD\n255,9\n3774,49.7\nEOD\nset datafile separator ','\nset logscale xy\nset grid\nset key top left\n"
       "set xlabel 'document length L (tokens)'\nset ylabel 'prefill time / reuse time'\n"
       "set title 'reuse speed-up vs L — " + m + " (bit-exact runs only)'\n"
       "plot 'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_memory') : NaN) with linespoints lw 2 pt 5 lc rgb '#27ae60' title 'memory tier', \\\n"
       "     'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_disk_raw') : NaN) with linespoints lw 2 pt 9 lc rgb '#2980b9' title 'disk tier, raw', \\\n"
-      "     'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_disk_lossless') : NaN) with linespoints lw 2 pt 11 lc rgb '#8e44ad' title 'disk tier, lossless'\n";
+      "     'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_disk_lossless') : NaN) with linespoints lw 2 pt 11 lc rgb '#8e44ad' title 'disk tier, lossless', \\\n"
+      "     'reuse.csv' using 'doc_tokens':'ratio_llamacpp' with linespoints lw 2 pt 13 lc rgb '#e67e22' title 'llama.cpp, same weights and tokens (load state + question)', \\\n"
+      "     $paper using 1:2 with points pt 3 ps 2 lc rgb '#7f8c8d' title 'paper (published): Qwen3-4B fp16, M1 Pro GPU'\n";
   const std::string script = ForBothTerminals("time_vs_length", time_body) +
                              ForBothTerminals("ratio_vs_length", ratio_body) +
                              ForBothTerminals("cost_vs_length", CostPlotBody(m));

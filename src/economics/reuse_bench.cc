@@ -152,7 +152,7 @@ ModelShape ShapeOf(const Model& model, const std::string& name) {
   return m;
 }
 
-StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions& o) {
+StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions& o, LlamaCppPeer* peer) {
   if (o.lengths.empty()) return Status::InvalidArgument("no lengths");
   if (o.question_tokens == 0) return Status::InvalidArgument("the question needs at least one token");
   if (o.repeat == 0) return Status::InvalidArgument("repeat must be at least 1");
@@ -192,7 +192,7 @@ StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions
     std::vector<int32_t> all = doc;
     all.insert(all.end(), question.begin(), question.end());
 
-    std::vector<double> pub_prefill, pub_total, sc_wall, sc_cpu, sc_decode;
+    std::vector<double> pub_prefill, pub_total, sc_wall, sc_cpu, sc_decode, peer_sc, peer_reuse, peer_load;
     double build_s = 0;
     Trace ref;
     bool exact = true;
@@ -258,6 +258,17 @@ StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions
           exact = false;  // the scratch path itself is not deterministic
         }
       }
+      // llama.cpp on the same ids: scratch, then its saved state reloaded.
+      if (peer != nullptr) {
+        log("L=" + std::to_string(L) + " rep " + std::to_string(rep + 1) + ": llama.cpp scratch and reuse");
+        KVMART_ASSIGN_OR_RETURN(auto ps, peer->PrefillAndDecode(all, 0));
+        KVMART_ASSIGN_OR_RETURN(auto pr, peer->LoadAndContinue(doc, question));
+        peer_sc.push_back(ps.prefill_s);
+        peer_reuse.push_back(pr.total_s);
+        peer_load.push_back(pr.load_s);
+        lr.peer_state_bytes = pr.state_bytes;
+        lr.has_peer = true;
+      }
       // Reuse from each tier.
       for (int p = 0; p < 3; ++p) {
         const TierKind kind = static_cast<TierKind>(p);
@@ -307,6 +318,9 @@ StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions
     lr.publish_prefill_s = Stat3::Of(pub_prefill);
     lr.publish_total_s = Stat3::Of(pub_total);
     lr.greedy_tokens = ref.tokens;
+    lr.peer_scratch_s = Stat3::Of(peer_sc);
+    lr.peer_reuse_s = Stat3::Of(peer_reuse);
+    lr.peer_load_s = Stat3::Of(peer_load);
     tiers->Forget();
     log("L=" + std::to_string(L) + ": scratch " + std::to_string(lr.scratch_wall_s.median) + " s, reuse (memory) " +
         std::to_string(lr.memory.total_s.median) + " s, " + (lr.exact ? "bit-exact" : "NOT BIT-EXACT"));
@@ -395,6 +409,13 @@ std::string ReuseJson(const ReuseBenchResult& r) {
            {"raw_bytes_per_token", double(l.raw_bytes) / double(l.doc_tokens)},
            {"lossless_bytes_per_token", double(l.lossless_bytes) / double(l.doc_tokens)}}},
          {"greedy_tokens", l.greedy_tokens}});
+    if (l.has_peer) {
+      rows.back()["llamacpp"] = {{"scratch_s", StatJson(l.peer_scratch_s)},
+                                 {"reuse_s", StatJson(l.peer_reuse_s)},
+                                 {"load_s", StatJson(l.peer_load_s)},
+                                 {"state_bytes", l.peer_state_bytes},
+                                 {"ratio", Ratio(l.peer_scratch_s.median, l.peer_reuse_s.median)}};
+    }
   }
   j["lengths"] = rows;
   return j.dump(2);
@@ -407,7 +428,8 @@ std::string ReuseCsv(const ReuseBenchResult& r) {
        "memory_s,memory_min,memory_max,disk_raw_s,disk_raw_min,disk_raw_max,disk_lossless_s,disk_lossless_min,"
        "disk_lossless_max,load_memory_s,load_disk_raw_s,load_disk_lossless_s,question_s,ratio_memory,"
        "ratio_disk_raw,ratio_disk_lossless,decode_scratch_s,decode_reuse_s,publish_s,raw_bytes,lossless_bytes,"
-       "raw_bytes_per_token,lossless_bytes_per_token,scratch_gflop,attention_share\n";
+       "raw_bytes_per_token,lossless_bytes_per_token,scratch_gflop,attention_share,llamacpp_scratch_s,"
+       "llamacpp_reuse_s,ratio_llamacpp\n";
   for (const auto& l : r.lengths) {
     const double flops = l.scratch_matmul_flops + l.scratch_attention_flops;
     const double sc = l.scratch_wall_s.median;
@@ -426,7 +448,13 @@ std::string ReuseCsv(const ReuseBenchResult& r) {
       << l.scratch_decode_s.median << "," << l.memory.decode_s.median << "," << l.publish_total_s.median << ","
       << l.raw_bytes << "," << l.lossless_bytes << "," << double(l.raw_bytes) / double(l.doc_tokens) << ","
       << double(l.lossless_bytes) / double(l.doc_tokens) << "," << flops / 1e9 << ","
-      << (flops > 0 ? l.scratch_attention_flops / flops : 0) << "\n";
+      << (flops > 0 ? l.scratch_attention_flops / flops : 0) << ",";
+    if (l.has_peer) {
+      o << l.peer_scratch_s.median << "," << l.peer_reuse_s.median << ","
+        << Ratio(l.peer_scratch_s.median, l.peer_reuse_s.median) << "\n";
+    } else {
+      o << "NaN,NaN,NaN\n";  // gnuplot skips NaN points
+    }
   }
   return o.str();
 }
@@ -466,6 +494,24 @@ std::string ReuseTable(const ReuseBenchResult& r) {
     o << line;
   }
   o << "\nreuse = load of the L-token artifact + prefill of the question; x = scratch / reuse (wall).\n";
+  bool peer = false;
+  for (const auto& l : r.lengths) peer = peer || l.has_peer;
+  if (peer) {
+    o << "\nllama.cpp on the same weights and token ids (its saved sequence state loaded into a fresh context + the "
+         "question):\n";
+    std::snprintf(line, sizeof line, "%6s | %-26s | %-26s | %-12s | %7s | %12s\n", "L", "llama.cpp scratch s",
+                  "llama.cpp reuse s", "of it load s", "x", "kvmart x mem");
+    o << line;
+    for (const auto& l : r.lengths) {
+      if (!l.has_peer) continue;
+      std::snprintf(line, sizeof line, "%6llu | %-26s | %-26s | %-12s | %6.1fx | %11.1fx\n",
+                    static_cast<unsigned long long>(l.doc_tokens), t(l.peer_scratch_s).c_str(),
+                    t(l.peer_reuse_s).c_str(), t(l.peer_load_s).c_str(),
+                    Ratio(l.peer_scratch_s.median, l.peer_reuse_s.median),
+                    Ratio(l.scratch_wall_s.median, l.memory.total_s.median));
+      o << line;
+    }
+  }
   if (!r.all_exact()) o << "FAILURE: a reuse path was not bit-exact; its figures are not savings.\n";
   return o.str();
 }

@@ -13,6 +13,7 @@
 #include "base/status.h"
 #include "economics/cost_model.h"
 #include "engine/engine.h"
+#include "peer/llamacpp_peer.h"
 
 namespace kvmart::economics {
 
@@ -60,6 +61,12 @@ struct LengthResult {
   uint64_t raw_bytes = 0, lossless_bytes = 0;  // stored block bytes
   uint64_t raw_file_bytes = 0, lossless_file_bytes = 0;
   std::vector<int32_t> greedy_tokens;
+  // llama.cpp on the same weights and tokens (when run with a peer): prefill
+  // of document + question from an empty context, and its saved sequence
+  // state loaded into a fresh context + the question (medians).
+  bool has_peer = false;
+  Stat3 peer_scratch_s, peer_reuse_s, peer_load_s;
+  uint64_t peer_state_bytes = 0;
 };
 
 struct ReuseBenchResult {
@@ -77,7 +84,9 @@ struct ReuseBenchResult {
 
 ModelShape ShapeOf(const Model& model, const std::string& name);
 
-StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions& options);
+// With `peer`, every length is also measured on llama.cpp (same token ids).
+StatusOr<ReuseBenchResult> RunReuseBench(Engine& engine, const ReuseBenchOptions& options,
+                                         LlamaCppPeer* peer = nullptr);
 
 // reuse.json (the input of `kvmart economics`), reuse.csv and the text table.
 std::string ReuseJson(const ReuseBenchResult& r);

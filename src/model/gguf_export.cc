@@ -225,4 +225,26 @@ Status ExportGguf(const GgufExportOptions& o) {
   return w.Finish(o.out_path);
 }
 
+StatusOr<std::string> ExportGgufBeside(const std::string& model_dir,
+                                       const std::function<void(const std::string&)>& progress) {
+  namespace fs = std::filesystem;
+  const std::string out = fs::path(model_dir).lexically_normal().string();
+  const std::string path = (out.ends_with("/") ? out.substr(0, out.size() - 1) : out) + ".gguf";
+  std::error_code ec;
+  bool fresh = fs::exists(path, ec);
+  const auto written = fresh ? fs::last_write_time(path, ec) : fs::file_time_type{};
+  for (const auto& e : fs::directory_iterator(model_dir, ec)) {
+    if (fresh && e.is_regular_file() && e.last_write_time() > written) fresh = false;
+  }
+  if (ec) return Status::IOError(model_dir + ": " + ec.message());
+  if (fresh) return path;
+  if (progress) progress("exporting " + model_dir + " to " + path);
+  GgufExportOptions o;
+  o.model_dir = model_dir;
+  o.out_path = path;
+  o.progress = progress;
+  KVMART_RETURN_IF_ERROR(ExportGguf(o));
+  return path;
+}
+
 }  // namespace kvmart

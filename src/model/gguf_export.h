@@ -28,4 +28,9 @@ struct GgufExportOptions {
 
 Status ExportGguf(const GgufExportOptions& options);
 
+// DIR.gguf beside the checkpoint directory, (re)written when missing or older
+// than any file of the checkpoint; returns its path.
+StatusOr<std::string> ExportGgufBeside(const std::string& model_dir,
+                                       const std::function<void(const std::string&)>& progress = nullptr);
+
 }  // namespace kvmart
