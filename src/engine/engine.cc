@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,8 +11,16 @@
 
 namespace kvmart {
 
-Engine::Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context)
+Engine::Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context,
+               size_t kv_cache_bytes)
     : model_(std::move(model)), ops_(ops), pool_(std::make_unique<ThreadPool>(threads)), max_context_(max_context) {
+  const ModelConfig& mc = model_->config();
+  if (kv_cache_bytes == 0) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    kv_cache_bytes = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 : size_t{1} << 30;
+  }
+  kv_pages_ = std::make_unique<KvPagePool>(
+      KvCache::PageElements(mc.num_hidden_layers, mc.num_key_value_heads, mc.head_dim), kv_cache_bytes);
   // RoPE tables, once, deterministically: angle = pos · theta^(-2i/d) in double,
   // rounded to float. Each entry depends only on (pos, i).
   const ModelConfig& c = model_->config();
@@ -36,7 +46,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mo
   }
   size_t max_ctx = model->config().max_position_embeddings;
   if (o.max_context > 0) max_ctx = std::min(max_ctx, o.max_context);
-  return std::unique_ptr<Engine>(new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx));
+  return std::unique_ptr<Engine>(new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes));
 }
 
 std::unique_ptr<Session> Engine::NewSession() { return std::unique_ptr<Session>(new Session(this)); }
@@ -44,7 +54,7 @@ std::unique_ptr<Session> Engine::NewSession() { return std::unique_ptr<Session>(
 Session::Session(Engine* engine)
     : engine_(engine),
       cache_(engine->model().config().num_hidden_layers, engine->model().config().num_key_value_heads,
-             engine->model().config().head_dim, engine->max_context()) {}
+             engine->model().config().head_dim, engine->max_context(), engine->kv_pages_.get()) {}
 
 Status Session::Prefill(std::span<const int32_t> tokens, size_t chunk_size, const Progress& progress) {
   if (tokens.empty()) return Status::InvalidArgument("prefill of zero tokens");
@@ -142,9 +152,9 @@ Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
         queries.clear();
         for (size_t t = t0; t < t1; ++t) {
           for (size_t h = g * group; h < (g + 1) * group; ++h) {
-            queries.push_back({q.data() + t * Q + h * hd, cache_.key_tiles(l, g), cache_.key_tile_stride(),
-                               cache_.values(l, g), cache_.value_stride(), p0 + t + 1, hd, scale, nullptr,
-                               attn.data() + t * Q + h * hd});
+            queries.push_back({q.data() + t * Q + h * hd, cache_.key_pages(l, g), cache_.key_tile_stride(),
+                               cache_.value_pages(l, g), cache_.value_stride(), kKvPageTokens, p0 + t + 1, hd,
+                               scale, nullptr, attn.data() + t * Q + h * hd});
           }
         }
         for (size_t k = 0; k < queries.size(); k += kMaxAttendGroup) {

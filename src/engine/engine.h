@@ -25,6 +25,9 @@ struct EngineOptions {
   KernelPath kernels = KernelPath::kPortable;
   size_t threads = 0;       // 0 = all cores
   size_t max_context = 0;   // 0 = the model's max_position_embeddings
+  // KV pages kept (faulted in) between sessions, in bytes; 0 = a quarter of
+  // the machine's memory.
+  size_t kv_cache_bytes = 0;
 };
 
 // KV rows of positions [begin, begin + token_ids.size()), in the exchange layout
@@ -59,12 +62,14 @@ class Engine {
 
  private:
   friend class Session;
-  Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context);
+  Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context,
+         size_t kv_cache_bytes);
 
   std::shared_ptr<const Model> model_;
   const KernelOps& ops_;
   std::unique_ptr<ThreadPool> pool_;
   std::mutex compute_mu_;  // one forward pass at a time on the shared pool
+  std::unique_ptr<KvPagePool> kv_pages_;
   size_t max_context_;
   std::vector<float> rope_cos_, rope_sin_;  // [max_context][head_dim / 2]
 };

@@ -4,48 +4,98 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/kernels.h"
+
 namespace kvmart {
 
-KvCache::KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens)
+static_assert(kKvPageTokens % kAttentionPageQuantum == 0 && 256 % kKvPageTokens == 0,
+              "a page holds whole attention quanta and an artifact block whole pages");
+
+KvPagePool::KvPagePool(size_t page_elements, size_t keep_bytes)
+    : page_elements_(page_elements), keep_pages_(keep_bytes / std::max<size_t>(1, page_elements * sizeof(uint16_t))) {}
+
+KvPagePool::Page KvPagePool::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      Page p = std::move(idle_.back());
+      idle_.pop_back();
+      return p;
+    }
+  }
+  // Uninitialised: every position is written before attention reads it.
+  return std::make_unique_for_overwrite<uint16_t[]>(page_elements_);
+}
+
+void KvPagePool::Release(Page page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < keep_pages_) idle_.push_back(std::move(page));
+}
+
+size_t KvPagePool::idle_pages() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+KvCache::KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens, KvPagePool* pool)
     : num_layers_(num_layers),
       kv_heads_(kv_heads),
       head_dim_(head_dim),
       max_tokens_(max_tokens),
-      keys_(num_layers * kv_heads),
-      values_(num_layers * kv_heads) {}
+      pool_(pool),
+      key_ptrs_(num_layers * kv_heads),
+      value_ptrs_(num_layers * kv_heads) {}
+
+KvCache::~KvCache() {
+  // Last page first: the pool hands out the most recently released page
+  // first, so a follow-up session reuses the pages warmest in cache.
+  while (!pages_.empty()) {
+    pool_->Release(std::move(pages_.back()));
+    pages_.pop_back();
+  }
+}
 
 Status KvCache::Reserve(size_t tokens) {
   if (tokens > max_tokens_) {
     return Status::ResourceExhausted("context of " + std::to_string(tokens) + " tokens exceeds the limit of " +
                                      std::to_string(max_tokens_));
   }
-  if (tokens <= capacity_) return Status::Ok();
-  // Grow geometrically (in whole tiles) so appending token by token stays linear.
-  size_t cap = std::max<size_t>({tokens, capacity_ * 2, 64});
-  cap = std::min(max_tokens_ + 7, (cap + 7) / 8 * 8);
-  const size_t tiles = (cap + 7) / 8;
-  for (auto& k : keys_) k.resize(tiles * key_tile_stride());
-  for (auto& v : values_) v.resize(tiles * 8 * value_stride());
-  capacity_ = tiles * 8;
+  const size_t block = 2 * kKvPageTokens * head_dim_;  // one (layer, kv head) of a page
+  while (pages_.size() * kKvPageTokens < tokens) {
+    pages_.push_back(pool_->Acquire());
+    uint16_t* base = pages_.back().get();
+    for (size_t i = 0; i < num_layers_ * kv_heads_; ++i) {
+      key_ptrs_[i].push_back(base + i * block);
+      value_ptrs_[i].push_back(base + i * block + kKvPageTokens * head_dim_);
+    }
+  }
   return Status::Ok();
 }
 
+uint16_t* KvCache::KeyBlock(size_t layer, size_t kv_head, size_t pos) const {
+  return key_ptrs_[layer * kv_heads_ + kv_head][pos / kKvPageTokens];
+}
+
+uint16_t* KvCache::ValueBlock(size_t layer, size_t kv_head, size_t pos) const {
+  return value_ptrs_[layer * kv_heads_ + kv_head][pos / kKvPageTokens];
+}
+
 void KvCache::PutKey(size_t layer, size_t pos, size_t kv_head, const uint16_t* row) {
-  uint16_t* tile = keys_[layer * kv_heads_ + kv_head].data() + (pos / 8) * key_tile_stride() + pos % 8;
+  const size_t in = pos % kKvPageTokens;
+  uint16_t* tile = KeyBlock(layer, kv_head, pos) + (in / 8) * key_tile_stride() + in % 8;
   for (size_t d = 0; d < head_dim_; ++d) tile[d * 8] = row[d];
 }
 
 void KvCache::PutValue(size_t layer, size_t pos, size_t kv_head, const uint16_t* row) {
-  std::memcpy(values_[layer * kv_heads_ + kv_head].data() + pos * head_dim_, row, head_dim_ * 2);
+  std::memcpy(ValueBlock(layer, kv_head, pos) + (pos % kKvPageTokens) * head_dim_, row, head_dim_ * 2);
 }
 
 void KvCache::GetKeys(size_t layer, size_t begin, size_t end, uint16_t* out) const {
   // Tile by tile, so each tile's [head_dim][8] block is read contiguously.
   for (size_t g = 0; g < kv_heads_; ++g) {
-    const uint16_t* keys = keys_[layer * kv_heads_ + g].data();
     for (size_t pos = begin; pos < end;) {
       const size_t tile_end = std::min(end, (pos / 8 + 1) * 8);
-      const uint16_t* tile = keys + (pos / 8) * key_tile_stride();
+      const uint16_t* tile = KeyBlock(layer, g, pos) + (pos % kKvPageTokens / 8) * key_tile_stride();
       for (size_t d = 0; d < head_dim_; ++d) {
         for (size_t p = pos; p < tile_end; ++p) out[((p - begin) * kv_heads_ + g) * head_dim_ + d] = tile[d * 8 + p % 8];
       }
@@ -57,7 +107,8 @@ void KvCache::GetKeys(size_t layer, size_t begin, size_t end, uint16_t* out) con
 void KvCache::GetValues(size_t layer, size_t begin, size_t end, uint16_t* out) const {
   for (size_t pos = begin; pos < end; ++pos) {
     for (size_t g = 0; g < kv_heads_; ++g) {
-      std::memcpy(out + ((pos - begin) * kv_heads_ + g) * head_dim_, values(layer, g) + pos * head_dim_, head_dim_ * 2);
+      std::memcpy(out + ((pos - begin) * kv_heads_ + g) * head_dim_,
+                  ValueBlock(layer, g, pos) + (pos % kKvPageTokens) * head_dim_, head_dim_ * 2);
     }
   }
 }
@@ -66,10 +117,9 @@ void KvCache::PutKeys(size_t layer, size_t begin, size_t end, const uint16_t* ro
   // Tile by tile, so each tile's [head_dim][8] block is written contiguously
   // (row by row, every write would land 16 bytes from the last).
   for (size_t g = 0; g < kv_heads_; ++g) {
-    uint16_t* keys = keys_[layer * kv_heads_ + g].data();
     for (size_t pos = begin; pos < end;) {
       const size_t tile_end = std::min(end, (pos / 8 + 1) * 8);
-      uint16_t* tile = keys + (pos / 8) * key_tile_stride();
+      uint16_t* tile = KeyBlock(layer, g, pos) + (pos % kKvPageTokens / 8) * key_tile_stride();
       for (size_t d = 0; d < head_dim_; ++d) {
         for (size_t p = pos; p < tile_end; ++p) tile[d * 8 + p % 8] = rows[((p - begin) * kv_heads_ + g) * head_dim_ + d];
       }

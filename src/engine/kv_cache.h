@@ -1,44 +1,86 @@
-// The KV cache of one session: bf16 keys and values for every layer, grown on
-// demand up to the context limit.
+// The KV cache of one session: bf16 keys and values for every layer, held in
+// fixed-size pages of kKvPageTokens positions taken from the engine's page pool
+// and listed in a block table, grown a page at a time up to the context limit.
 //
-// Layout: one contiguous array per (layer, kv head), so the attention of a kv
-// head streams one dense block (with heads interleaved, rows of one head sit
-// kv_heads·head_dim apart and alias to few cache sets: that cost a quarter of
-// the long-context prefill time).
-//   keys   [tile = pos / 8][head_dim][pos % 8]  (tiles of kKeyTile tokens, so the
-//          score kernel reads 8 keys' d-th element in one load)
+// Why pages: growing never copies (a contiguous cache doubled and copied
+// itself), a finished session's pages go back to the pool already faulted in,
+// so the next session — a cache hit importing an artifact's KV — writes into
+// warm memory instead of paying first-touch page faults; and pages are the
+// unit that later lets sessions share an artifact's KV.
+//
+// Layout of a page: for each (layer, kv head) a block of
+//   keys   [tile = pos / 8][head_dim][pos % 8]  (so the score kernel reads 8
+//          keys' d-th element in one load)
 //   values [pos][head_dim]
-// The exchange layout (KvExport) is token-major: [pos][kv_head][head_dim].
+// with pos relative to the page. One (layer, kv head) block of a page is
+// contiguous, so attention streams dense memory per page. The exchange layout
+// (KvExport) is token-major: [pos][kv_head][head_dim].
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "base/status.h"
 
 namespace kvmart {
 
+// Positions per page: a whole number of attention page quanta (64 keys) and
+// a divisor of the artifact block size (256), so a block is whole pages.
+inline constexpr size_t kKvPageTokens = 64;
+
+// Pages of one shape, recycled: a released page keeps its memory (already
+// faulted in) for the next session, up to `keep_bytes` of idle pages.
+class KvPagePool {
+ public:
+  KvPagePool(size_t page_elements, size_t keep_bytes);
+  KvPagePool(const KvPagePool&) = delete;
+  KvPagePool& operator=(const KvPagePool&) = delete;
+
+  using Page = std::unique_ptr<uint16_t[]>;
+  Page Acquire();
+  void Release(Page page);
+  size_t page_bytes() const { return page_elements_ * sizeof(uint16_t); }
+  size_t idle_pages() const;
+
+ private:
+  size_t page_elements_, keep_pages_;
+  mutable std::mutex mu_;
+  std::vector<Page> idle_;
+};
+
 class KvCache {
  public:
-  KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens);
+  KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens, KvPagePool* pool);
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
 
   size_t size() const { return size_; }
   size_t max_tokens() const { return max_tokens_; }
   size_t kv_heads() const { return kv_heads_; }
   size_t head_dim() const { return head_dim_; }
   size_t num_layers() const { return num_layers_; }
+  // Elements of one page (all layers and kv heads).
+  static size_t PageElements(size_t num_layers, size_t kv_heads, size_t head_dim) {
+    return num_layers * kv_heads * 2 * kKvPageTokens * head_dim;
+  }
 
   // Makes room for `tokens` positions; ResourceExhausted beyond max_tokens.
   Status Reserve(size_t tokens);
   // Sets the number of valid positions (≤ reserved capacity).
   void set_size(size_t n) { size_ = n; }
 
-  // Element strides for AttentionQuery.
+  // For AttentionQuery: per page, the first key tile / first value row of
+  // (layer, kv_head); strides within a page.
+  const uint16_t* const* key_pages(size_t layer, size_t kv_head) const { return key_ptrs_[layer * kv_heads_ + kv_head].data(); }
+  const uint16_t* const* value_pages(size_t layer, size_t kv_head) const {
+    return value_ptrs_[layer * kv_heads_ + kv_head].data();
+  }
   size_t key_tile_stride() const { return head_dim_ * 8; }
   size_t value_stride() const { return head_dim_; }
-  const uint16_t* key_tiles(size_t layer, size_t kv_head) const { return keys_[layer * kv_heads_ + kv_head].data(); }
-  const uint16_t* values(size_t layer, size_t kv_head) const { return values_[layer * kv_heads_ + kv_head].data(); }
 
   // Stores one head's key / value row (already bf16) at position pos.
   void PutKey(size_t layer, size_t pos, size_t kv_head, const uint16_t* row);
@@ -50,9 +92,15 @@ class KvCache {
   void PutValues(size_t layer, size_t begin, size_t end, const uint16_t* rows);
 
  private:
+  // Start of (layer, kv_head)'s keys / values in the page holding pos.
+  uint16_t* KeyBlock(size_t layer, size_t kv_head, size_t pos) const;
+  uint16_t* ValueBlock(size_t layer, size_t kv_head, size_t pos) const;
+
   size_t num_layers_, kv_heads_, head_dim_, max_tokens_;
-  size_t capacity_ = 0, size_ = 0;
-  std::vector<std::vector<uint16_t>> keys_, values_;  // [layer · kv_heads + kv_head]
+  size_t size_ = 0;
+  KvPagePool* pool_;
+  std::vector<KvPagePool::Page> pages_;                         // the block table
+  std::vector<std::vector<uint16_t*>> key_ptrs_, value_ptrs_;  // [layer · kv_heads + kv_head][page]
 };
 
 }  // namespace kvmart

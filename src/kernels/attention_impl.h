@@ -32,7 +32,7 @@ inline void ScoreTiles(const AttentionQuery* qs, size_t t, typename V::vec scale
   typename V::vec acc[NQ][NG];
   _Pragma("GCC unroll 8")
   for (int i = 0; i < NG; ++i) {
-    kt[i] = a.k_tiles + (t + i * kTilesPerVec) * a.k_tile_stride;
+    kt[i] = KeyTileOf(a, t + i * kTilesPerVec);  // its kLanes/8 tiles share a page
     _Pragma("GCC unroll 8")
     for (int q = 0; q < NQ; ++q) acc[q][i] = V::Zero();
   }
@@ -71,7 +71,7 @@ inline void ValuePass(const AttentionQuery* qs, size_t j0, size_t j1, size_t d0,
     _Pragma("GCC unroll 8")
     for (int v = 0; v < NV; ++v) acc[q][v] = V::Loadu(qs[q].out + d0 + V::kLanes * v);
   }
-  const uint16_t* vrow = a.v + j0 * a.v_stride + d0;
+  const uint16_t* vrow = ValueRowOf(a, j0) + d0;  // [j0, j1) lies in one page
   for (size_t j = j0; j < j1; ++j, vrow += a.v_stride) {
     typename V::vec vv[NV];
     _Pragma("GCC unroll 8")
@@ -98,7 +98,7 @@ inline void ValuePassScalar(const AttentionQuery* qs, int nq, size_t j0, size_t 
   for (int q = 0; q < nq; ++q) {
     for (size_t j = j0; j < j1; ++j) {
       const float e = qs[q].scores[j];
-      const uint16_t* row = qs[q].v + j * qs[q].v_stride;
+      const uint16_t* row = ValueRowOf(qs[q], j);
       for (size_t d = d0; d < d1; ++d) qs[q].out[d] = std::fma(e, Bf16ToF32(row[d]), qs[q].out[d]);
       if (sums != nullptr) sums[q] = sums[q] + e;
     }
@@ -109,6 +109,7 @@ inline void ValuePassScalar(const AttentionQuery* qs, int nq, size_t j0, size_t 
 // while they fit, then one vector a pass.
 template <class V, int NQ, int NV>
 inline void ValueBlock(const AttentionQuery* qs, size_t j0, size_t j1, float* sums) {
+  // Callers pass ranges inside one kValueBlock-aligned block, hence one page.
   const size_t hd = qs[0].head_dim;
   size_t d0 = 0;
   for (; d0 + V::kLanes * NV <= hd; d0 += V::kLanes * NV) ValuePass<V, NQ, NV>(qs, j0, j1, d0, d0 == 0 ? sums : nullptr);
@@ -120,6 +121,8 @@ inline void ValueBlock(const AttentionQuery* qs, size_t j0, size_t j1, float* su
 // Keys per value block: the block's V rows (64 · 2·head_dim bytes) stay in L1
 // while every pass over the dims reads them.
 inline constexpr size_t kValueBlock = 64;
+static_assert(kAttentionPageQuantum % kValueBlock == 0 && kAttentionPageQuantum % 16 == 0,
+              "a page must hold whole value blocks and whole 16-key vectors");
 
 // Register budget: NQ·NG score accumulators + NG keys + a broadcast, and
 // NQ·NV value accumulators + NV values + a broadcast, within V::kRegisters.
@@ -154,8 +157,16 @@ void AttendGroupOf(const AttentionQuery* qs) {
   for (size_t j0 = 0; j0 < min_n; j0 += kValueBlock) {
     ValueBlock<V, NQ, kValues>(qs, j0, j0 + kValueBlock < min_n ? j0 + kValueBlock : min_n, sums);
   }
+  // A query's own tail, cut at block (and so page) boundaries: the pieces
+  // carry the accumulators through `out` and `sums`, so the chains are those
+  // of one pass.
   for (int q = 0; q < NQ; ++q) {
-    if (qs[q].n_keys > min_n) ValueBlock<V, 1, kValues>(qs + q, min_n, qs[q].n_keys, sums + q);
+    for (size_t j0 = min_n; j0 < qs[q].n_keys;) {
+      const size_t block_end = (j0 / kValueBlock + 1) * kValueBlock;
+      const size_t j1 = block_end < qs[q].n_keys ? block_end : qs[q].n_keys;
+      ValueBlock<V, 1, kValues>(qs + q, j0, j1, sums + q);
+      j0 = j1;
+    }
     for (size_t d = 0; d < hd; ++d) qs[q].out[d] = qs[q].out[d] / sums[q];
   }
 }

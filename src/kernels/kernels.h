@@ -41,19 +41,36 @@ std::vector<KernelPath> SupportedKernelPaths();
 // the score kernel reads 8 keys' d-th element with one load.
 inline constexpr size_t kKeyTile = 8;
 
+// Keys and values live in pages of `page_tokens` consecutive positions (the
+// engine's KV page pool); a query walks its pages in position order. Pages are
+// a whole number of value blocks (64 keys) and of 16-key vectors, so no vector
+// load and no e·V block ever straddles two pages, and the walk changes no
+// chain: paged and contiguous attention give identical bits.
+inline constexpr size_t kAttentionPageQuantum = 64;
+
 // One query head attending to keys [0, n_keys) of one kv head.
 struct AttentionQuery {
-  const float* q;           // [head_dim]
-  const uint16_t* k_tiles;  // bf16, tile 0 of this kv head: [head_dim][kKeyTile]
-  size_t k_tile_stride;     // elements between consecutive tiles
-  const uint16_t* v;        // bf16, token 0 of this kv head: [head_dim]
-  size_t v_stride;          // elements between consecutive tokens
+  const float* q;                  // [head_dim]
+  const uint16_t* const* k_pages;  // per page: its first key tile of this kv head, [head_dim][kKeyTile] bf16
+  size_t k_tile_stride;            // elements between consecutive tiles within a page
+  const uint16_t* const* v_pages;  // per page: its first token's values of this kv head, [head_dim] bf16
+  size_t v_stride;                 // elements between consecutive tokens within a page
+  size_t page_tokens;              // positions per page, a multiple of kAttentionPageQuantum
   size_t n_keys;
-  size_t head_dim;          // multiple of 8
-  float scale;              // multiplies each completed dot product
-  float* scores;            // scratch of at least RoundUp(n_keys, 8) floats
-  float* out;               // [head_dim]
+  size_t head_dim;                 // multiple of 8
+  float scale;                     // multiplies each completed dot product
+  float* scores;                   // scratch of at least RoundUp(n_keys, 8) floats
+  float* out;                      // [head_dim]
 };
+
+// Key tile `tile` (keys [8·tile, 8·tile + 8)) and the value row of key j.
+inline const uint16_t* KeyTileOf(const AttentionQuery& a, size_t tile) {
+  const size_t pos = tile * kKeyTile;
+  return a.k_pages[pos / a.page_tokens] + (pos % a.page_tokens) / kKeyTile * a.k_tile_stride;
+}
+inline const uint16_t* ValueRowOf(const AttentionQuery& a, size_t j) {
+  return a.v_pages[j / a.page_tokens] + (j % a.page_tokens) * a.v_stride;
+}
 
 // The most queries one attend_group call takes.
 inline constexpr size_t kMaxAttendGroup = 4;
@@ -71,7 +88,7 @@ struct KernelOps {
   void (*silu_mul)(const float* g, const float* u, size_t n, float* out);
   void (*attend)(const AttentionQuery& query);
   // `count` (1..kMaxAttendGroup) queries against the same kv head: they share
-  // k_tiles, k_tile_stride, v, v_stride, head_dim and scale; each has its own q,
+  // k_pages, k_tile_stride, v_pages, v_stride, page_tokens, head_dim and scale; each has its own q,
   // n_keys, scores and out, and every scores scratch holds RoundUp(max n_keys, 8)
   // floats. Each query's output is bit-identical to attend(query): the grouping
   // only shares the loads and widening of K and V between queries (GQA heads of

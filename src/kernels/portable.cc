@@ -56,7 +56,7 @@ void SiluMul(const float* g, const float* u, size_t n, float* out) {
 KVMART_FMA_CLONES void Attend(const AttentionQuery& a) {
   const size_t n = a.n_keys, hd = a.head_dim;
   for (size_t j = 0; j < n; ++j) {
-    const uint16_t* tile = a.k_tiles + (j / kKeyTile) * a.k_tile_stride;
+    const uint16_t* tile = KeyTileOf(a, j / kKeyTile);
     const size_t lane = j % kKeyTile;
     float acc = 0.0f;
     for (size_t d = 0; d < hd; ++d) acc = std::fma(a.q[d], Bf16ToF32(tile[d * kKeyTile + lane]), acc);
@@ -69,7 +69,7 @@ KVMART_FMA_CLONES void Attend(const AttentionQuery& a) {
   for (size_t j = 0; j < n; ++j) sum = sum + a.scores[j];
   for (size_t d = 0; d < hd; ++d) a.out[d] = 0.0f;
   for (size_t j = 0; j < n; ++j) {
-    const uint16_t* vj = a.v + j * a.v_stride;
+    const uint16_t* vj = ValueRowOf(a, j);
     for (size_t d = 0; d < hd; ++d) a.out[d] = std::fma(a.scores[j], Bf16ToF32(vj[d]), a.out[d]);
   }
   for (size_t d = 0; d < hd; ++d) a.out[d] = a.out[d] / sum;

@@ -184,8 +184,10 @@ TEST_F(PathTest, AttentionAgreesAcrossPathsAndMatchesReference) {
     RoundToBf16(vf.data(), vf.size(), v.data());
     auto q = RandomFloats(hd, 13);
     std::vector<float> scores(tiles * 8), outp(hd), outa(hd);
-    AttentionQuery a{q.data(), k.data(), tile_stride, v.data(), hd, n_keys, hd, 0.0883883f, scores.data(),
-                     outp.data()};
+    const uint16_t* kp[] = {k.data()};
+    const uint16_t* vp[] = {v.data()};
+    const size_t one_page = (n_keys + kAttentionPageQuantum - 1) / kAttentionPageQuantum * kAttentionPageQuantum;
+    AttentionQuery a{q.data(), kp, tile_stride, vp, hd, one_page, n_keys, hd, 0.0883883f, scores.data(), outp.data()};
     portable_.attend(a);
     a.out = outa.data();
     avx2_.attend(a);
@@ -229,6 +231,9 @@ TEST_F(PathTest, AttendGroupIsBitIdenticalToAttendPerQuery) {
     RoundToBf16(kf.data(), kf.size(), k.data());
     RoundToBf16(vf.data(), vf.size(), v.data());
     auto qf = RandomFloats(kMaxAttendGroup * hd, 23, 2.0f);
+    const uint16_t* kp[] = {k.data()};
+    const uint16_t* vp[] = {v.data()};
+    const size_t one_page = (max_keys + kAttentionPageQuantum - 1) / kAttentionPageQuantum * kAttentionPageQuantum;
     for (KernelPath path : SupportedKernelPaths()) {
       const KernelOps& ops = GetKernelOps(path);
       for (const auto& n_keys : cases) {
@@ -236,7 +241,7 @@ TEST_F(PathTest, AttendGroupIsBitIdenticalToAttendPerQuery) {
         std::vector<float> scores(kMaxAttendGroup * tiles * 8), out(count * hd), one(hd), one_scores(tiles * 8);
         std::vector<AttentionQuery> group;
         for (size_t c = 0; c < count; ++c) {
-          group.push_back({qf.data() + c * hd, k.data(), tile_stride, v.data(), hd, n_keys[c], hd, 0.0883883f,
+          group.push_back({qf.data() + c * hd, kp, tile_stride, vp, hd, one_page, n_keys[c], hd, 0.0883883f,
                            scores.data() + c * tiles * 8, out.data() + c * hd});
         }
         ops.attend_group(group.data(), count);
@@ -249,6 +254,66 @@ TEST_F(PathTest, AttendGroupIsBitIdenticalToAttendPerQuery) {
           EXPECT_TRUE(BitEqual(got, one)) << KernelPathName(path) << " head_dim " << hd << " count " << count
                                           << " query " << c << " n_keys " << n_keys[c];
         }
+      }
+    }
+  }
+}
+
+// Paged attention: keys and values cut into pages of 64 positions, each page
+// its own allocation, walked in position order. Every path gives the bits of
+// the same keys in one contiguous run, for every n_keys (page boundaries
+// inside score vectors' groups, inside e·V tails, exactly at page ends).
+TEST_F(PathTest, PagedAttentionIsBitIdenticalToContiguous) {
+  constexpr size_t kPage = kAttentionPageQuantum;
+  for (size_t hd : {size_t{128}, size_t{24}}) {
+    const size_t max_keys = 3 * kPage + 37, pages = (max_keys + kPage - 1) / kPage;
+    const size_t tile_stride = hd * kKeyTile, tiles = pages * kPage / kKeyTile;
+    auto kf = RandomFloats(tiles * tile_stride, 31), vf = RandomFloats(pages * kPage * hd, 32);
+    std::vector<uint16_t> k(kf.size()), v(vf.size());
+    RoundToBf16(kf.data(), kf.size(), k.data());
+    RoundToBf16(vf.data(), vf.size(), v.data());
+    // Pages copied out in reverse allocation order, so they are not adjacent.
+    std::vector<std::vector<uint16_t>> kpages(pages), vpages(pages);
+    std::vector<const uint16_t*> kp(pages), vp(pages);
+    for (size_t p = pages; p-- > 0;) {
+      kpages[p].assign(k.begin() + p * (kPage / kKeyTile) * tile_stride, k.begin() + (p + 1) * (kPage / kKeyTile) * tile_stride);
+      vpages[p].assign(v.begin() + p * kPage * hd, v.begin() + (p + 1) * kPage * hd);
+      kp[p] = kpages[p].data();
+      vp[p] = vpages[p].data();
+    }
+    const uint16_t* kc[] = {k.data()};
+    const uint16_t* vc[] = {v.data()};
+    auto qf = RandomFloats(kMaxAttendGroup * hd, 33, 2.0f);
+    const std::vector<std::vector<size_t>> cases = {{1},  {63}, {64}, {65}, {127, 128, 129, 130}, {200, 201},
+                                                    {60, 61, 62, 63}, {64, 65, 66, 67}, {max_keys}, {150, 229, 17, 64}};
+    for (KernelPath path : SupportedKernelPaths()) {
+      const KernelOps& ops = GetKernelOps(path);
+      for (const auto& n_keys : cases) {
+        const size_t count = n_keys.size();
+        std::vector<float> scores(kMaxAttendGroup * tiles * 8), paged(count * hd), flat(count * hd);
+        std::vector<AttentionQuery> group;
+        for (size_t c = 0; c < count; ++c) {
+          group.push_back({qf.data() + c * hd, kp.data(), tile_stride, vp.data(), hd, kPage, n_keys[c], hd, 0.0883883f,
+                           scores.data() + c * tiles * 8, paged.data() + c * hd});
+        }
+        ops.attend_group(group.data(), count);
+        for (size_t c = 0; c < count; ++c) {
+          group[c].k_pages = kc;
+          group[c].v_pages = vc;
+          group[c].page_tokens = pages * kPage;
+          group[c].out = flat.data() + c * hd;
+        }
+        ops.attend_group(group.data(), count);
+        EXPECT_TRUE(BitEqual(paged, flat)) << KernelPathName(path) << " head_dim " << hd << " first n_keys " << n_keys[0];
+        // A single query through attend() too.
+        AttentionQuery one = group[0];
+        std::vector<float> single(hd);
+        one.k_pages = kp.data();
+        one.v_pages = vp.data();
+        one.page_tokens = kPage;
+        one.out = single.data();
+        ops.attend(one);
+        EXPECT_TRUE(BitEqual(single, std::vector<float>(flat.begin(), flat.begin() + hd))) << KernelPathName(path);
       }
     }
   }
