@@ -46,7 +46,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mo
   }
   size_t max_ctx = model->config().max_position_embeddings;
   if (o.max_context > 0) max_ctx = std::min(max_ctx, o.max_context);
-  return std::unique_ptr<Engine>(new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes));
+  auto engine = std::unique_ptr<Engine>(
+      new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes));
+  engine->max_batch_tokens_ = std::max<size_t>(1, o.max_batch_tokens);
+  return engine;
 }
 
 std::unique_ptr<Session> Engine::NewSession() { return std::unique_ptr<Session>(new Session(this)); }
@@ -89,20 +92,103 @@ StatusOr<std::span<const float>> Session::logits() const {
 }
 
 Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
-  std::lock_guard<std::mutex> lock(engine_->compute_mu_);
-  const Model& model = engine_->model();
+  Engine::ForwardRequest r{this, tokens, want_logits};
+  return engine_->Submit(r);
+}
+
+// Flat combining: the first caller to find no pass running becomes the leader
+// and runs one forward pass over every pending request (up to the token
+// budget), its own among them if it fits; the others wait for their request
+// to be marked done. No scheduler thread, and a lone caller pays one lock.
+Status Engine::Submit(ForwardRequest& r) {
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  pending_.push_back(&r);
+  while (!r.done) {
+    if (running_) {
+      queue_cv_.wait(lock);
+      continue;
+    }
+    running_ = true;
+    std::vector<ForwardRequest*> batch;
+    size_t tokens = 0;
+    // FIFO; the first request always goes (a long prefill is never split here:
+    // callers chunk it), later ones while the budget lasts.
+    while (!pending_.empty() && (batch.empty() || tokens + pending_.front()->tokens.size() <= max_batch_tokens_)) {
+      tokens += pending_.front()->tokens.size();
+      batch.push_back(pending_.front());
+      pending_.pop_front();
+    }
+    lock.unlock();
+    ForwardBatch(batch);
+    lock.lock();
+    batch_stats_.passes += 1;
+    batch_stats_.sequences += batch.size();
+    batch_stats_.tokens += tokens;
+    size_t bucket = 0;
+    while (bucket + 1 < BatchStats::kBuckets && (size_t{1} << bucket) < batch.size()) ++bucket;
+    batch_stats_.sequences_histogram[bucket] += 1;
+    for (ForwardRequest* b : batch) b->done = true;
+    running_ = false;
+    queue_cv_.notify_all();
+  }
+  return r.result;
+}
+
+Engine::BatchStats Engine::batch_stats() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return batch_stats_;
+}
+
+// One forward pass over the new tokens of several sessions. Rows of all
+// requests are stacked: every matmul runs once over all of them (the weights
+// stream from memory once per pass), and each row's result is the same as
+// alone because every output's FMA chain is its own (kernels.h). Attention is
+// per session, over that session's own pages.
+void Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
+  std::lock_guard<std::mutex> lock(compute_mu_);
+  const Model& model = *model_;
   const ModelConfig& c = model.config();
-  const KernelOps& ops = engine_->ops();
-  ThreadPool& pool = *engine_->pool_;
-  const size_t T = tokens.size(), H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
+  const KernelOps& ops = ops_;
+  ThreadPool& pool = *pool_;
+  const size_t H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
   const size_t hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads, group = nh / nkv;
-  const size_t p0 = tokens_.size(), half = hd / 2;
+  const size_t half = hd / 2;
   const float eps = c.rms_norm_eps;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
+  // Row r belongs to request row_req[r] at position row_pos[r].
+  std::vector<size_t> first_row(batch.size() + 1, 0);
+  for (size_t i = 0; i < batch.size(); ++i) first_row[i + 1] = first_row[i] + batch[i]->tokens.size();
+  const size_t T = first_row.back();
+  std::vector<size_t> row_req(T), row_pos(T);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const size_t p0 = batch[i]->session->tokens_.size();
+    for (size_t r = first_row[i]; r < first_row[i + 1]; ++r) {
+      row_req[r] = i;
+      row_pos[r] = p0 + (r - first_row[i]);
+    }
+  }
+
   std::vector<float> x(T * H), xn(T * H), q(T * Q), k(T * KV), v(T * KV), attn(T * Q), proj(T * H);
   std::vector<float> gate(T * I), up(T * I);
-  for (size_t t = 0; t < T; ++t) model.EmbedRow(tokens[t], x.data() + t * H);
+  for (size_t r = 0; r < T; ++r) model.EmbedRow(batch[row_req[r]]->tokens[r - first_row[row_req[r]]], x.data() + r * H);
+
+  // Attention items: (request, kv head, block of neighbouring tokens), head-
+  // major within a request so a thread keeps one kv head's pages hot.
+  const size_t block = std::max<size_t>(1, kMaxAttendGroup / std::min(group, kMaxAttendGroup));
+  struct Item {
+    size_t req, g, t0, t1;  // rows [t0, t1) of the request, relative
+  };
+  std::vector<Item> items;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const size_t n = batch[i]->tokens.size(), blocks = (n + block - 1) / block;
+    for (size_t g = 0; g < nkv; ++g) {
+      for (size_t bl = 0; bl < blocks; ++bl) items.push_back({i, g, bl * block, std::min(n, (bl + 1) * block)});
+    }
+  }
+  size_t longest = 0;
+  for (size_t r = 0; r < T; ++r) longest = std::max(longest, row_pos[r] + 1);
+  const size_t score_stride = (longest + 7) / 8 * 8;
 
   for (size_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = model.layers()[l];
@@ -112,14 +198,15 @@ Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
     MatMul(ops, pool, xn.data(), T, H, L.q_proj, q.data(), Q);
     MatMul(ops, pool, xn.data(), T, H, L.k_proj, k.data(), KV);
     MatMul(ops, pool, xn.data(), T, H, L.v_proj, v.data(), KV);
-    // Per-head q/k norm and RoPE; K and V rounded to bf16 into the cache
-    // before any attention reads them (DESIGN §3 rule 5).
+    // Per-head q/k norm and RoPE; K and V rounded to bf16 into each session's
+    // cache before any attention reads them (DESIGN §3 rule 5).
     pool.ParallelFor(T, 1, [&](size_t b, size_t e) {
       std::vector<uint16_t> row(hd);
       for (size_t t = b; t < e; ++t) {
-        const size_t pos = p0 + t;
-        const float* cs = engine_->rope_cos_.data() + pos * half;
-        const float* sn = engine_->rope_sin_.data() + pos * half;
+        const size_t pos = row_pos[t];
+        KvCache& cache = batch[row_req[t]]->session->cache_;
+        const float* cs = rope_cos_.data() + pos * half;
+        const float* sn = rope_sin_.data() + pos * half;
         for (size_t h = 0; h < nh; ++h) {
           float* qh = q.data() + t * Q + h * hd;
           ops.rms_norm(qh, L.q_norm.data(), hd, eps, qh);
@@ -130,37 +217,35 @@ Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
           ops.rms_norm(kh, L.k_norm.data(), hd, eps, kh);
           ApplyRope(kh, hd, cs, sn);
           RoundToBf16(kh, hd, row.data());
-          cache_.PutKey(l, pos, g, row.data());
+          cache.PutKey(l, pos, g, row.data());
           RoundToBf16(v.data() + t * KV + g * hd, hd, row.data());
-          cache_.PutValue(l, pos, g, row.data());
+          cache.PutValue(l, pos, g, row.data());
         }
       }
     });
-    // Attention, split over (kv head, token block) items, head-major so each
-    // thread keeps one kv head's keys and values hot in cache. An item's queries
-    // (the kv head's GQA query heads × a block of neighbouring tokens) go to the
-    // kernel in groups that share each widened K and V vector; every query's
-    // chains are its own, so the bits do not depend on the grouping or on T.
-    const size_t block = std::max<size_t>(1, kMaxAttendGroup / std::min(group, kMaxAttendGroup));
-    const size_t blocks = (T + block - 1) / block;
-    pool.ParallelFor(nkv * blocks, 1, [&](size_t b, size_t e) {
-      const size_t stride = (p0 + T + 7) / 8 * 8;
-      std::vector<float> scores(kMaxAttendGroup * stride);
+    // An item's queries (the kv head's GQA query heads × a block of
+    // neighbouring tokens) go to the kernel in groups that share each widened
+    // K and V vector; every query's chains are its own, so the bits do not
+    // depend on the grouping, on T or on the other sessions of the pass.
+    pool.ParallelFor(items.size(), 1, [&](size_t b, size_t e) {
+      std::vector<float> scores(kMaxAttendGroup * score_stride);
       std::vector<AttentionQuery> queries;
       for (size_t i = b; i < e; ++i) {
-        const size_t g = i / blocks, t0 = (i % blocks) * block, t1 = std::min(T, t0 + block);
+        const Item& it = items[i];
+        const KvCache& cache = batch[it.req]->session->cache_;
         queries.clear();
-        for (size_t t = t0; t < t1; ++t) {
-          for (size_t h = g * group; h < (g + 1) * group; ++h) {
-            queries.push_back({q.data() + t * Q + h * hd, cache_.key_pages(l, g), cache_.key_tile_stride(),
-                               cache_.value_pages(l, g), cache_.value_stride(), kKvPageTokens, p0 + t + 1, hd,
-                               scale, nullptr, attn.data() + t * Q + h * hd});
+        for (size_t t = it.t0; t < it.t1; ++t) {
+          const size_t r = first_row[it.req] + t;
+          for (size_t h = it.g * group; h < (it.g + 1) * group; ++h) {
+            queries.push_back({q.data() + r * Q + h * hd, cache.key_pages(l, it.g), cache.key_tile_stride(),
+                               cache.value_pages(l, it.g), cache.value_stride(), kKvPageTokens, row_pos[r] + 1, hd,
+                               scale, nullptr, attn.data() + r * Q + h * hd});
           }
         }
-        for (size_t k = 0; k < queries.size(); k += kMaxAttendGroup) {
-          const size_t count = std::min(kMaxAttendGroup, queries.size() - k);
-          for (size_t c = 0; c < count; ++c) queries[k + c].scores = scores.data() + c * stride;
-          ops.attend_group(queries.data() + k, count);
+        for (size_t k0 = 0; k0 < queries.size(); k0 += kMaxAttendGroup) {
+          const size_t count = std::min(kMaxAttendGroup, queries.size() - k0);
+          for (size_t cq = 0; cq < count; ++cq) queries[k0 + cq].scores = scores.data() + cq * score_stride;
+          ops.attend_group(queries.data() + k0, count);
         }
       }
     });
@@ -179,23 +264,38 @@ Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
     MatMul(ops, pool, gate.data(), T, I, L.down_proj, proj.data(), H);
     for (size_t i = 0; i < T * H; ++i) x[i] = x[i] + proj[i];
   }
-  cache_.set_size(p0 + T);
-  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
-  stats_.tokens_prefilled += T;
-  const double layer_params = double(c.matmul_params_per_token()) - double(H) * c.vocab_size;
-  stats_.matmul_flops += 2.0 * layer_params * T;
-  // Σ over the chunk's tokens of keys attended: (p0+1) + … + (p0+T).
-  const double keys = double(T) * double(p0) + double(T) * double(T + 1) / 2.0;
-  stats_.attention_flops += 4.0 * double(hd) * double(nh) * keys * c.num_hidden_layers;
 
-  if (want_logits) {
-    logits_.resize(c.vocab_size);
-    ops.rms_norm(x.data() + (T - 1) * H, model.final_norm().data(), H, eps, xn.data());
-    MatMul(ops, pool, xn.data(), 1, H, model.lm_head(), logits_.data(), c.vocab_size);
-    stats_.matmul_flops += 2.0 * double(H) * c.vocab_size;
-    has_logits_ = true;
+  // Logits of the last row of each request that wants them, in one matmul.
+  std::vector<size_t> wants;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i]->want_logits) wants.push_back(i);
   }
-  return Status::Ok();
+  std::vector<float> lg(wants.size() * c.vocab_size);
+  if (!wants.empty()) {
+    for (size_t w = 0; w < wants.size(); ++w) {
+      ops.rms_norm(x.data() + (first_row[wants[w] + 1] - 1) * H, model.final_norm().data(), H, eps, xn.data() + w * H);
+    }
+    MatMul(ops, pool, xn.data(), wants.size(), H, model.lm_head(), lg.data(), c.vocab_size);
+  }
+  const double layer_params = double(c.matmul_params_per_token()) - double(H) * c.vocab_size;
+  for (size_t i = 0, w = 0; i < batch.size(); ++i) {
+    Session& s = *batch[i]->session;
+    const size_t n = batch[i]->tokens.size(), p0 = s.tokens_.size();
+    s.cache_.set_size(p0 + n);
+    s.tokens_.insert(s.tokens_.end(), batch[i]->tokens.begin(), batch[i]->tokens.end());
+    s.stats_.tokens_prefilled += n;
+    s.stats_.matmul_flops += 2.0 * layer_params * n;
+    // Σ over the chunk's tokens of keys attended: (p0+1) + … + (p0+n).
+    const double keys = double(n) * double(p0) + double(n) * double(n + 1) / 2.0;
+    s.stats_.attention_flops += 4.0 * double(hd) * double(nh) * keys * c.num_hidden_layers;
+    if (batch[i]->want_logits) {
+      s.logits_.assign(lg.begin() + w * c.vocab_size, lg.begin() + (w + 1) * c.vocab_size);
+      s.stats_.matmul_flops += 2.0 * double(H) * c.vocab_size;
+      s.has_logits_ = true;
+      ++w;
+    }
+    batch[i]->result = Status::Ok();
+  }
 }
 
 StatusOr<KvExport> Session::ExportKv(size_t begin, size_t end) const {

@@ -2,11 +2,15 @@
 // sessions that each own a KV cache.
 //
 // Exactness (DESIGN §3): a session's logits depend only on its token sequence —
-// not on prefill chunking, thread count, kernel path, or whether earlier KV rows
-// were computed here or imported. ExportKv/ImportKv move those rows bit-exactly.
+// not on prefill chunking, thread count, kernel path, the other sessions batched
+// into the same forward pass, or whether earlier KV rows were computed here or
+// imported. ExportKv/ImportKv move those rows bit-exactly.
 #pragma once
 
+#include <array>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -28,6 +32,9 @@ struct EngineOptions {
   // KV pages kept (faulted in) between sessions, in bytes; 0 = a quarter of
   // the machine's memory.
   size_t kv_cache_bytes = 0;
+  // Concurrent sessions' forward requests are batched into one pass of at
+  // most this many new tokens (a single larger request still runs, alone).
+  size_t max_batch_tokens = 512;
 };
 
 // KV rows of positions [begin, begin + token_ids.size()), in the exchange layout
@@ -60,16 +67,42 @@ class Engine {
   size_t threads() const { return pool_->num_threads(); }
   std::unique_ptr<Session> NewSession();
 
+  // Continuous batching: forward requests of sessions running on different
+  // threads at the same time are stacked into one pass (bit-identical to
+  // running each alone). Counters since start:
+  struct BatchStats {
+    static constexpr size_t kBuckets = 6;  // sequences per pass: 1, 2, ≤4, ≤8, ≤16, more
+    uint64_t passes = 0, sequences = 0, tokens = 0;
+    std::array<uint64_t, kBuckets> sequences_histogram{};
+  };
+  BatchStats batch_stats() const;
+
  private:
   friend class Session;
+  struct ForwardRequest {
+    Session* session;
+    std::span<const int32_t> tokens;
+    bool want_logits;
+    Status result = Status::Ok();
+    bool done = false;
+  };
+  Status Submit(ForwardRequest& request);
+  void ForwardBatch(std::span<ForwardRequest* const> batch);
+
   Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context,
          size_t kv_cache_bytes);
 
   std::shared_ptr<const Model> model_;
   const KernelOps& ops_;
   std::unique_ptr<ThreadPool> pool_;
-  std::mutex compute_mu_;  // one forward pass at a time on the shared pool
+  std::mutex compute_mu_;  // one pass (or KV move) at a time on the shared pool
   std::unique_ptr<KvPagePool> kv_pages_;
+  size_t max_batch_tokens_ = 512;
+  mutable std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<ForwardRequest*> pending_;
+  bool running_ = false;
+  BatchStats batch_stats_;
   size_t max_context_;
   std::vector<float> rope_cos_, rope_sin_;  // [max_context][head_dim / 2]
 };
