@@ -7,7 +7,8 @@
 // Rows: prefill (tokens/s, n = tokens), decode at depth (tokens/s, n = depth),
 // reuse = load a saved KV state into a fresh context + continue by one token
 // (seconds, n = document tokens; kvmart: ImportKv into a new session), batched
-// decode of sequences sharing a prefix (aggregate tokens/s, n = sequences).
+// decode of sequences sharing a prefix (aggregate tokens/s, n = sequences;
+// kvmart runs a thread per sequence and batches their steps).
 //
 // Agreement: kvmart decodes greedily after a few prompts; the peer is given
 // the same prompt and kvmart's tokens (teacher forcing) and returns its logits
@@ -66,19 +67,21 @@ struct Args {
   std::vector<size_t> lengths = {256, 1024, 3774}, batch = {1, 4, 16};
   size_t threads = 2, decode = 32, batch_prefix = 1024, batch_steps = 16, chunk = 512;
   bool json = false, agreement_only = false;
+  std::string rows = "prefill,reuse,batch";  // which row groups (prefill includes decode at depth)
   double bound = 0.05;  // max |Δlogit| as a fraction of max |logit|
 };
 
 constexpr const char* kUsage =
     "usage: kvmart-bench-peer [--model DIR | --shape S] [--lengths a,b,c] [--batch 1,4,16]\n"
     "                         [--batch-prefix N] [--decode N] [--threads N] [--kernels auto|avx2|avx512|portable]\n"
-    "                         [--agreement-only] [--bound F] [--peer PATH] [--json]\n"
+    "                         [--rows prefill,reuse,batch] [--agreement-only] [--bound F] [--peer PATH] [--json]\n"
     "kvmart beside llama.cpp (the npm package node-llama-cpp) on the same weights and tokens, in one run.\n"
     "  --shape S          synthesize S (tiny|small|qwen3-0.6b|qwen3-4b) into bench-models/S (default qwen3-0.6b)\n"
     "  --model DIR        a Hugging Face Qwen3 checkpoint instead\n"
     "  --lengths          prefill lengths, decode depths and reuse document lengths (default 256,1024,3774)\n"
     "  --batch            sequences for batched decode (default 1,4,16) over --batch-prefix tokens (1024)\n"
     "  --decode N         timed decode steps per depth (32); batched decode runs 16 steps\n"
+    "  --rows LIST        row groups to run: prefill (with decode at depth), reuse, batch (default all)\n"
     "  --agreement-only   only the agreement check (greedy tokens, logit differences)\n"
     "  --bound F          largest allowed max|Δlogit| / max|logit| (default 0.05)\n"
     "  --json             {\"machine\": {...}, \"rows\": [...], \"agreement\": {...}} on stdout\n";
@@ -118,6 +121,7 @@ int main(int argc, char** argv) {
       else if (k == "--shape") a.shape = v;
       else if (k == "--kernels") a.kernels = v;
       else if (k == "--peer") a.peer_binary = v;
+      else if (k == "--rows") a.rows = v;
       else if (k == "--lengths") a.lengths = ParseList(v);
       else if (k == "--batch") a.batch = ParseList(v);
       else if (k == "--batch-prefix") a.batch_prefix = std::stoul(v);
@@ -193,8 +197,9 @@ int main(int argc, char** argv) {
   };
 
   if (!a.agreement_only) {
+    auto wanted = [&](const char* group) { return ("," + a.rows + ",").find(std::string(",") + group + ",") != std::string::npos; };
     // Prefill, then decode at that depth, on identical ids.
-    for (size_t n : a.lengths) {
+    for (size_t n : wanted("prefill") ? a.lengths : std::vector<size_t>{}) {
       const auto tokens = RandomTextTokens(n, 1000 + n, cfg.vocab_size);
       auto s = engine->NewSession();
       auto t0 = Clock::now();
@@ -212,7 +217,7 @@ int main(int argc, char** argv) {
       add({"decode", n, a.decode / kv_decode, a.decode / p->decode_s, "tok/s", true});
     }
     // Reuse: a saved state loaded into a fresh context, then one token.
-    for (size_t n : a.lengths) {
+    for (size_t n : wanted("reuse") ? a.lengths : std::vector<size_t>{}) {
       const auto doc = RandomTextTokens(n, 2000 + n, cfg.vocab_size);
       const std::vector<int32_t> next = RandomTextTokens(1, 3000 + n, cfg.vocab_size);
       auto s = engine->NewSession();
@@ -229,31 +234,52 @@ int main(int argc, char** argv) {
       if (!p.ok()) return Fail(p.status());
       add({"reuse", n, kv_reuse, p->total_s, "s", false});
     }
-    // Batched decode of B sequences sharing a prefix. kvmart runs one
-    // session per sequence (each imports the prefix) and steps them in turn.
+    // Batched decode of B sequences sharing a prefix: one thread per
+    // sequence, as a server runs them; the engine stacks their concurrent
+    // steps into shared forward passes (continuous batching).
     const auto prefix = RandomTextTokens(a.batch_prefix, 4000, cfg.vocab_size);
-    auto base = engine->NewSession();
-    if (Status st = base->Prefill(prefix, a.chunk); !st.ok()) return Fail(st);
-    auto shared = base->ExportKv(0, prefix.size());
-    if (!shared.ok()) return Fail(shared.status());
-    for (size_t b : a.batch) {
-      std::vector<std::unique_ptr<Session>> seqs;
-      for (size_t i = 0; i < b; ++i) {
-        seqs.push_back(engine->NewSession());
-        if (Status st = seqs.back()->ImportKv(*shared); !st.ok()) return Fail(st);
-        const int32_t first = static_cast<int32_t>((prefix.back() + 1 + i) % 151643);
-        if (Status st = seqs.back()->Prefill(std::vector<int32_t>{first}); !st.ok()) return Fail(st);
-      }
-      auto t0 = Clock::now();
-      for (size_t step = 0; step < a.batch_steps; ++step) {
-        for (auto& s : seqs) {
-          if (auto t = s->DecodeStep(); !t.ok()) return Fail(t.status());
+    if (wanted("batch")) {
+      auto base = engine->NewSession();
+      if (Status st = base->Prefill(prefix, a.chunk); !st.ok()) return Fail(st);
+      auto shared = base->ExportKv(0, prefix.size());
+      if (!shared.ok()) return Fail(shared.status());
+      base.reset();
+      for (size_t b : a.batch) {
+        std::vector<std::unique_ptr<Session>> seqs;
+        for (size_t i = 0; i < b; ++i) {
+          seqs.push_back(engine->NewSession());
+          if (Status st = seqs.back()->ImportKv(*shared); !st.ok()) return Fail(st);
+          const int32_t first = static_cast<int32_t>((prefix.back() + 1 + i) % 151643);
+          if (Status st = seqs.back()->Prefill(std::vector<int32_t>{first}); !st.ok()) return Fail(st);
         }
+        const auto before = engine->batch_stats();
+        std::vector<Status> results(b);
+        auto t0 = Clock::now();
+        {
+          std::vector<std::thread> threads;
+          for (size_t i = 0; i < b; ++i) {
+            threads.emplace_back([&, i] {
+              for (size_t step = 0; step < a.batch_steps; ++step) {
+                if (auto t = seqs[i]->DecodeStep(); !t.ok()) {
+                  results[i] = t.status();
+                  return;
+                }
+              }
+            });
+          }
+          for (auto& t : threads) t.join();
+        }
+        const double kv_s = Since(t0);
+        for (const Status& st : results) {
+          if (!st.ok()) return Fail(st);
+        }
+        const auto after = engine->batch_stats();
+        say("  kvmart: " + std::to_string(after.passes - before.passes) + " passes for " +
+            std::to_string(after.sequences - before.sequences) + " sequence steps");
+        auto p = peer->BatchedDecode(prefix, static_cast<int>(b), static_cast<int>(a.batch_steps));
+        if (!p.ok()) return Fail(p.status());
+        add({"batched decode", b, b * a.batch_steps / kv_s, b * a.batch_steps / *p, "tok/s", true});
       }
-      const double kv_s = Since(t0);
-      auto p = peer->BatchedDecode(prefix, static_cast<int>(b), static_cast<int>(a.batch_steps));
-      if (!p.ok()) return Fail(p.status());
-      add({"batched decode", b, b * a.batch_steps / kv_s, b * a.batch_steps / *p, "tok/s", true});
     }
   }
 

@@ -42,11 +42,14 @@ StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
 }
 
 StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
-                                             size_t threads) {
+                                             size_t threads, size_t max_batch_tokens, double kv_cache_gb) {
   KVMART_ASSIGN_OR_RETURN(KernelPath path, ParseKernelPath(kernels));
+  if (kv_cache_gb < 0) return Status::InvalidArgument("--kv-cache-gb must not be negative");
   EngineOptions o;
   o.kernels = path;
   o.threads = threads;
+  o.max_batch_tokens = max_batch_tokens;
+  o.kv_cache_bytes = static_cast<size_t>(kv_cache_gb * 1e9);
   return Engine::Create(std::move(model), o);
 }
 

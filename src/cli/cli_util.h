@@ -24,6 +24,8 @@ struct EngineFlags {
   std::string model_dir;
   std::string kernels = "auto";
   size_t threads = 0;
+  size_t max_batch_tokens = 512;
+  double kv_cache_gb = 0;
   void Add(CLI::App* cmd);
 };
 
@@ -32,7 +34,7 @@ StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text);
 
 StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
 StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
-                                             size_t threads);
+                                             size_t threads, size_t max_batch_tokens = 512, double kv_cache_gb = 0);
 
 // Opens the artifact store in `dir` (empty: DefaultStoreDir()). In store_commands.cc.
 StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& dir);

@@ -36,7 +36,7 @@ struct ServeArgs {
   EngineFlags engine;
   std::string data, listen = "127.0.0.1:8080", store = "auto", port_file, model_id = "kvmart";
   std::string tls_cert, tls_key, export_price_per_gb;
-  size_t max_sessions = 4, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
+  size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
 };
 
@@ -111,7 +111,7 @@ int RunServe(const ServeArgs& a) {
   server::ServerParts parts;
   auto model = LoadModel(a.engine.model_dir);
   if (!model.ok()) return Fail(model.status());
-  auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads);
+  auto engine = OpenEngine(*model, a.engine.kernels, a.engine.threads, a.engine.max_batch_tokens, a.engine.kv_cache_gb);
   if (!engine.ok()) return Fail(engine.status());
   parts.engine = std::move(engine).value();
   auto tok = tokenizer::Tokenizer::Load((fs::path(a.engine.model_dir) / "tokenizer.json").string());
@@ -214,10 +214,15 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   a->engine.Add(c);
   c->add_option("--data", a->data, "data directory (default ~/.local/share/kvmart)");
   c->add_option("--listen", a->listen, "HOST:PORT to listen on (port 0 = any free port)");
-  c->add_option("--max-sessions", a->max_sessions, "requests using the engine at once");
+  c->add_option("--max-sessions", a->max_sessions,
+                "requests using the engine at once (their steps are batched into shared forward passes)");
   c->add_option("--max-queue", a->max_queue, "requests waiting for the engine before 429");
   c->add_option("--max-body-bytes", a->max_body_bytes, "largest request body (413 beyond)");
   c->add_option("--prefill-chunk", a->prefill_chunk, "prefill chunk (interleaving/cancellation granularity)");
+  c->add_option("--max-batch-tokens", a->engine.max_batch_tokens,
+                "continuous batching: most new tokens in one forward pass shared by the active sessions (default 512)");
+  c->add_option("--kv-cache-gb", a->engine.kv_cache_gb,
+                "KV pages kept faulted in between sessions, in GB (default 0 = a quarter of RAM)");
   c->add_option("--store", a->store, "disk | memory (default disk)");
   c->add_option("--model-id", a->model_id, "model name reported by /v1/models");
   c->add_option("--port-file", a->port_file, "write the bound port to this file");

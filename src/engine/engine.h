@@ -76,6 +76,7 @@ class Engine {
     std::array<uint64_t, kBuckets> sequences_histogram{};
   };
   BatchStats batch_stats() const;
+  const KvPagePool& kv_pages() const { return *kv_pages_; }
 
  private:
   friend class Session;

@@ -17,6 +17,7 @@ KvPagePool::KvPagePool(size_t page_elements, size_t keep_bytes)
 KvPagePool::Page KvPagePool::Acquire() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ++in_use_;
     if (!idle_.empty()) {
       Page p = std::move(idle_.back());
       idle_.pop_back();
@@ -29,12 +30,18 @@ KvPagePool::Page KvPagePool::Acquire() {
 
 void KvPagePool::Release(Page page) {
   std::lock_guard<std::mutex> lock(mu_);
+  --in_use_;
   if (idle_.size() < keep_pages_) idle_.push_back(std::move(page));
 }
 
 size_t KvPagePool::idle_pages() const {
   std::lock_guard<std::mutex> lock(mu_);
   return idle_.size();
+}
+
+size_t KvPagePool::pages_in_use() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_use_;
 }
 
 KvCache::KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens, KvPagePool* pool)

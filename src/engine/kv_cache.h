@@ -44,9 +44,11 @@ class KvPagePool {
   void Release(Page page);
   size_t page_bytes() const { return page_elements_ * sizeof(uint16_t); }
   size_t idle_pages() const;
+  size_t pages_in_use() const;
 
  private:
   size_t page_elements_, keep_pages_;
+  size_t in_use_ = 0;
   mutable std::mutex mu_;
   std::vector<Page> idle_;
 };

@@ -95,6 +95,33 @@ std::string StoreMetricsText(Context& ctx) {
   return out;
 }
 
+// Continuous batching and the KV page pool.
+std::string EngineMetricsText(Context& ctx) {
+  const Engine& e = *ctx.parts.engine;
+  const Engine::BatchStats b = e.batch_stats();
+  std::string out;
+  auto one = [&](const char* name, const char* type, const char* help, uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
+           std::to_string(v) + "\n";
+  };
+  one("kvmart_engine_passes_total", "counter", "Forward passes (each may carry several sessions).", b.passes);
+  one("kvmart_engine_pass_tokens_total", "counter", "New tokens run through forward passes.", b.tokens);
+  out += "# HELP kvmart_engine_pass_sequences Sessions per forward pass.\n"
+         "# TYPE kvmart_engine_pass_sequences histogram\n";
+  uint64_t cumulative = 0;
+  static constexpr const char* kLe[Engine::BatchStats::kBuckets] = {"1", "2", "4", "8", "16", "+Inf"};
+  for (size_t i = 0; i < Engine::BatchStats::kBuckets; ++i) {
+    cumulative += b.sequences_histogram[i];
+    out += std::string("kvmart_engine_pass_sequences_bucket{le=\"") + kLe[i] + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  out += "kvmart_engine_pass_sequences_sum " + std::to_string(b.sequences) + "\n";
+  out += "kvmart_engine_pass_sequences_count " + std::to_string(b.passes) + "\n";
+  one("kvmart_kv_page_bytes", "gauge", "Bytes of one KV page (64 positions, all layers).", e.kv_pages().page_bytes());
+  one("kvmart_kv_pages_used", "gauge", "KV pages held by sessions.", e.kv_pages().pages_in_use());
+  one("kvmart_kv_pages_idle", "gauge", "KV pages kept faulted in for the next session.", e.kv_pages().idle_pages());
+  return out;
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, ServerParts parts) {
@@ -147,7 +174,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
                    {"active_sessions", ctx.metrics.active_sessions.load()}});
   });
   AddRoute(http, ctx, "GET", "/metrics", "/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
-    res.set_content(ctx.metrics.Render(StoreMetricsText(ctx)), "text/plain; version=0.0.4");
+    res.set_content(ctx.metrics.Render(StoreMetricsText(ctx) + EngineMetricsText(ctx)), "text/plain; version=0.0.4");
   });
   AddMarketRoutes(http, ctx);
   AddArtifactRoutes(http, ctx);

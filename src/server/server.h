@@ -27,7 +27,7 @@ namespace kvmart::server {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                 // 0 = any free port (see Server::port())
-  size_t max_sessions = 4;         // requests using the engine at once
+  size_t max_sessions = 16;        // requests using the engine at once (batched together)
   size_t max_queue = 16;           // more wait; beyond that, 429
   size_t http_threads = 0;         // 0 = max_sessions + max_queue + 8
   size_t max_body_bytes = 8u << 20;

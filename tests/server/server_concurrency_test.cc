@@ -105,5 +105,61 @@ TEST(ServerConcurrency, FullQueueAnswers429WithRetryAfter) {
   EXPECT_TRUE(has_retry);
 }
 
+// Continuous batching through HTTP: concurrent clients (hits and cold
+// prompts, greedy and sampled, streamed and not) get exactly the token ids and
+// logits (SHA-256 of their raw bytes at every step) that the same request gets
+// alone on an idle server — and the passes really carried several sessions.
+TEST(ServerConcurrency, BatchedAnswersAreBitIdenticalToAnswersAlone) {
+  TestServer srv(Models());
+  auto pub = srv.NewAccount("publisher", "publish");
+  Reply a = srv.Post("/v1/artifacts", {{"text", "A shared document that every buyer reads before asking."}}, pub.key);
+  ASSERT_EQ(a.status, 201) << a.text;
+  const std::string id = a.body["artifact_id"];
+  auto buyer = srv.NewAccount("buyer", "buy", "5");
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 100}}, buyer.key).status, 201);
+
+  constexpr int kClients = 8;
+  auto request = [&](int i) {
+    json body = {{"messages", {{{"role", "user"}, {"content", "question " + std::to_string(i) + std::string(i * 7, 'x')}}}},
+                 {"max_tokens", 6 + i % 3},
+                 {"kvmart_debug", true}};
+    if (i % 2 == 0) body["kv"] = {{"artifact", id}};
+    if (i % 3 == 0) {
+      body["temperature"] = 0.9;
+      body["seed"] = 100 + i;
+    } else {
+      body["temperature"] = 0;
+    }
+    return body;
+  };
+  auto trace = [](const Reply& r) -> std::string {
+    if (r.status != 200) return "status " + std::to_string(r.status) + ": " + r.text;
+    const json& d = r.body["kvmart_debug"];
+    return d["completion_token_ids"].dump() + " " + d["logits_sha256"].dump() + " reused " + d["tokens_reused"].dump();
+  };
+  std::vector<std::string> alone(kClients), together(kClients);
+  for (int i = 0; i < kClients; ++i) alone[i] = trace(srv.Post("/v1/chat/completions", request(i), buyer.key));
+  auto metric = [&](const std::string& name) {
+    Reply m = srv.Get("/metrics");
+    const size_t at = m.text.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(m.text.substr(at + name.size() + 2));
+  };
+  const double passes0 = metric("kvmart_engine_pass_sequences_count");
+  const double seqs0 = metric("kvmart_engine_pass_sequences_sum");
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] { together[i] = trace(srv.Post("/v1/chat/completions", request(i), buyer.key)); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_EQ(alone[i].rfind("status", 0), std::string::npos) << alone[i];
+    EXPECT_EQ(together[i], alone[i]) << "client " << i;
+  }
+  const double passes = metric("kvmart_engine_pass_sequences_count") - passes0;
+  const double seqs = metric("kvmart_engine_pass_sequences_sum") - seqs0;
+  ASSERT_GT(passes, 0);
+  EXPECT_GT(seqs, passes) << "no forward pass carried two sessions";
+}
+
 }  // namespace
 }  // namespace kvmart::testing
