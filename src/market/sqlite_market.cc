@@ -303,7 +303,7 @@ struct SqliteMarket::Impl {
       }
       KVMART_ASSIGN_OR_RETURN(int64_t nb, CheckedAddI64(a.balance, p.amount.micros()));
       if (nb < -a.credit_limit) {
-        return Status::ResourceExhausted("insufficient funds in account " + std::to_string(a.id) + ": balance " +
+        return Status::InsufficientFunds("insufficient funds in account " + std::to_string(a.id) + ": balance " +
                                          Money(a.balance, a.currency).ToString() + ", needs " +
                                          Money(-p.amount.micros(), a.currency).ToString());
       }

@@ -41,7 +41,7 @@ class Fd {
 Status ErrnoStatus(int err, const std::string& what) {
   std::string msg = what + ": " + std::strerror(err);
   // EFBIG is what a file size limit (RLIMIT_FSIZE) gives; treat it like a full disk.
-  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return Status::ResourceExhausted("disk full: " + msg);
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return Status::DiskFull("disk full: " + msg);
   if (err == ENOENT) return Status::NotFound(msg);
   return Status::IOError(msg);
 }

@@ -41,9 +41,7 @@ using artifact::Manifest;
 int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 
 Status DataLoss(const std::string& what, const Status& cause) {
-  // Status has no DataLoss code; Corruption with this prefix is the store's
-  // DataLoss (store.h).
-  return Status::Corruption("data loss: " + what + ": " + cause.message());
+  return Status::DataLoss("data loss: " + what + ": " + cause.message());
 }
 
 // The advisory whole-store lock, released by the kernel when the process dies
@@ -799,7 +797,7 @@ Status SqliteStore::Load(const std::string& id, const LoadOptions& options, cons
     refs.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       if (damaged_.contains(e.keys[i]))
-        return Status::Corruption("data loss: artifact " + id + " block " + std::to_string(i) +
+        return Status::DataLoss("data loss: artifact " + id + " block " + std::to_string(i) +
                                   ": failed verification earlier (republish to repair)");
       const Variant* v = FindVariant(e.keys[i]);
       if (v == nullptr) return Status::Internal("artifact " + id + ": block missing from the index");

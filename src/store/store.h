@@ -20,8 +20,8 @@
 // signed manifest; every load from the disk tier checks XXH3-128 of the stored
 // bytes again before decoding (DESIGN §4; decoding is deterministic, so that
 // stands for the SHA-256 checked at Put). A block that fails is reported as
-// DataLoss — Status::Corruption whose message starts "data loss: " (Status has
-// no separate code) — counted in StoreMetrics, dropped from the tiers, and a
+// Status::DataLoss (code Corruption, subcode DataLoss; IsDataLoss() is true)
+// — counted in StoreMetrics, dropped from the tiers, and a
 // miss from then on (Lookup stops before it) until a Put of an artifact that
 // contains it rewrites the file.
 //

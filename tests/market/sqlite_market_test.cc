@@ -42,7 +42,12 @@ TEST_F(SqliteMarketTest, MeteredPurchaseAndLoadsMoveMoneyAndReceiptsVerify) {
   ASSERT_OK(market_->Load(buyer_key_, "l2", art));
   // Third load: 500 left, price 1000 → insufficient funds, nothing changes.
   auto before = Snapshot();
-  EXPECT_CODE(market_->Load(buyer_key_, "l3", art), kResourceExhausted);
+  {
+    auto refused = market_->Load(buyer_key_, "l3", art);
+    EXPECT_CODE(refused, kResourceExhausted);
+    // The server answers 402 on this subcode, not on the message text.
+    EXPECT_TRUE(refused.status().IsInsufficientFunds()) << refused.status().ToString();
+  }
   EXPECT_EQ(Snapshot(), before);
   ASSERT_OK(market_->CheckInvariants());
 

@@ -173,7 +173,7 @@ TEST(StoreDiskFull, PublishFailsCleanlyAndReadsKeepWorking) {
     auto store = Store::Open(Options(tmp.path()));
     if (!store.ok()) ::_exit(11);
     Status st = (*store)->Put(b);
-    if (st.code() != Status::Code::kResourceExhausted) ::_exit(12);
+    if (st.code() != Status::Code::kResourceExhausted || !st.IsDiskFull()) ::_exit(12);
     if ((*store)->List().size() != 1) ::_exit(13);
     if ((*store)->Lookup(artifact::ProfileDigest(big), big_tokens).matched_tokens != 0) ::_exit(14);
     auto loaded = LoadAll(**store, a.manifest.artifact_id);
