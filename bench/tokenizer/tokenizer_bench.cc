@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -260,6 +261,50 @@ bool RunOracle(const std::vector<std::string>& chunks, Result* r) {
   return true;
 }
 
+// Cost growth on inputs without a pre-token boundary: the input grows 8x;
+// linear is 8x, n log n about 10x, quadratic 64x. Best of three each.
+double GrowthFactor(const Tokenizer& tok, const std::function<std::string(size_t)>& make) {
+  double best[2] = {1e300, 1e300};
+  const size_t sizes[2] = {size_t{32} << 10, size_t{256} << 10};
+  for (int i = 0; i < 2; ++i) {
+    const std::string s = make(sizes[i]);
+    for (int rep = 0; rep < 3; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto ids = tok.Encode(s);
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!ids.ok()) {
+        std::cerr << "encode failed: " << ids.status().ToString() << "\n";
+        std::exit(1);
+      }
+      best[i] = std::min(best[i], sec);
+    }
+  }
+  return best[1] / std::max(best[0], 1e-9);
+}
+
+void ReportPathological(const Tokenizer& tok) {
+  struct Case {
+    const char* name;
+    std::function<std::string(size_t)> make;
+  };
+  const Case cases[] = {
+      {"long word", [](size_t n) {
+         std::string s;
+         for (int i = 0; s.size() < n; ++i) s += "abcdefghij"[(i * 7) % 10];
+         return s;
+       }},
+      {"one emoji repeated", [](size_t n) {
+         std::string s;
+         while (s.size() < n) s += "\xF0\x9F\x98\x80";
+         return s;
+       }},
+      {"newlines", [](size_t n) { return std::string(n, '\n'); }},
+      {"spaces", [](size_t n) { return std::string(n, ' ') + "x"; }},
+  };
+  std::printf("\npathological inputs, 32 KiB -> 256 KiB (8x; linear 8x, n log n ~10x, quadratic 64x):\n");
+  for (const Case& c : cases) std::printf("  %-20s time grew %.1fx\n", c.name, GrowthFactor(tok, c.make));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -313,6 +358,7 @@ int main(int argc, char** argv) {
       std::printf("%-6s %10.0f %12.1f %12s %12s %8.2f\n", t.name, k.tokens, k.MBps(), "-", "-", static_cast<double>(t.body.size()) / k.tokens);
     }
   }
+  ReportPathological(**tok);
   if (mismatch) {
     std::fprintf(stderr, "error: token counts differ from the oracle\n");
     return 1;
