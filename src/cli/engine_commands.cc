@@ -301,7 +301,8 @@ int RunGenerate(const GenerateArgs& a) {
     if (a.json) continue;
     if (text) {
       auto piece = text->Push(*next);
-      if (piece.ok()) std::cout << *piece << std::flush;
+      if (!piece.ok()) return Fail(piece.status());
+      std::cout << *piece << std::flush;
     } else {
       std::cout << (i ? "," : "") << *next << std::flush;
     }
@@ -311,9 +312,15 @@ int RunGenerate(const GenerateArgs& a) {
   const double prefill_tps = prompt->size() / Seconds(t1, t2);
   const double decode_tps = a.n ? a.n / Seconds(t2, t3) : 0;
   if (a.json) {
+    std::string out_text;
+    if (tok) {
+      auto decoded = tok->Decode(out);
+      if (!decoded.ok()) return Fail(decoded.status());
+      out_text = std::move(decoded).value();
+    }
     nlohmann::json j = {{"tokens", out},
                         {"prompt_tokens", prompt->size()},
-                        {"text", tok ? tok->Decode(out).value() : std::string()},
+                        {"text", out_text},
                         {"load_seconds", Seconds(t0, t1)},
                         {"prefill_tokens_per_second", prefill_tps},
                         {"decode_tokens_per_second", decode_tps},

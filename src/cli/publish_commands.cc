@@ -136,7 +136,9 @@ int RunVerify(const std::string& path, const EngineFlags& f, bool recompute, boo
         std::cerr << "block " << b << ": recomputed KV differs\n";
       }
     }
-    probe_identical = LogitsProbe(s->logits().value()) == m.probe_logits_sha256;
+    auto logits = s->logits();
+    if (!logits.ok()) return Fail(logits.status());
+    probe_identical = LogitsProbe(*logits) == m.probe_logits_sha256;
   }
   const bool ok = kv_identical && probe_identical;
   if (json) {
@@ -238,8 +240,9 @@ int RunAsk(const AskArgs& a) {
   std::vector<int32_t> out;
   std::vector<float> logits;
   for (size_t i = 0; i < a.n; ++i) {
-    auto l = s->logits().value();
-    if (a.check) logits.insert(logits.end(), l.begin(), l.end());
+    auto l = s->logits();
+    if (!l.ok()) return Fail(l.status());
+    if (a.check) logits.insert(logits.end(), l->begin(), l->end());
     auto t = s->DecodeStep();
     if (!t.ok()) return Fail(t.status());
     out.push_back(*t);
@@ -265,9 +268,12 @@ int RunAsk(const AskArgs& a) {
     std::vector<int32_t> ref_out;
     std::vector<float> ref_logits;
     for (size_t i = 0; i < a.n; ++i) {
-      auto l = r->logits().value();
-      ref_logits.insert(ref_logits.end(), l.begin(), l.end());
-      ref_out.push_back(r->DecodeStep().value());
+      auto l = r->logits();
+      if (!l.ok()) return Fail(l.status());
+      ref_logits.insert(ref_logits.end(), l->begin(), l->end());
+      auto t = r->DecodeStep();
+      if (!t.ok()) return Fail(t.status());
+      ref_out.push_back(*t);
     }
     const double scratch_s = Seconds(t2, Clock::now());
     identical = ref_out == out && ref_logits.size() == logits.size() &&
