@@ -20,7 +20,7 @@
 #include "engine/engine.h"
 #include "market/sqlite_market.h"
 #include "model/synth.h"
-#include "server/memory_store.h"
+#include "store/store.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -144,15 +144,10 @@ int main(int argc, char** argv) {
   auto market = market::SqliteMarket::Open(dir + "/market.db", {}).value();
   const std::string admin = market->Initialize(market::Currency()).value().admin_key;
   parts.market = std::move(market);
-#ifdef KVMART_HAVE_STORE
   store::StoreOptions so;
   so.data_dir = dir + "/store";
   parts.store = store::Store::Open(so).value();
   const char* store_kind = "disk store + memory tier";
-#else
-  parts.store = std::make_unique<server::MemoryStore>();
-  const char* store_kind = "memory store (verifies and decodes every load)";
-#endif
   parts.db = server::ServerDb::Open(dir + "/server.db").value();
   parts.signing_key = std::make_unique<artifact::SigningKey>(artifact::SigningKey::Generate().value());
   server::ServerOptions so2;

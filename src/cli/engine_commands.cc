@@ -354,7 +354,7 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   cs->add_option("--out", synth->out_dir, "output directory")->required();
   cs->add_option("--max-shard-bytes", synth->max_shard_bytes, "split into shards of at most this many bytes");
   cs->callback([synth, exit_code] {
-    synth->tokenizer_dir = DefaultDataDir();
+    synth->tokenizer_dir = BundledDataDir();
     ProgressBar bar("synth", 0);
     synth->progress = [&](uint64_t done, uint64_t total) { bar.UpdateBytes(done, total); };
     auto t0 = Clock::now();
@@ -422,7 +422,7 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
       std::cout << "synthesizing the tiny Qwen3-shaped model in " << *demo_dir << " ...\n";
       SynthOptions o;
       o.out_dir = *demo_dir;
-      o.tokenizer_dir = DefaultDataDir();
+      o.tokenizer_dir = BundledDataDir();
       Status st = WriteSyntheticCheckpoint(o);
       if (!st.ok()) {
         *exit_code = Fail(st);

@@ -1,11 +1,11 @@
 // `kvmart market ...`: the market over a local SQLite file (DIR/market.db) with
-// the provider's Ed25519 key in DIR/provider.key (hex, mode 0600).
+// the provider's Ed25519 key in DIR/provider.key (hex, mode 0600); DIR is the
+// data directory of every command (cli/data_dir.h).
 //
 // The API key comes from --key or $KVMART_API_KEY. Mutating commands take
 // --idem KEY; without it a fresh random key is used, so pass --idem to make a
 // retried command safe to repeat.
 #include <sodium.h>
-#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +18,7 @@
 
 #include "base/sha256.h"
 #include "cli/commands.h"
+#include "cli/data_dir.h"
 #include "market/sqlite_market.h"
 
 namespace kvmart::cli {
@@ -41,37 +42,8 @@ struct Opts {
   int64_t from = 0, to = INT64_MAX, seconds = 0, load = 0;
 };
 
-std::string DefaultMarketDir() {
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : ".") + "/.local/share/kvmart";
-}
-
-std::string ReadKeyFile(const std::string& path) {
-  std::ifstream in(path);
-  std::string s;
-  in >> s;
-  return s;
-}
-
-StatusOr<mk::ProviderKey> LoadOrCreateProviderKey(const std::string& dir, bool create) {
-  std::string path = dir + "/provider.key";
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec)) return mk::ProviderKey::FromSecretHex(ReadKeyFile(path));
-  if (!create) return Status::NotFound(path + " does not exist: run `kvmart market init --data " + dir + "` first");
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IOError("mkdir " + dir + ": " + ec.message());
-  mk::ProviderKey k = mk::ProviderKey::Generate();
-  {
-    std::ofstream out(path);
-    out << k.SecretHex() << "\n";
-    if (!out) return Status::IOError("write " + path);
-  }
-  ::chmod(path.c_str(), 0600);
-  return k;
-}
-
 StatusOr<std::unique_ptr<mk::SqliteMarket>> OpenMarket(const Opts& o, bool create) {
-  KVMART_ASSIGN_OR_RETURN(mk::ProviderKey key, LoadOrCreateProviderKey(o.data, create));
+  KVMART_ASSIGN_OR_RETURN(mk::ProviderKey key, LoadOrCreateProviderKey(DataDir{o.data}, create));
   mk::SqliteMarketOptions opt;
   opt.provider_key = key;
   opt.synchronous_full = o.sync_full;
@@ -138,12 +110,12 @@ using Body = std::function<int(const Opts&)>;
 CLI::App* Leaf(CLI::App* parent, const std::string& name, const std::string& desc, const std::shared_ptr<Opts>& o,
                int* exit_code, Body body) {
   CLI::App* c = parent->add_subcommand(name, desc);
-  c->add_option("--data", o->data, "market directory (market.db, provider.key)");
+  c->add_option("--data", o->data, "data directory (default $KVMART_HOME, else ~/.local/share/kvmart)");
   c->add_flag("--json", o->json_out, "JSON output");
   c->add_option("--key", o->key, "API key (default: $KVMART_API_KEY)");
   c->add_flag("--sync-full", o->sync_full, "fsync every commit (synchronous=FULL)");
   c->callback([o, exit_code, body] {
-    if (o->data.empty()) o->data = DefaultMarketDir();
+    o->data = ResolveDataDir(o->data).root;
     if (sodium_init() < 0) {
       *exit_code = Fail(Status::Internal("libsodium failed to initialise"));
       return;
@@ -169,12 +141,13 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
     if (!m.ok()) return Fail(m.status());
     auto cur = mk::Currency::Parse(o.currency);
     if (!cur.ok()) return Fail(cur.status());
-    auto b = (*m)->Initialize(*cur);
+    const DataDir dir{o.data};
+    auto b = InitializeMarket(**m, *cur, dir);
     if (!b.ok()) return Fail(b.status());
     Emit(o, json{{"provider_account", b->provider_account}, {"admin_key", b->admin_key}, {"provider_public_key", b->provider_public_key},
-                 {"data", o.data}},
+                 {"data", o.data}, {"admin_key_file", dir.AdminKey()}},
          "market initialised in " + o.data + "\nprovider public key: " + b->provider_public_key +
-             "\nadmin key (shown once, store it now): " + b->admin_key + "\n");
+             "\nadmin key (also in " + dir.AdminKey() + ", mode 0600): " + b->admin_key + "\n");
     return 0;
   });
   init->add_option("--currency", p->currency, "currency of the provider's accounts");
@@ -382,7 +355,7 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
                       [](const Opts& o) {
     std::string pk = o.public_key;
     if (pk.empty()) {
-      auto k = LoadOrCreateProviderKey(o.data, false);
+      auto k = LoadOrCreateProviderKey(DataDir{o.data}, false);
       if (!k.ok()) return Fail(Status::InvalidArgument("give --public-key, or --data with provider.key"));
       pk = k->PublicKeyHex();
     }

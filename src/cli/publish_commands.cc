@@ -338,7 +338,7 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   ask->engine.Add(ca);
   auto* art = ca->add_option("--artifact", ask->artifact, ".kva file; the prompt is what follows its document");
   auto* data = ca->add_option("--data", ask->data,
-                              "store directory: the prompt is the whole text, its longest cached prefix is reused");
+                              "data directory (its store, DIR/store): the prompt is the whole text, its longest cached prefix is reused");
   art->excludes(data);
   ca->add_option("--block-size", ask->block_size, "block size of the profile to look up (with --data)");
   ca->add_option("--prompt", ask->prompt, "text (after the artifact's document, or the whole text with --data)")

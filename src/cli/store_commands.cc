@@ -1,5 +1,5 @@
-// `kvmart store put|ls|stat|pin|gc|verify` over a data directory (the embedded
-// store of docs/STORE.md).
+// `kvmart store put|ls|stat|pin|gc|verify` over the store of a data directory
+// (DIR/store, cli/data_dir.h; the embedded store of docs/STORE.md).
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -12,19 +12,14 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/data_dir.h"
 #include "store/store.h"
 
 namespace kvmart::cli {
 
-std::string DefaultStoreDir() {
-  if (const char* env = std::getenv("KVMART_HOME"); env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  return (std::filesystem::path(home != nullptr && *home != '\0' ? home : ".") / ".local/share/kvmart").string();
-}
-
-StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& dir) {
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag) {
   store::StoreOptions o;
-  o.data_dir = dir.empty() ? DefaultStoreDir() : dir;
+  o.data_dir = ResolveDataDir(data_flag).Store();
   o.memory_budget_bytes = 1ull << 30;
   return store::Store::Open(o);
 }
@@ -149,7 +144,7 @@ void RegisterStoreCommands(CLI::App& app, int* exit_code) {
   st->require_subcommand(1);
   auto args = std::make_shared<StoreArgs>();
   auto data_flag = [args](CLI::App* c) {
-    c->add_option("--data", args->data, "store directory (default $KVMART_HOME or ~/.local/share/kvmart)");
+    c->add_option("--data", args->data, "data directory; the store is DIR/store (default $KVMART_HOME, else ~/.local/share/kvmart)");
   };
   auto* put = st->add_subcommand("put", "verify a .kva file and add it to the store");
   put->add_option("file", args->file, ".kva file")->required();

@@ -21,7 +21,7 @@
 
 #include "engine/engine.h"
 #include "market/sqlite_market.h"
-#include "server/memory_store.h"
+#include "store/store.h"
 #include "server/server.h"
 #include "testing/synthetic_model.h"
 #include "testing/temp_dir.h"
@@ -67,14 +67,10 @@ class TestServer {
     admin_key_ = boot.admin_key;
     provider_key_ = boot.provider_public_key;
     parts.market = std::move(market);
-#ifdef KVMART_HAVE_STORE
     store::StoreOptions so;
     so.data_dir = tmp_.Sub("store");
     so.durable = false;
     parts.store = store::Store::Open(so).value();
-#else
-    parts.store = std::make_unique<server::MemoryStore>();
-#endif
     if (wrap) parts.store = wrap(std::move(parts.store));
     parts.db = server::ServerDb::Open(tmp_.Sub("server.db")).value();
     parts.signing_key = std::make_unique<artifact::SigningKey>(artifact::SigningKey::Generate().value());
