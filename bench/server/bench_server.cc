@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/usage.h"
 #include "engine/engine.h"
 #include "market/sqlite_market.h"
 #include "model/synth.h"
@@ -85,9 +86,14 @@ std::vector<int32_t> DocumentTokens(const tokenizer::Tokenizer& tok, size_t n) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress is visible when piped to a file
   Args a;
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-server [--quick] [--shape S | --model DIR] [--doc-tokens N] [--threads N]\n"
+      "                           [--clients N] [--hit-requests N] [--reps N] [--kernels portable|avx2|auto]\n"
+      "Time to first token over loopback HTTP: cache hit against cold prefill, alone and under load.\n");
+  usage.HandleHelp(argc, argv);
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    auto val = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    auto val = [&] { return usage.Value(argc, argv, &i); };
     if (k == "--quick") a.quick = true;
     else if (k == "--shape") a.shape = val();
     else if (k == "--model") a.model_dir = val();
@@ -97,12 +103,7 @@ int main(int argc, char** argv) {
     else if (k == "--hit-requests") a.hit_requests = std::stoul(val());
     else if (k == "--kernels") a.kernels = val();
     else if (k == "--reps") a.ttft_reps = std::stoul(val());
-    else {
-      std::fprintf(stderr,
-                   "usage: kvmart-bench-server [--quick] [--shape S | --model DIR] [--doc-tokens N] [--threads N]\n"
-                   "                           [--clients N] [--hit-requests N] [--reps N] [--kernels portable|avx2|auto]\n");
-      return 2;
-    }
+    else usage.Fail("unknown option " + k);
   }
   if (a.quick) {
     if (a.model_dir.empty() && a.shape == "qwen3-0.6b") a.shape = "small";

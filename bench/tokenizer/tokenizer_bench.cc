@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "common/usage.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -311,17 +312,20 @@ int main(int argc, char** argv) {
   double mb = 2;
   bool oracle = true;
   std::string only;
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-tokenizer [--mb N] [--only prose|code|cjk] [--no-oracle]\n"
+      "Encode throughput against the reference tokenizer (node), and cost growth on pathological inputs.\n");
+  usage.HandleHelp(argc, argv);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--mb" && i + 1 < argc) {
-      mb = std::atof(argv[++i]);
-    } else if (a == "--only" && i + 1 < argc) {
-      only = argv[++i];
+    if (a == "--mb") {
+      mb = std::atof(usage.Value(argc, argv, &i).c_str());
+    } else if (a == "--only") {
+      only = usage.Value(argc, argv, &i);
     } else if (a == "--no-oracle") {
       oracle = false;
     } else {
-      std::cerr << "usage: kvmart-bench-tokenizer [--mb N] [--only prose|code|cjk] [--no-oracle]\n";
-      return 2;
+      usage.Fail("unknown option " + a);
     }
   }
   const char* env = std::getenv("KVMART_DATA_DIR");
