@@ -140,7 +140,7 @@ void RegisterEconomicsCommands(CLI::App& app, int* exit_code) {
   econ->add_option("--from", e->from, "reuse.json written by `kvmart bench reuse`")->required();
   econ->add_option("--prices", e->prices, "price file (JSON; see docs/ECONOMICS.md)");
   econ->add_option("--out", e->out, "also write economics.json, costs.csv and the cost plot here");
-  econ->add_flag("--json", e->json);
+  econ->add_flag("--json", e->json, "print the report as JSON");
   econ->callback([e, exit_code] { *exit_code = RunEconomics(*e); });
 }
 

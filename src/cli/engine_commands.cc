@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "cli/cli_util.h"
+#include "cli/data_dir.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "engine/engine.h"
@@ -337,12 +338,8 @@ int RunGenerate(const GenerateArgs& a) {
 
 }  // namespace
 
-std::string DefaultDemoModelDir() {
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    return (fs::path(home) / ".local/share/kvmart/models/tiny").string();
-  }
-  return ".kvmart/models/tiny";
-}
+// Under the data directory (cli/data_dir.h), like everything kvmart creates.
+std::string DefaultDemoModelDir() { return ResolveDataDir("").root + "/models/tiny"; }
 
 void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   // synth
@@ -378,24 +375,32 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   cg->add_option("-n", gen->n, "tokens to generate");
   cg->add_option("--chunk", gen->chunk, "prefill chunk size (0 = whole prompt)");
   cg->add_option("--temperature", gen->sampling.temperature, "0 = greedy");
-  cg->add_option("--top-k", gen->sampling.top_k);
-  cg->add_option("--top-p", gen->sampling.top_p);
-  cg->add_option("--seed", gen->sampling.seed);
-  cg->add_flag("--json", gen->json);
+  cg->add_option("--top-k", gen->sampling.top_k, "sample among the k most likely tokens (0 = all)")
+      ->capture_default_str();
+  cg->add_option("--top-p", gen->sampling.top_p, "sample within the smallest set of cumulative probability p")
+      ->capture_default_str();
+  cg->add_option("--seed", gen->sampling.seed, "sampling seed (same seed, same tokens)")->capture_default_str();
+  cg->add_flag("--json", gen->json, "print tokens, text and speeds as one JSON object");
   cg->callback([gen, exit_code] { *exit_code = RunGenerate(*gen); });
 
   // exactness
   auto ex = std::make_shared<ExactnessArgs>();
   auto* ce = app.add_subcommand("exactness", "check that KV reuse is bit-exact with prefilling from scratch");
-  ce->add_option("--model", ex->engine.model_dir)->required();
-  ce->add_option("--doc-tokens", ex->doc_tokens);
-  ce->add_option("--question-tokens", ex->question_tokens);
-  ce->add_option("--decode", ex->decode);
-  ce->add_option("--seed", ex->seed);
-  ce->add_option("--chunks", ex->chunks, "prefill chunk sizes to check (0 = whole)")->delimiter(',');
-  ce->add_option("--thread-counts", ex->thread_counts)->delimiter(',');
-  ce->add_option("--paths", ex->paths, "kernel paths to check")->delimiter(',');
-  ce->add_flag("--json", ex->json);
+  ce->add_option("--model", ex->engine.model_dir, "checkpoint directory")->required();
+  ce->add_option("--doc-tokens", ex->doc_tokens, "length of the exported document")->capture_default_str();
+  ce->add_option("--question-tokens", ex->question_tokens, "tokens prefilled after the import")->capture_default_str();
+  ce->add_option("--decode", ex->decode, "tokens decoded and compared")->capture_default_str();
+  ce->add_option("--seed", ex->seed, "seed of the random document and question")->capture_default_str();
+  ce->add_option("--chunks", ex->chunks, "prefill chunk sizes to check (0 = whole)")
+      ->delimiter(',')
+      ->capture_default_str();
+  ce->add_option("--thread-counts", ex->thread_counts, "engine thread counts to check")
+      ->delimiter(',')
+      ->capture_default_str();
+  ce->add_option("--paths", ex->paths, "kernel paths to check (those this CPU lacks are reported as skipped)")
+      ->delimiter(',')
+      ->capture_default_str();
+  ce->add_flag("--json", ex->json, "print the results as JSON");
   ce->callback([ex, exit_code] { *exit_code = RunExactness(*ex); });
 
   // exactness-child (internal: the fresh process of the exactness check)

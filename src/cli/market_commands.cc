@@ -38,7 +38,9 @@ struct Opts {
   // command arguments
   std::string name, scopes = "buy", amount, artifact, kind = "metered", per_load, bundle_price, unlimited_price;
   std::string file = "-", public_key;
-  int64_t account = 0, credit_limit = 0, tokens = 0, bytes = 0, bundle_loads = 0, unlimited_seconds = 0, quantity = 1;
+  std::string credit_limit = "0";  // decimal, like every amount on the command line
+  int64_t key_id = 0;
+  int64_t account = 0, tokens = 0, bytes = 0, bundle_loads = 0, unlimited_seconds = 0, quantity = 1;
   int64_t from = 0, to = INT64_MAX, seconds = 0, load = 0;
 };
 
@@ -159,14 +161,17 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
     if (!m.ok()) return Fail(m.status());
     auto cur = mk::Currency::Parse(o.currency);
     if (!cur.ok()) return Fail(cur.status());
-    auto a = (*m)->CreateAccount(ApiKey(o), Idem(o), {o.name, *cur, o.credit_limit});
+    auto limit = mk::Money::Parse(o.credit_limit, *cur);
+    if (!limit.ok()) return Fail(limit.status().WithContext("--credit-limit"));
+    auto a = (*m)->CreateAccount(ApiKey(o), Idem(o), {o.name, *cur, limit->micros()});
     if (!a.ok()) return Fail(a.status());
     Emit(o, json{{"account", *a}}, "account " + std::to_string(*a) + "\n");
     return 0;
   });
   acreate->add_option("--name", p->name, "account name")->required();
   acreate->add_option("--currency", p->currency, "currency (default USD)");
-  acreate->add_option("--credit-limit", p->credit_limit, "how far below zero, in micros (default 0)");
+  acreate->add_option("--credit-limit", p->credit_limit, "how far below zero the balance may go, decimal, e.g. 5.00")
+      ->capture_default_str();
   AddIdem(acreate, p);
 
   CLI::App* key = market->add_subcommand("key", "API keys");
@@ -191,12 +196,12 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
   auto* krevoke = Leaf(key, "revoke", "revoke an API key (admin)", o, exit_code, [](const Opts& o) {
     auto m = OpenMarket(o, false);
     if (!m.ok()) return Fail(m.status());
-    Status s = (*m)->RevokeKey(ApiKey(o), Idem(o), o.account);
+    Status s = (*m)->RevokeKey(ApiKey(o), Idem(o), o.key_id);
     if (!s.ok()) return Fail(s);
-    Emit(o, json{{"revoked", o.account}}, "key " + std::to_string(o.account) + " revoked\n");
+    Emit(o, json{{"revoked", o.key_id}}, "key " + std::to_string(o.key_id) + " revoked\n");
     return 0;
   });
-  krevoke->add_option("--id", p->account, "key id")->required();
+  krevoke->add_option("--id", p->key_id, "key id (as printed by `market key create`)")->required();
   AddIdem(krevoke, p);
 
   auto* deposit = Leaf(market, "deposit", "credit an account from outside funds (admin)", o, exit_code, [](const Opts& o) {

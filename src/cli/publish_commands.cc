@@ -311,7 +311,7 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   cp->add_option("--out", pub->out, "output .kva file")->required();
   cp->add_option("--codec", pub->codec, "raw | lossless");
   cp->add_option("--key", pub->key, "publisher key file (default ~/.local/share/kvmart/publisher.key, created)");
-  cp->add_option("--title", pub->title);
+  cp->add_option("--title", pub->title, "title recorded in the signed manifest (shown by inspect and the catalog)");
   cp->add_option("--block-size", pub->block_size, "tokens per block");
   cp->add_option("--chunk", pub->chunk, "prefill chunk size");
   cp->callback([pub, exit_code] {
@@ -327,7 +327,7 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   cv->add_option("file", std::get<0>(*ver), ".kva file")->required();
   std::get<1>(*ver).Add(cv);
   cv->add_flag("--recompute", std::get<2>(*ver), "prefill the tokens again and require bit-identical KV and probe");
-  cv->add_flag("--json", std::get<3>(*ver));
+  cv->add_flag("--json", std::get<3>(*ver), "print the verification result as JSON");
   cv->callback([ver, exit_code] {
     auto& [file, flags, recompute, json] = *ver;
     *exit_code = RunVerify(file, flags, recompute, json);
@@ -345,7 +345,7 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
       ->required();
   ca->add_option("-n", ask->n, "tokens to generate");
   ca->add_flag("--check", ask->check, "also prefill from scratch and compare tokens, logits and time");
-  ca->add_flag("--json", ask->json);
+  ca->add_flag("--json", ask->json, "print tokens, text, timings (and the --check result) as JSON");
   ca->callback([ask, exit_code] { *exit_code = RunAsk(*ask); });
 }
 

@@ -152,7 +152,7 @@ void RegisterStoreCommands(CLI::App& app, int* exit_code) {
   put->callback([args, exit_code] { *exit_code = Put(*args); });
 
   auto* ls = st->add_subcommand("ls", "list stored artifacts");
-  ls->add_flag("--json", args->json);
+  ls->add_flag("--json", args->json, "print the catalog rows as JSON");
   data_flag(ls);
   ls->callback([args, exit_code] { *exit_code = Ls(*args); });
 

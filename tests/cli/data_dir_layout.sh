@@ -23,6 +23,19 @@ ADMIN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_k
 [ "$(mode "$D/admin.key")" = 600 ] || fail "admin.key mode $(mode "$D/admin.key")"
 [ "$(mode "$D/provider.key")" = 600 ] || fail "provider.key mode $(mode "$D/provider.key")"
 
+# Amounts are decimals everywhere (--credit-limit too), and `key revoke --id`
+# revokes that key (it used to be read into the account field).
+ACC=$("$KVMART" market account create --data "$D" --key "$ADMIN" --name a --credit-limit 2.5 --json |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
+LIMIT=$("$KVMART" market balance --data "$D" --key "$ADMIN" --account "$ACC" --json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["credit_limit"]["micros"])')
+[ "$LIMIT" = 2500000 ] || fail "--credit-limit 2.5 gave a limit of $LIMIT micros"
+"$KVMART" market key create --data "$D" --key "$ADMIN" --account "$ACC" --scopes buy --json >"$D/key.json"
+read -r KEY_ID SECRET < <(python3 -c 'import json,sys; k=json.load(open(sys.argv[1])); print(k["key_id"], k["secret"])' "$D/key.json")
+"$KVMART" market balance --data "$D" --key "$SECRET" >/dev/null || fail "new key does not work"
+"$KVMART" market key revoke --data "$D" --key "$ADMIN" --id "$KEY_ID" >/dev/null
+if "$KVMART" market balance --data "$D" --key "$SECRET" >/dev/null 2>&1; then fail "revoked key still works"; fi
+
 "$KVMART" serve --model "$MODEL" --data "$D" --listen 127.0.0.1:0 --port-file "$D/port" --threads 1 \
   >"$D/server.log" 2>&1 &
 SERVER=$!
