@@ -39,6 +39,7 @@ void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, co
   if (method == "GET") http.Get(pattern, wrapped);
   else if (method == "POST") http.Post(pattern, wrapped);
   else if (method == "DELETE") http.Delete(pattern, wrapped);
+  else if (method == "PUT") http.Put(pattern, wrapped);
 }
 
 StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, const httplib::Request& req) {
@@ -165,6 +166,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
   AddMarketRoutes(http, ctx);
   AddArtifactRoutes(http, ctx);
   AddInferenceRoutes(http, ctx);
+  AddAdminRoutes(http, ctx);
   return std::make_unique<Server>(std::move(impl));
 }
 

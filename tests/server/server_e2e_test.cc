@@ -253,6 +253,42 @@ TEST(ServerTokensWithoutText, GeneratedIdsWithoutTextDoNotFailTheRequest) {
   EXPECT_EQ(text, r.body["choices"][0]["text"]);
 }
 
+// Store administration: only admin keys may remove artifacts or set quotas;
+// a removed artifact is gone from the catalog and a buyer's load of it is
+// refunded; a publisher over quota cannot publish, and quota 0 lifts it.
+TEST_F(ServerE2E, AdminRemovesArtifactsAndSetsPublisherQuotas) {
+  json pub = Publish({{"text", "A document the provider will take down."}});
+  const std::string id = pub["artifact_id"];
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 2}}, buyer_.key).status, 201);
+
+  EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", buyer_.key).status, 403);
+  EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", "").status, 401);
+  Reply rm = srv_->Call("DELETE", "/v1/artifacts/" + id, "", srv_->admin_key());
+  ASSERT_EQ(rm.status, 200) << rm.text;
+  EXPECT_EQ(rm.body["removed"], true);
+  EXPECT_EQ(srv_->Get("/v1/artifacts/" + id, buyer_.key).status, 404);
+  EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", srv_->admin_key()).status, 404);
+  const int64_t before = srv_->BalanceMicros(buyer_.key);
+  Reply ask = srv_->Post("/v1/chat/completions",
+                         {{"messages", kQuestion}, {"max_tokens", 2}, {"kv", {{"artifact", id}}}}, buyer_.key);
+  EXPECT_NE(ask.status, 200) << ask.text;
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before) << "a load of a removed artifact must not be charged";
+
+  // Artifacts built by the server are signed with its artifact key.
+  const std::string publisher = srv_->Get("/v1/provider/key").body["artifact_public_key"];
+  const std::string quota = "/v1/publishers/" + publisher + "/quota";
+  EXPECT_EQ(srv_->Call("PUT", quota, R"({"bytes": 1})", pub_.key).status, 403);
+  EXPECT_EQ(srv_->Call("PUT", quota, R"({"bytes": -1})", srv_->admin_key()).status, 400);
+  EXPECT_EQ(srv_->Call("PUT", quota, "{}", srv_->admin_key()).status, 400);
+  Reply q = srv_->Call("PUT", quota, R"({"bytes": 1})", srv_->admin_key());
+  ASSERT_EQ(q.status, 200) << q.text;
+  EXPECT_EQ(q.body["quota_bytes"], 1);
+  Reply over = srv_->Post("/v1/artifacts", {{"text", "Another document, over the quota."}}, pub_.key);
+  EXPECT_EQ(over.status, 429) << over.text;
+  ASSERT_EQ(srv_->Call("PUT", quota, R"({"bytes": 0})", srv_->admin_key()).status, 200);
+  EXPECT_EQ(srv_->Post("/v1/artifacts", {{"text", "Another document, over the quota."}}, pub_.key).status, 201);
+}
+
 TEST_F(ServerE2E, AutoFindsThePublishedPrefixAndBuysOneLoadWithinBudget) {
   json pub = Publish({{"messages", kPrefix}, {"price", {{"per_load", "0.001"}}}});
   const std::string id = pub["artifact_id"];

@@ -101,6 +101,7 @@ class TestServer {
     if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
     httplib::Result r = method == "GET"      ? c.Get(path.c_str(), headers)
                         : method == "DELETE" ? c.Delete(path.c_str(), headers)
+                        : method == "PUT"    ? c.Put(path.c_str(), headers, body, "application/json")
                                              : c.Post(path.c_str(), headers, body, "application/json");
     Reply out;
     if (!r) return out;
