@@ -243,7 +243,7 @@ bool RunOracle(const std::vector<std::string>& chunks, Result* r) {
       f << nlohmann::json::array({PassOf(i, chunks.size()), chunks[i]}).dump() << "\n";
     }
   }
-  std::string cmd = "/usr/bin/node '" + std::string(KVMART_SOURCE_DIR) + "/tests/tokenizer/oracle.mjs' bench '" +
+  std::string cmd = "node '" + std::string(KVMART_SOURCE_DIR) + "/tests/tokenizer/oracle.mjs' bench '" +
                     std::string(KVMART_SOURCE_DIR) + "/tools/npm/node_modules' '" + in.string() + "'";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return false;
@@ -353,7 +353,12 @@ int main(int argc, char** argv) {
     auto chunks = Chunks(t.body);
     Result k = RunKvmart(**tok, chunks);
     Result o;
-    bool have_oracle = oracle && RunOracle(chunks, &o);
+    const bool have_oracle = oracle && RunOracle(chunks, &o);
+    if (oracle && !have_oracle) {
+      // The baseline is part of the figure; without it the run says so and fails.
+      std::fprintf(stderr, "error: the reference tokenizer (node + tools/npm) failed; run `make setup`, or pass --no-oracle\n");
+      return 1;
+    }
     if (have_oracle && o.tokens != k.tokens) mismatch = true;
     if (have_oracle) {
       std::printf("%-6s %10.0f %12.1f %12.2f %11.1fx %8.2f\n", t.name, k.tokens, k.MBps(), o.MBps(),
