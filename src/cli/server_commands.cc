@@ -19,7 +19,7 @@
 #include "cli/commands.h"
 #include "cli/data_dir.h"
 #include "market/sqlite_market.h"
-#include "server/memory_store.h"
+#include "store/memory_store.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -108,7 +108,7 @@ int RunServe(const ServeArgs& a) {
     if (!st.ok()) return Fail(st.status());
     parts.store = std::move(st).value();
   } else if (store_kind == "memory") {
-    parts.store = std::make_unique<server::MemoryStore>();
+    parts.store = std::make_unique<store::MemoryStore>();
   } else {
     return Fail(Status::InvalidArgument("--store must be disk or memory"));
   }
