@@ -297,7 +297,7 @@ TEST(SqliteMarketInitialize, AFailedKeepLeavesTheMarketUninitialised) {
   SqliteMarketOptions opt;
   opt.provider_key = ProviderKey::Generate();
   opt.synchronous_full = false;
-  auto m = SqliteMarket::Open(dir.file("market.db"), opt);
+  auto m = SqliteMarket::Open(dir.Sub("market.db"), opt);
   ASSERT_OK(m);
   std::string seen;
   auto failed = (*m)->Initialize(Currency(), [&](const Bootstrap& b) {
@@ -332,7 +332,7 @@ TEST_F(SqliteMarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
   EXPECT_EQ(Balance(buyer_).micros(), 1000);
   // A different provider key is refused for this file.
   SqliteMarketOptions opt;
-  EXPECT_CODE(SqliteMarket::Open(dir_.file("market.db"), opt), kFailedPrecondition);
+  EXPECT_CODE(SqliteMarket::Open(dir_.Sub("market.db"), opt), kFailedPrecondition);
 }
 
 }  // namespace
