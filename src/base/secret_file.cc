@@ -9,30 +9,13 @@
 #include <cstring>
 #include <random>
 
+#include "base/fd.h"
+
 namespace kvmart {
 namespace {
 
 Status Errno(const std::string& what) { return Status::IOError(what + ": " + std::strerror(errno)); }
 
-// Closes the descriptor on every path out of a function.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  Status Close(const std::string& what) {
-    const int fd = fd_;
-    fd_ = -1;
-    return ::close(fd) == 0 ? Status::Ok() : Errno(what + ": close");
-  }
-
- private:
-  int fd_;
-};
 
 std::string DirOf(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -59,7 +42,7 @@ Status WriteTemp(const std::string& tmp, std::string_view text) {
   // O_CREAT's mode is already 0600 less the umask; a umask cannot add bits.
   KVMART_RETURN_IF_ERROR(WriteAll(fd.get(), text, tmp));
   if (::fsync(fd.get()) != 0) return Errno(tmp + ": fsync");
-  return fd.Close(tmp);
+  return fd.Close() == 0 ? Status::Ok() : Errno(tmp + ": close");
 }
 
 }  // namespace

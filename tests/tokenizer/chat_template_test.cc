@@ -8,23 +8,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "testing/qwen3_tokenizer.h"
+
 namespace kvmart::tokenizer {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-const Tokenizer& Qwen3() {
-  static const std::unique_ptr<Tokenizer> tok = [] {
-    auto t = Tokenizer::Load(std::string(KVMART_DATA_DIR) + "/tokenizer.json");
-    if (!t.ok()) {
-      ADD_FAILURE() << t.status().ToString();
-      return std::unique_ptr<Tokenizer>();
-    }
-    return std::move(t).value();
-  }();
-  return *tok;
-}
+const Tokenizer& Qwen3() { return testing::Qwen3Tokenizer(); }
 
 // Conversations covering every branch of the Qwen3 template.
 std::vector<json> Cases() {

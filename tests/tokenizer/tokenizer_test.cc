@@ -8,20 +8,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "testing/qwen3_tokenizer.h"
+
 namespace kvmart::tokenizer {
 namespace {
 
-const Tokenizer& Qwen3() {
-  static const std::unique_ptr<Tokenizer> tok = [] {
-    auto t = Tokenizer::Load(std::string(KVMART_DATA_DIR) + "/tokenizer.json");
-    if (!t.ok()) {
-      ADD_FAILURE() << t.status().ToString();
-      return std::unique_ptr<Tokenizer>();
-    }
-    return std::move(t).value();
-  }();
-  return *tok;
-}
+const Tokenizer& Qwen3() { return testing::Qwen3Tokenizer(); }
 
 std::vector<TokenId> Enc(std::string_view s) {
   auto r = Qwen3().Encode(s);
