@@ -66,7 +66,7 @@ double Percentile(std::vector<double> v, double p) {
 std::vector<int32_t> DocumentTokens(const tokenizer::Tokenizer& tok, size_t n) {
   // Real prose: the project's own documentation, repeated if needed, cut at n tokens.
   std::string text;
-  for (const char* f : {"DESIGN.md", "docs/MARKET.md", "docs/ARTIFACT.md", "docs/ENGINE.md", "docs/API.md"}) {
+  for (const char* f : {"docs/DESIGN.md", "docs/MARKET.md", "docs/ARTIFACT.md", "docs/ENGINE.md", "docs/API.md"}) {
     std::ifstream in(std::string(KVMART_SOURCE_DIR) + "/" + f);
     std::stringstream ss;
     ss << in.rdbuf();

@@ -103,7 +103,7 @@ Status Session::Forward(std::span<const int32_t> tokens, bool want_logits) {
     MatMul(ops, pool, xn.data(), T, H, L.k_proj, k.data(), KV);
     MatMul(ops, pool, xn.data(), T, H, L.v_proj, v.data(), KV);
     // Per-head q/k norm and RoPE; K and V rounded to bf16 into the cache
-    // before any attention reads them (DESIGN §3 rule 5).
+    // before any attention reads them (docs/DESIGN.md §3 rule 5).
     pool.ParallelFor(T, 1, [&](size_t b, size_t e) {
       std::vector<uint16_t> row(hd);
       for (size_t t = b; t < e; ++t) {

@@ -1,5 +1,5 @@
 // The market: accounts, API keys, prices, purchases, entitlements, metered loads,
-// a double-entry ledger and signed receipts (DESIGN §5).
+// a double-entry ledger and signed receipts (docs/DESIGN.md §5).
 //
 // This header is the contract every back end implements (SQLite now, PostgreSQL
 // later). It speaks only of artifact ids ("kv1-<64 hex>"), token counts and

@@ -378,7 +378,7 @@ Status SqliteStore::PutFile(const std::string& kva_path) {
 
 Status SqliteStore::Put(const artifact::Artifact& a) {
   const Manifest& m = a.manifest;
-  // An upload is a trust boundary (DESIGN §4): manifest, signature, and every
+  // An upload is a trust boundary (docs/DESIGN.md §4): manifest, signature, and every
   // block's checksum, decode and payload SHA-256, before anything is written.
   KVMART_RETURN_IF_ERROR(artifact::ValidateManifest(m));
   KVMART_RETURN_IF_ERROR(artifact::VerifyManifestSignature(m));
@@ -629,7 +629,7 @@ StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string&
     hits_memory_.fetch_add(1, std::memory_order_relaxed);
   } else {
     // XXH3 of the stored bytes stands for the payload SHA-256 checked at
-    // publish: decoding is deterministic (DESIGN §4: SHA-256 at trust
+    // publish: decoding is deterministic (docs/DESIGN.md §4: SHA-256 at trust
     // boundaries, the fast checksum on every load from our own tiers).
     if (dest_fn && ref.v.codec == Codec::kRaw) {
       // Straight into place: the only copy is the kernel's.

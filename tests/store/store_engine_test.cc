@@ -1,4 +1,4 @@
-// The store in the exactness chain (DESIGN §3): prefill → artifact → store →
+// The store in the exactness chain (docs/DESIGN.md §3): prefill → artifact → store →
 // Lookup → Load/LoadPrefix → ImportBlockPayload → prefill the rest gives
 // bit-identical logits to prefilling everything, through both tiers, for an
 // exact-prefix artifact and for a request that diverges inside a document.
