@@ -198,42 +198,50 @@ TEST_F(PathTest, ElementwiseKernelsAgree) {
   }
 }
 
-TEST_F(PathTest, AttentionAvx512AgreesWithPortable) {
-  if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
-  const size_t hd = 128, tile_stride = hd * kKeyTile;
-  for (size_t n_keys : {1u, 5u, 8u, 17u, 64u, 301u}) {
-    const size_t tiles = (n_keys + 7) / 8;
+// One attention query over n_keys bf16 keys (in key tiles) and values.
+struct AttentionCase {
+  static constexpr size_t hd = 128, tile_stride = hd * kKeyTile;
+  explicit AttentionCase(size_t n) : n_keys(n), tiles((n + 7) / 8) {
     auto kf = RandomFloats(tiles * tile_stride, 11 + n_keys), vf = RandomFloats(n_keys * hd, 12);
-    std::vector<uint16_t> k(kf.size()), v(vf.size());
+    k.resize(kf.size());
+    v.resize(vf.size());
     RoundToBf16(kf.data(), kf.size(), k.data());
     RoundToBf16(vf.data(), vf.size(), v.data());
-    auto q = RandomFloats(hd, 13);
-    std::vector<float> scores(tiles * 8), outp(hd), outz(hd);
+    q = RandomFloats(hd, 13);
+    scores.resize(tiles * 8);
+  }
+  // The output of `ops` for this query.
+  std::vector<float> Attend(const KernelOps& ops) {
+    std::vector<float> out(hd);
     AttentionQuery a{q.data(), k.data(), tile_stride, v.data(), hd, n_keys, hd, 0.0883883f, scores.data(),
-                     outp.data()};
-    portable_.attend(a);
-    a.out = outz.data();
-    GetKernelOps(KernelPath::kAvx512).attend(a);
-    EXPECT_TRUE(BitEqual(outp, outz)) << "avx512, n_keys " << n_keys;
+                     out.data()};
+    ops.attend(a);
+    return out;
+  }
+  size_t n_keys, tiles;
+  std::vector<uint16_t> k, v;
+  std::vector<float> q, scores;
+};
+
+constexpr size_t kKeyCounts[] = {1, 5, 8, 17, 64, 301};
+
+TEST_F(PathTest, AttentionAvx512AgreesWithPortable) {
+  if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (size_t n_keys : kKeyCounts) {
+    AttentionCase c(n_keys);
+    EXPECT_TRUE(BitEqual(c.Attend(portable_), c.Attend(GetKernelOps(KernelPath::kAvx512)))) << "n_keys " << n_keys;
   }
 }
 
 TEST_F(PathTest, AttentionAgreesAcrossPathsAndMatchesReference) {
-  const size_t hd = 128, tile_stride = hd * kKeyTile;
-  for (size_t n_keys : {1u, 5u, 8u, 17u, 64u, 301u}) {
-    const size_t tiles = (n_keys + 7) / 8;
-    auto kf = RandomFloats(tiles * tile_stride, 11 + n_keys), vf = RandomFloats(n_keys * hd, 12);
-    std::vector<uint16_t> k(kf.size()), v(vf.size());
-    RoundToBf16(kf.data(), kf.size(), k.data());
-    RoundToBf16(vf.data(), vf.size(), v.data());
-    auto q = RandomFloats(hd, 13);
-    std::vector<float> scores(tiles * 8), outp(hd), outa(hd);
-    AttentionQuery a{q.data(), k.data(), tile_stride, v.data(), hd, n_keys, hd, 0.0883883f, scores.data(),
-                     outp.data()};
-    portable_.attend(a);
-    a.out = outa.data();
-    avx2_.attend(a);
-    EXPECT_TRUE(BitEqual(outp, outa)) << n_keys;
+  const size_t hd = AttentionCase::hd, tile_stride = AttentionCase::tile_stride;
+  for (size_t n_keys : kKeyCounts) {
+    AttentionCase c(n_keys);
+    const auto& q = c.q;
+    const auto& k = c.k;
+    const auto& v = c.v;
+    const std::vector<float> outa = c.Attend(avx2_);
+    EXPECT_TRUE(BitEqual(c.Attend(portable_), outa)) << n_keys;
     // Reference softmax attention in double.
     std::vector<double> s(n_keys);
     double mx = -1e300, sum = 0;
