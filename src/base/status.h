@@ -88,7 +88,7 @@ const char* CodeName(Status::Code code);
 const char* SubCodeName(Status::SubCode subcode);
 
 namespace internal {
-// Prints `what` and the status to stderr and aborts. Reading the value of a
+// Prints the status to stderr and aborts. Reading the value of a
 // StatusOr that holds an error is a programming error; it must stop the
 // program in every build type rather than read an empty optional.
 [[noreturn]] void DieOnBadStatusOrAccess(const Status& s);
