@@ -12,7 +12,7 @@ PACKAGES=(
   libsqlite3-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
   libopenblas-dev libicu-dev
   python3 python3-jinja2
-  gnuplot-nox zstd lz4 curl jq git
+  gnuplot-nox zstd lz4 curl jq openssl git
 )
 
 missing=()

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/usage.h"
 #include "artifact/codec.h"
 #include "artifact/parallel.h"
 #include "synthetic_kv.h"
@@ -41,15 +42,18 @@ struct Args {
   unsigned threads = 0;
 };
 
-[[noreturn]] void Usage(const char* msg) {
-  std::fprintf(stderr,
-               "error: %s\nusage: kvmart-bench-codec [--input FILE --shape L,H,D] [--dtype bf16|f16] [--tokens N]\n"
-               "                          [--block-tokens N] [--repeat R] [--threads T]\n",
-               msg);
-  std::exit(2);
+const kvmart::bench::Usage& UsageText() {
+  static const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-codec [--input FILE --shape L,H,D] [--dtype bf16|f16] [--tokens N]\n"
+      "                          [--block-tokens N] [--repeat R] [--threads T]\n"
+      "Codec encode/decode throughput against memcpy.\n");
+  return usage;
 }
 
+[[noreturn]] void Usage(const char* msg) { UsageText().Fail(msg); }
+
 Args Parse(int argc, char** argv) {
+  UsageText().HandleHelp(argc, argv);
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/usage.h"
 #include "common/machine_peak.h"
 #include "engine/engine.h"
 #include "model/synth.h"
@@ -26,8 +27,19 @@ int main(int argc, char** argv) {
   std::string model_dir, shape = "qwen3-0.6b", kernels = "auto";
   std::vector<size_t> lengths = {256, 1024, 3774};
   size_t threads = 2, decode = 32, chunk = 512;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-prefill [--model DIR | --shape S] [--lengths a,b] [--threads N] [--decode N] [--chunk N]\n"
+      "                            [--kernels portable|avx2|avx512|auto]\n"
+      "Prefill and decode tokens/s against the machine's FMA peak. Without --model, writes a synthetic\n"
+      "checkpoint of --shape (default qwen3-0.6b) under bench-models/.\n");
+  usage.HandleHelp(argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a != "--model" && a != "--shape" && a != "--threads" && a != "--decode" && a != "--chunk" &&
+        a != "--kernels" && a != "--lengths") {
+      usage.Fail("unknown option " + a);
+    }
+    const std::string v = usage.Value(argc, argv, &i);
     if (a == "--model") model_dir = v;
     else if (a == "--shape") shape = v;
     else if (a == "--threads") threads = std::stoul(v);
@@ -39,10 +51,6 @@ int main(int argc, char** argv) {
       std::stringstream ss(v);
       std::string x;
       while (std::getline(ss, x, ',')) lengths.push_back(std::stoul(x));
-    } else {
-      std::fprintf(stderr, "usage: kvmart-bench-prefill [--model DIR | --shape S] [--lengths a,b] [--threads N] "
-                           "[--decode N] [--chunk N] [--kernels portable|avx2|avx512|auto]\n");
-      return 2;
     }
   }
   if (model_dir.empty()) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/usage.h"
 #include "common/machine_peak.h"
 #include "kernels/bf16.h"
 #include "kernels/kernels.h"
@@ -60,14 +61,15 @@ int main(int argc, char** argv) {
   size_t threads = 2;
   bool quick = false;
   std::string kernels = "auto";
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-kernels [--threads N] [--kernels avx2|avx512|auto] [--quick]\n"
+      "Batch-invariant matmul against OpenBLAS (its kernels for this CPU's ISA) and memory bandwidth.\n");
+  usage.HandleHelp(argc, argv);
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--threads" && i + 1 < argc) threads = std::stoul(argv[++i]);
-    else if (std::string(argv[i]) == "--kernels" && i + 1 < argc) kernels = argv[++i];
+    if (std::string(argv[i]) == "--threads") threads = std::stoul(usage.Value(argc, argv, &i));
+    else if (std::string(argv[i]) == "--kernels") kernels = usage.Value(argc, argv, &i);
     else if (std::string(argv[i]) == "--quick") quick = true;
-    else {
-      std::fprintf(stderr, "usage: kvmart-bench-kernels [--threads N] [--kernels avx2|avx512|auto] [--quick]\n");
-      return 2;
-    }
+    else usage.Fail(std::string("unknown option ") + argv[i]);
   }
   auto path = ParseKernelPath(kernels);
   if (!path.ok() || *path == KernelPath::kPortable) {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/usage.h"
 #include "market/sqlite_market.h"
 
 using namespace kvmart;
@@ -114,14 +115,15 @@ int main(int argc, char** argv) {
   int loads = 3000;
   std::string sync = "both";
   std::string dir = std::filesystem::temp_directory_path().string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--loads")) loads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
-    else {
-      std::fprintf(stderr, "usage: %s [--loads N] [--sync full|normal|both] [--dir DIR]\n", argv[0]);
-      return 2;
-    }
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-market [--loads N] [--sync full|normal|both] [--dir DIR]\n"
+      "Metered loads per second through the SQLite market, per synchronous mode.\n");
+  usage.HandleHelp(argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--loads")) loads = std::atoi(usage.Value(argc, argv, &i).c_str());
+    else if (!std::strcmp(argv[i], "--sync")) sync = usage.Value(argc, argv, &i);
+    else if (!std::strcmp(argv[i], "--dir")) dir = usage.Value(argc, argv, &i);
+    else usage.Fail(std::string("unknown option ") + argv[i]);
   }
   dir += "/kvmart-bench-market-" + std::to_string(getpid());
   std::filesystem::create_directories(dir);

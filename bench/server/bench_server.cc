@@ -17,10 +17,11 @@
 #include <sstream>
 #include <thread>
 
+#include "common/usage.h"
 #include "engine/engine.h"
 #include "market/sqlite_market.h"
 #include "model/synth.h"
-#include "server/memory_store.h"
+#include "store/store.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -65,7 +66,7 @@ double Percentile(std::vector<double> v, double p) {
 std::vector<int32_t> DocumentTokens(const tokenizer::Tokenizer& tok, size_t n) {
   // Real prose: the project's own documentation, repeated if needed, cut at n tokens.
   std::string text;
-  for (const char* f : {"DESIGN.md", "docs/MARKET.md", "docs/ARTIFACT.md", "docs/ENGINE.md", "docs/API.md"}) {
+  for (const char* f : {"docs/DESIGN.md", "docs/MARKET.md", "docs/ARTIFACT.md", "docs/ENGINE.md", "docs/API.md"}) {
     std::ifstream in(std::string(KVMART_SOURCE_DIR) + "/" + f);
     std::stringstream ss;
     ss << in.rdbuf();
@@ -85,9 +86,14 @@ std::vector<int32_t> DocumentTokens(const tokenizer::Tokenizer& tok, size_t n) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress is visible when piped to a file
   Args a;
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-server [--quick] [--shape S | --model DIR] [--doc-tokens N] [--threads N]\n"
+      "                           [--clients N] [--hit-requests N] [--reps N] [--kernels portable|avx2|auto]\n"
+      "Time to first token over loopback HTTP: cache hit against cold prefill, alone and under load.\n");
+  usage.HandleHelp(argc, argv);
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    auto val = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    auto val = [&] { return usage.Value(argc, argv, &i); };
     if (k == "--quick") a.quick = true;
     else if (k == "--shape") a.shape = val();
     else if (k == "--model") a.model_dir = val();
@@ -97,12 +103,7 @@ int main(int argc, char** argv) {
     else if (k == "--hit-requests") a.hit_requests = std::stoul(val());
     else if (k == "--kernels") a.kernels = val();
     else if (k == "--reps") a.ttft_reps = std::stoul(val());
-    else {
-      std::fprintf(stderr,
-                   "usage: kvmart-bench-server [--quick] [--shape S | --model DIR] [--doc-tokens N] [--threads N]\n"
-                   "                           [--clients N] [--hit-requests N] [--reps N] [--kernels portable|avx2|auto]\n");
-      return 2;
-    }
+    else usage.Fail("unknown option " + k);
   }
   if (a.quick) {
     if (a.model_dir.empty() && a.shape == "qwen3-0.6b") a.shape = "small";
@@ -144,15 +145,10 @@ int main(int argc, char** argv) {
   auto market = market::SqliteMarket::Open(dir + "/market.db", {}).value();
   const std::string admin = market->Initialize(market::Currency()).value().admin_key;
   parts.market = std::move(market);
-#ifdef KVMART_HAVE_STORE
   store::StoreOptions so;
   so.data_dir = dir + "/store";
   parts.store = store::Store::Open(so).value();
   const char* store_kind = "disk store + memory tier";
-#else
-  parts.store = std::make_unique<server::MemoryStore>();
-  const char* store_kind = "memory store (verifies and decodes every load)";
-#endif
   parts.db = server::ServerDb::Open(dir + "/server.db").value();
   parts.signing_key = std::make_unique<artifact::SigningKey>(artifact::SigningKey::Generate().value());
   server::ServerOptions so2;

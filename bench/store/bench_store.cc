@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/usage.h"
 #include "artifact/chain_hash.h"
 #include "artifact/container.h"
 #include "artifact/parallel.h"
@@ -51,15 +52,18 @@ struct Args {
   std::string dir;
 };
 
-[[noreturn]] void Usage(const char* msg) {
-  std::fprintf(stderr,
-               "error: %s\nusage: kvmart-bench-store [--quick] [--tokens N] [--shape L,H,D] [--block-tokens B]\n"
-               "                          [--repeat R] [--threads T] [--dir DIR]\n",
-               msg);
-  std::exit(2);
+const kvmart::bench::Usage& UsageText() {
+  static const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-store [--quick] [--tokens N] [--shape L,H,D] [--block-tokens B]\n"
+      "                          [--repeat R] [--threads T] [--dir DIR]\n"
+      "Store load throughput, memory and disk tiers, against memcpy and read().\n");
+  return usage;
 }
 
+[[noreturn]] void Usage(const char* msg) { UsageText().Fail(msg); }
+
 Args Parse(int argc, char** argv) {
+  UsageText().HandleHelp(argc, argv);
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];

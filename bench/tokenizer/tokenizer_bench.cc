@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "common/usage.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -241,7 +243,7 @@ bool RunOracle(const std::vector<std::string>& chunks, Result* r) {
       f << nlohmann::json::array({PassOf(i, chunks.size()), chunks[i]}).dump() << "\n";
     }
   }
-  std::string cmd = "/usr/bin/node '" + std::string(KVMART_SOURCE_DIR) + "/tests/tokenizer/oracle.mjs' bench '" +
+  std::string cmd = "node '" + std::string(KVMART_SOURCE_DIR) + "/tests/tokenizer/oracle.mjs' bench '" +
                     std::string(KVMART_SOURCE_DIR) + "/tools/npm/node_modules' '" + in.string() + "'";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return false;
@@ -260,23 +262,70 @@ bool RunOracle(const std::vector<std::string>& chunks, Result* r) {
   return true;
 }
 
+// Cost growth on inputs without a pre-token boundary: the input grows 8x;
+// linear is 8x, n log n about 10x, quadratic 64x. Best of three each.
+double GrowthFactor(const Tokenizer& tok, const std::function<std::string(size_t)>& make) {
+  double best[2] = {1e300, 1e300};
+  const size_t sizes[2] = {size_t{32} << 10, size_t{256} << 10};
+  for (int i = 0; i < 2; ++i) {
+    const std::string s = make(sizes[i]);
+    for (int rep = 0; rep < 3; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto ids = tok.Encode(s);
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!ids.ok()) {
+        std::cerr << "encode failed: " << ids.status().ToString() << "\n";
+        std::exit(1);
+      }
+      best[i] = std::min(best[i], sec);
+    }
+  }
+  return best[1] / std::max(best[0], 1e-9);
+}
+
+void ReportPathological(const Tokenizer& tok) {
+  struct Case {
+    const char* name;
+    std::function<std::string(size_t)> make;
+  };
+  const Case cases[] = {
+      {"long word", [](size_t n) {
+         std::string s;
+         for (int i = 0; s.size() < n; ++i) s += "abcdefghij"[(i * 7) % 10];
+         return s;
+       }},
+      {"one emoji repeated", [](size_t n) {
+         std::string s;
+         while (s.size() < n) s += "\xF0\x9F\x98\x80";
+         return s;
+       }},
+      {"newlines", [](size_t n) { return std::string(n, '\n'); }},
+      {"spaces", [](size_t n) { return std::string(n, ' ') + "x"; }},
+  };
+  std::printf("\npathological inputs, 32 KiB -> 256 KiB (8x; linear 8x, n log n ~10x, quadratic 64x):\n");
+  for (const Case& c : cases) std::printf("  %-20s time grew %.1fx\n", c.name, GrowthFactor(tok, c.make));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   double mb = 2;
   bool oracle = true;
   std::string only;
+  const kvmart::bench::Usage usage(
+      "usage: kvmart-bench-tokenizer [--mb N] [--only prose|code|cjk] [--no-oracle]\n"
+      "Encode throughput against the reference tokenizer (node), and cost growth on pathological inputs.\n");
+  usage.HandleHelp(argc, argv);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--mb" && i + 1 < argc) {
-      mb = std::atof(argv[++i]);
-    } else if (a == "--only" && i + 1 < argc) {
-      only = argv[++i];
+    if (a == "--mb") {
+      mb = std::atof(usage.Value(argc, argv, &i).c_str());
+    } else if (a == "--only") {
+      only = usage.Value(argc, argv, &i);
     } else if (a == "--no-oracle") {
       oracle = false;
     } else {
-      std::cerr << "usage: kvmart-bench-tokenizer [--mb N] [--only prose|code|cjk] [--no-oracle]\n";
-      return 2;
+      usage.Fail("unknown option " + a);
     }
   }
   const char* env = std::getenv("KVMART_DATA_DIR");
@@ -304,7 +353,12 @@ int main(int argc, char** argv) {
     auto chunks = Chunks(t.body);
     Result k = RunKvmart(**tok, chunks);
     Result o;
-    bool have_oracle = oracle && RunOracle(chunks, &o);
+    const bool have_oracle = oracle && RunOracle(chunks, &o);
+    if (oracle && !have_oracle) {
+      // The baseline is part of the figure; without it the run says so and fails.
+      std::fprintf(stderr, "error: the reference tokenizer (node + tools/npm) failed; run `make setup`, or pass --no-oracle\n");
+      return 1;
+    }
     if (have_oracle && o.tokens != k.tokens) mismatch = true;
     if (have_oracle) {
       std::printf("%-6s %10.0f %12.1f %12.2f %11.1fx %8.2f\n", t.name, k.tokens, k.MBps(), o.MBps(),
@@ -313,6 +367,7 @@ int main(int argc, char** argv) {
       std::printf("%-6s %10.0f %12.1f %12s %12s %8.2f\n", t.name, k.tokens, k.MBps(), "-", "-", static_cast<double>(t.body.size()) / k.tokens);
     }
   }
+  ReportPathological(**tok);
   if (mismatch) {
     std::fprintf(stderr, "error: token counts differ from the oracle\n");
     return 1;

@@ -1,4 +1,4 @@
-// Content address of a token sequence under a profile (DESIGN §4).
+// Content address of a token sequence under a profile (docs/DESIGN.md §4).
 //
 //   h0  = SHA-256("kvmart/v1" ‖ profile_digest)          (9 ASCII bytes ‖ 32 raw bytes)
 //   h_i = SHA-256(h_{i-1} ‖ ids of block i as u32 LE)     (32 raw bytes ‖ 4·n bytes)

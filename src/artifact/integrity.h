@@ -1,4 +1,4 @@
-// Integrity checks for stored blocks (DESIGN §4, "Integrity").
+// Integrity checks for stored blocks (docs/DESIGN.md §4, "Integrity").
 //
 // Two levels, because they guard against different things: XXH3-128 of the stored
 // bytes is cheap (tens of GB/s) and catches media/transport damage inside the

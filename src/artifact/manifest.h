@@ -1,4 +1,4 @@
-// The manifest: the signed, canonical-JSON description of an artifact (DESIGN §4).
+// The manifest: the signed, canonical-JSON description of an artifact (docs/DESIGN.md §4).
 //
 // The manifest names everything needed to trust the blocks before reading them:
 // profile, token ids, per-block chain hash / sizes / payload SHA-256 / XXH3-128 of

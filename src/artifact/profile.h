@@ -1,4 +1,4 @@
-// Profile: everything that changes the bytes of a KV cache (DESIGN §4).
+// Profile: everything that changes the bytes of a KV cache (docs/DESIGN.md §4).
 //
 // Two parties compute the same KV bytes for the same tokens only when weights,
 // config, tokenizer, KV dtype, KV shape, numerics profile and block size all agree,

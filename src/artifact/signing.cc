@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/secret_file.h"
 #include "base/sha256.h"
 
 namespace kvmart::artifact {
@@ -67,27 +68,7 @@ StatusOr<SigningKey> SigningKey::LoadFile(const std::string& path) {
 
 Status SigningKey::SaveFile(const std::string& path) const {
   std::string text = std::string(kKeyMagic) + "\npublic " + public_key_hex() + "\nseed " + ToHex(sk_.data(), 32) + "\n";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    Status s = Status::IOError(path + ": " + std::strerror(errno));
-    sodium_memzero(text.data(), text.size());
-    return s;
-  }
-  // The umask may not strip group/other bits we never asked for, but be explicit.
-  ::fchmod(fd, 0600);
-  size_t off = 0;
-  Status result;
-  while (off < text.size()) {
-    ssize_t w = ::write(fd, text.data() + off, text.size() - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      result = Status::IOError(path + ": write: " + std::strerror(errno));
-      break;
-    }
-    off += static_cast<size_t>(w);
-  }
-  if (result.ok() && ::fsync(fd) != 0) result = Status::IOError(path + ": fsync: " + std::strerror(errno));
-  ::close(fd);
+  Status result = WriteSecretFile(path, text, SecretWrite::kCreateOnly);
   sodium_memzero(text.data(), text.size());
   return result;
 }

@@ -14,7 +14,7 @@ Status Db::Error(int rc, std::string_view what) const {
   if (primary == SQLITE_CONSTRAINT) return Status::FailedPrecondition("constraint violated: " + msg);
   // A full disk (or a file size limit) is a capacity problem, not an I/O fault;
   // the transaction rolled back, so nothing was written or charged.
-  if (primary == SQLITE_FULL) return Status::ResourceExhausted("disk full: " + msg);
+  if (primary == SQLITE_FULL) return Status::DiskFull("disk full: " + msg);
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Status::Corruption(msg);
   return Status::IOError(msg);
 }

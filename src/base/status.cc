@@ -1,5 +1,8 @@
 #include "base/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace kvmart {
 
 const char* CodeName(Status::Code code) {
@@ -22,14 +25,38 @@ const char* CodeName(Status::Code code) {
   return "Unknown";
 }
 
+const char* SubCodeName(Status::SubCode subcode) {
+  switch (subcode) {
+    case Status::SubCode::kNone: return "";
+    case Status::SubCode::kInsufficientFunds: return "InsufficientFunds";
+    case Status::SubCode::kDiskFull: return "DiskFull";
+    case Status::SubCode::kDataLoss: return "DataLoss";
+  }
+  return "Unknown";
+}
+
 std::string Status::ToString() const {
   if (ok()) return "OK";
-  return std::string(CodeName(code_)) + ": " + message_;
+  std::string out = CodeName(code_);
+  if (subcode_ != SubCode::kNone) out += std::string("(") + SubCodeName(subcode_) + ")";
+  return out + ": " + message_;
 }
 
 Status Status::WithContext(std::string_view context) const {
   if (ok()) return *this;
-  return Status(code_, std::string(context) + ": " + message_);
+  return Status(code_, subcode_, std::string(context) + ": " + message_);
 }
+
+namespace internal {
+
+void DieOnBadStatusOrAccess(const Status& s) {
+  std::fprintf(stderr, "fatal: value of a StatusOr that holds an error: %s\n", s.ToString().c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+Status OkStatusWithoutValue() { return Status::Internal("StatusOr constructed from an Ok status without a value"); }
+
+}  // namespace internal
 
 }  // namespace kvmart

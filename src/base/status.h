@@ -2,11 +2,12 @@
 //
 // Why not exceptions: a corrupt artifact, a truncated checkpoint or an overdrawn
 // account is an expected outcome, not an exceptional one, and callers must be
-// made to look at it. Errors carry a code (for HTTP mapping and tests) and a
-// message that names the file, tensor or field at fault.
+// made to look at it. Errors carry a code (for HTTP mapping and tests), an
+// optional subcode that refines it where callers must tell cases apart (as
+// RocksDB's Status::SubCode does), and a message that names the file, tensor or
+// field at fault. Callers decide on code() and subcode(), never on message text.
 #pragma once
 
-#include <cassert>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,15 @@ class [[nodiscard]] Status {
     kAborted,
   };
 
+  // Refinements of a code that callers act on differently. Each belongs to one
+  // code (noted); a subcode never changes what code() reports.
+  enum class SubCode {
+    kNone = 0,
+    kInsufficientFunds,  // kResourceExhausted: a balance cannot cover a charge
+    kDiskFull,           // kResourceExhausted: the server's storage is full
+    kDataLoss,           // kCorruption: stored bytes failed their checksum
+  };
+
   Status() = default;
   static Status Ok() { return Status(); }
   static Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
@@ -48,34 +58,58 @@ class [[nodiscard]] Status {
   static Status Unimplemented(std::string m) { return {Code::kUnimplemented, std::move(m)}; }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
+  static Status InsufficientFunds(std::string m) {
+    return {Code::kResourceExhausted, SubCode::kInsufficientFunds, std::move(m)};
+  }
+  static Status DiskFull(std::string m) { return {Code::kResourceExhausted, SubCode::kDiskFull, std::move(m)}; }
+  static Status DataLoss(std::string m) { return {Code::kCorruption, SubCode::kDataLoss, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
+  SubCode subcode() const { return subcode_; }
+  bool IsInsufficientFunds() const { return subcode_ == SubCode::kInsufficientFunds; }
+  bool IsDiskFull() const { return subcode_ == SubCode::kDiskFull; }
+  bool IsDataLoss() const { return subcode_ == SubCode::kDataLoss; }
   const std::string& message() const { return message_; }
   // "Corruption: model.safetensors: tensor x: ..." — for logs and CLI output.
   std::string ToString() const;
-  // Prefixes the message with context ("loading DIR: ") keeping the code.
+  // Prefixes the message with context ("loading DIR: ") keeping code and subcode.
   Status WithContext(std::string_view context) const;
 
  private:
   Status(Code c, std::string m) : code_(c), message_(std::move(m)) {}
+  Status(Code c, SubCode sc, std::string m) : code_(c), subcode_(sc), message_(std::move(m)) {}
   Code code_ = Code::kOk;
+  SubCode subcode_ = SubCode::kNone;
   std::string message_;
 };
 
 const char* CodeName(Status::Code code);
+const char* SubCodeName(Status::SubCode subcode);
+
+namespace internal {
+// Prints the status to stderr and aborts. Reading the value of a
+// StatusOr that holds an error is a programming error; it must stop the
+// program in every build type rather than read an empty optional.
+[[noreturn]] void DieOnBadStatusOrAccess(const Status& s);
+// The status a StatusOr gets when constructed from an Ok status (no value):
+// an Internal error, so that the mistake is reported instead of hidden.
+Status OkStatusWithoutValue();
+}  // namespace internal
 
 // A value or the Status explaining why there is none.
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(Status s) : status_(std::move(s)) { assert(!status_.ok()); }  // NOLINT
-  StatusOr(T v) : value_(std::move(v)) {}                                // NOLINT
+  StatusOr(Status s)  // NOLINT
+      : status_(s.ok() ? internal::OkStatusWithoutValue() : std::move(s)) {}
+  StatusOr(T v) : value_(std::move(v)) {}  // NOLINT
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  // Checked in every build type: an error here aborts with the status printed.
+  T& value() & { CheckOk(); return *value_; }
+  const T& value() const& { CheckOk(); return *value_; }
+  T&& value() && { CheckOk(); return std::move(*value_); }
   T value_or(T fallback) const& { return ok() ? *value_ : std::move(fallback); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
@@ -83,6 +117,9 @@ class [[nodiscard]] StatusOr {
   const T& operator*() const& { return value(); }
 
  private:
+  void CheckOk() const {
+    if (!ok()) internal::DieOnBadStatusOrAccess(status_);
+  }
   Status status_;
   std::optional<T> value_;
 };

@@ -36,7 +36,8 @@ StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
 StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
                                              size_t threads, size_t max_batch_tokens = 512, double kv_cache_gb = 0);
 
-// Opens the artifact store in `dir` (empty: DefaultStoreDir()). In store_commands.cc.
-StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& dir);
+// Opens the artifact store of the data directory named by a --data flag
+// (empty: the default, cli/data_dir.h), i.e. DIR/store. In store_commands.cc.
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag);
 
 }  // namespace kvmart::cli

@@ -20,11 +20,10 @@ void RegisterStoreCommands(CLI::App& app, int* exit_code);      // store put|ls|
 void RegisterServerCommands(CLI::App& app, int* exit_code);     // serve
 void RegisterEconomicsCommands(CLI::App& app, int* exit_code);  // bench reuse, economics
 
-// Directory holding tokenizer.json and tokenizer_config.json: $KVMART_DATA_DIR if
-// set, else `data/` next to the executable, else the build's data folder.
-std::string DefaultDataDir();
-
-// The artifact store's directory: $KVMART_HOME if set, else ~/.local/share/kvmart.
-std::string DefaultStoreDir();
+// Directory of the files shipped with kvmart (tokenizer.json,
+// tokenizer_config.json): $KVMART_DATA_DIR if set, else `data/` next to the
+// executable, else the build's data folder. Not the data directory of
+// cli/data_dir.h, which holds what the user creates.
+std::string BundledDataDir();
 
 }  // namespace kvmart::cli

@@ -51,7 +51,7 @@ struct BenchArgs {
   size_t chunk = 512;
   bool split_scratch = false, no_plots = false, quiet = false, peer = false;
   uint64_t seed = 1;
-  std::string out = "bench-reuse", prices, name, tiers = "auto";
+  std::string out = "bench-reuse", prices, name, tiers = "store";
 };
 
 int RunBenchReuse(const BenchArgs& a) {
@@ -146,7 +146,8 @@ void RegisterEconomicsCommands(CLI::App& app, int* exit_code) {
   reuse->add_option("--prices", b->prices, "price file (JSON) for the cost curves");
   reuse->add_option("--name", b->name, "model name in the report (default: the directory name)");
   reuse->add_option("--seed", b->seed, "token generator seed");
-  reuse->add_option("--tiers", b->tiers, "auto | store | file: where the memory and disk tiers come from");
+  reuse->add_option("--tiers", b->tiers, "store (its memory and disk tiers) or file (artifact files, no store)")
+      ->capture_default_str();
   reuse->add_flag("--split-scratch", b->split_scratch,
                   "scratch = prefill(doc) + prefill(question) in the publishing session (saves one prefill per length)");
   reuse->add_flag("--no-plots", b->no_plots, "do not fail when gnuplot is missing");
@@ -161,7 +162,7 @@ void RegisterEconomicsCommands(CLI::App& app, int* exit_code) {
   econ->add_option("--from", e->from, "reuse.json written by `kvmart bench reuse`")->required();
   econ->add_option("--prices", e->prices, "price file (JSON; see docs/ECONOMICS.md)");
   econ->add_option("--out", e->out, "also write economics.json, costs.csv and the cost plot here");
-  econ->add_flag("--json", e->json);
+  econ->add_flag("--json", e->json, "print the report as JSON");
   econ->callback([e, exit_code] { *exit_code = RunEconomics(*e); });
 }
 

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "cli/cli_util.h"
+#include "cli/data_dir.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "engine/engine.h"
@@ -302,7 +303,8 @@ int RunGenerate(const GenerateArgs& a) {
     if (a.json) continue;
     if (text) {
       auto piece = text->Push(*next);
-      if (piece.ok()) std::cout << *piece << std::flush;
+      if (!piece.ok()) return Fail(piece.status());
+      std::cout << *piece << std::flush;
     } else {
       std::cout << (i ? "," : "") << *next << std::flush;
     }
@@ -312,9 +314,15 @@ int RunGenerate(const GenerateArgs& a) {
   const double prefill_tps = prompt->size() / Seconds(t1, t2);
   const double decode_tps = a.n ? a.n / Seconds(t2, t3) : 0;
   if (a.json) {
+    std::string out_text;
+    if (tok) {
+      auto decoded = tok->Decode(out);
+      if (!decoded.ok()) return Fail(decoded.status());
+      out_text = std::move(decoded).value();
+    }
     nlohmann::json j = {{"tokens", out},
                         {"prompt_tokens", prompt->size()},
-                        {"text", tok ? tok->Decode(out).value() : std::string()},
+                        {"text", out_text},
                         {"load_seconds", Seconds(t0, t1)},
                         {"prefill_tokens_per_second", prefill_tps},
                         {"decode_tokens_per_second", decode_tps},
@@ -331,12 +339,8 @@ int RunGenerate(const GenerateArgs& a) {
 
 }  // namespace
 
-std::string DefaultDemoModelDir() {
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    return (fs::path(home) / ".local/share/kvmart/models/tiny").string();
-  }
-  return ".kvmart/models/tiny";
-}
+// Under the data directory (cli/data_dir.h), like everything kvmart creates.
+std::string DefaultDemoModelDir() { return ResolveDataDir("").root + "/models/tiny"; }
 
 void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   // synth
@@ -348,7 +352,7 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   cs->add_option("--out", synth->out_dir, "output directory")->required();
   cs->add_option("--max-shard-bytes", synth->max_shard_bytes, "split into shards of at most this many bytes");
   cs->callback([synth, exit_code] {
-    synth->tokenizer_dir = DefaultDataDir();
+    synth->tokenizer_dir = BundledDataDir();
     ProgressBar bar("synth", 0);
     synth->progress = [&](uint64_t done, uint64_t total) { bar.UpdateBytes(done, total); };
     auto t0 = Clock::now();
@@ -390,24 +394,32 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
   cg->add_option("-n", gen->n, "tokens to generate");
   cg->add_option("--chunk", gen->chunk, "prefill chunk size (0 = whole prompt)");
   cg->add_option("--temperature", gen->sampling.temperature, "0 = greedy");
-  cg->add_option("--top-k", gen->sampling.top_k);
-  cg->add_option("--top-p", gen->sampling.top_p);
-  cg->add_option("--seed", gen->sampling.seed);
-  cg->add_flag("--json", gen->json);
+  cg->add_option("--top-k", gen->sampling.top_k, "sample among the k most likely tokens (0 = all)")
+      ->capture_default_str();
+  cg->add_option("--top-p", gen->sampling.top_p, "sample within the smallest set of cumulative probability p")
+      ->capture_default_str();
+  cg->add_option("--seed", gen->sampling.seed, "sampling seed (same seed, same tokens)")->capture_default_str();
+  cg->add_flag("--json", gen->json, "print tokens, text and speeds as one JSON object");
   cg->callback([gen, exit_code] { *exit_code = RunGenerate(*gen); });
 
   // exactness
   auto ex = std::make_shared<ExactnessArgs>();
   auto* ce = app.add_subcommand("exactness", "check that KV reuse is bit-exact with prefilling from scratch");
-  ce->add_option("--model", ex->engine.model_dir)->required();
-  ce->add_option("--doc-tokens", ex->doc_tokens);
-  ce->add_option("--question-tokens", ex->question_tokens);
-  ce->add_option("--decode", ex->decode);
-  ce->add_option("--seed", ex->seed);
-  ce->add_option("--chunks", ex->chunks, "prefill chunk sizes to check (0 = whole)")->delimiter(',');
-  ce->add_option("--thread-counts", ex->thread_counts)->delimiter(',');
-  ce->add_option("--paths", ex->paths, "kernel paths to check")->delimiter(',');
-  ce->add_flag("--json", ex->json);
+  ce->add_option("--model", ex->engine.model_dir, "checkpoint directory")->required();
+  ce->add_option("--doc-tokens", ex->doc_tokens, "length of the exported document")->capture_default_str();
+  ce->add_option("--question-tokens", ex->question_tokens, "tokens prefilled after the import")->capture_default_str();
+  ce->add_option("--decode", ex->decode, "tokens decoded and compared")->capture_default_str();
+  ce->add_option("--seed", ex->seed, "seed of the random document and question")->capture_default_str();
+  ce->add_option("--chunks", ex->chunks, "prefill chunk sizes to check (0 = whole)")
+      ->delimiter(',')
+      ->capture_default_str();
+  ce->add_option("--thread-counts", ex->thread_counts, "engine thread counts to check")
+      ->delimiter(',')
+      ->capture_default_str();
+  ce->add_option("--paths", ex->paths, "kernel paths to check (those this CPU lacks are reported as skipped)")
+      ->delimiter(',')
+      ->capture_default_str();
+  ce->add_flag("--json", ex->json, "print the results as JSON");
   ce->callback([ex, exit_code] { *exit_code = RunExactness(*ex); });
 
   // exactness-child (internal: the fresh process of the exactness check)
@@ -434,7 +446,7 @@ void RegisterEngineCommands(CLI::App& app, int* exit_code) {
       std::cout << "synthesizing the tiny Qwen3-shaped model in " << *demo_dir << " ...\n";
       SynthOptions o;
       o.out_dir = *demo_dir;
-      o.tokenizer_dir = DefaultDataDir();
+      o.tokenizer_dir = BundledDataDir();
       Status st = WriteSyntheticCheckpoint(o);
       if (!st.ok()) {
         *exit_code = Fail(st);

@@ -9,7 +9,7 @@
 
 namespace kvmart::cli {
 
-std::string DefaultDataDir() {
+std::string BundledDataDir() {
   if (const char* env = std::getenv("KVMART_DATA_DIR"); env != nullptr && *env != '\0') return env;
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);

@@ -1,11 +1,11 @@
 // `kvmart market ...`: the market over a local SQLite file (DIR/market.db) with
-// the provider's Ed25519 key in DIR/provider.key (hex, mode 0600).
+// the provider's Ed25519 key in DIR/provider.key (hex, mode 0600); DIR is the
+// data directory of every command (cli/data_dir.h).
 //
 // The API key comes from --key or $KVMART_API_KEY. Mutating commands take
 // --idem KEY; without it a fresh random key is used, so pass --idem to make a
 // retried command safe to repeat.
 #include <sodium.h>
-#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +18,7 @@
 
 #include "base/sha256.h"
 #include "cli/commands.h"
+#include "cli/data_dir.h"
 #include "market/sqlite_market.h"
 
 namespace kvmart::cli {
@@ -37,41 +38,14 @@ struct Opts {
   // command arguments
   std::string name, scopes = "buy", amount, artifact, kind = "metered", per_load, bundle_price, unlimited_price;
   std::string file = "-", public_key;
-  int64_t account = 0, credit_limit = 0, tokens = 0, bytes = 0, bundle_loads = 0, unlimited_seconds = 0, quantity = 1;
+  std::string credit_limit = "0";  // decimal, like every amount on the command line
+  int64_t key_id = 0;
+  int64_t account = 0, tokens = 0, bytes = 0, bundle_loads = 0, unlimited_seconds = 0, quantity = 1;
   int64_t from = 0, to = INT64_MAX, seconds = 0, load = 0;
 };
 
-std::string DefaultMarketDir() {
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : ".") + "/.local/share/kvmart";
-}
-
-std::string ReadKeyFile(const std::string& path) {
-  std::ifstream in(path);
-  std::string s;
-  in >> s;
-  return s;
-}
-
-StatusOr<mk::ProviderKey> LoadOrCreateProviderKey(const std::string& dir, bool create) {
-  std::string path = dir + "/provider.key";
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec)) return mk::ProviderKey::FromSecretHex(ReadKeyFile(path));
-  if (!create) return Status::NotFound(path + " does not exist: run `kvmart market init --data " + dir + "` first");
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IOError("mkdir " + dir + ": " + ec.message());
-  mk::ProviderKey k = mk::ProviderKey::Generate();
-  {
-    std::ofstream out(path);
-    out << k.SecretHex() << "\n";
-    if (!out) return Status::IOError("write " + path);
-  }
-  ::chmod(path.c_str(), 0600);
-  return k;
-}
-
 StatusOr<std::unique_ptr<mk::SqliteMarket>> OpenMarket(const Opts& o, bool create) {
-  KVMART_ASSIGN_OR_RETURN(mk::ProviderKey key, LoadOrCreateProviderKey(o.data, create));
+  KVMART_ASSIGN_OR_RETURN(mk::ProviderKey key, LoadOrCreateProviderKey(DataDir{o.data}, create));
   mk::SqliteMarketOptions opt;
   opt.provider_key = key;
   opt.synchronous_full = o.sync_full;
@@ -138,12 +112,12 @@ using Body = std::function<int(const Opts&)>;
 CLI::App* Leaf(CLI::App* parent, const std::string& name, const std::string& desc, const std::shared_ptr<Opts>& o,
                int* exit_code, Body body) {
   CLI::App* c = parent->add_subcommand(name, desc);
-  c->add_option("--data", o->data, "market directory (market.db, provider.key)");
+  c->add_option("--data", o->data, "data directory (default $KVMART_HOME, else ~/.local/share/kvmart)");
   c->add_flag("--json", o->json_out, "JSON output");
   c->add_option("--key", o->key, "API key (default: $KVMART_API_KEY)");
   c->add_flag("--sync-full", o->sync_full, "fsync every commit (synchronous=FULL)");
   c->callback([o, exit_code, body] {
-    if (o->data.empty()) o->data = DefaultMarketDir();
+    o->data = ResolveDataDir(o->data).root;
     if (sodium_init() < 0) {
       *exit_code = Fail(Status::Internal("libsodium failed to initialise"));
       return;
@@ -169,12 +143,13 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
     if (!m.ok()) return Fail(m.status());
     auto cur = mk::Currency::Parse(o.currency);
     if (!cur.ok()) return Fail(cur.status());
-    auto b = (*m)->Initialize(*cur);
+    const DataDir dir{o.data};
+    auto b = InitializeMarket(**m, *cur, dir);
     if (!b.ok()) return Fail(b.status());
     Emit(o, json{{"provider_account", b->provider_account}, {"admin_key", b->admin_key}, {"provider_public_key", b->provider_public_key},
-                 {"data", o.data}},
+                 {"data", o.data}, {"admin_key_file", dir.AdminKey()}},
          "market initialised in " + o.data + "\nprovider public key: " + b->provider_public_key +
-             "\nadmin key (shown once, store it now): " + b->admin_key + "\n");
+             "\nadmin key (also in " + dir.AdminKey() + ", mode 0600): " + b->admin_key + "\n");
     return 0;
   });
   init->add_option("--currency", p->currency, "currency of the provider's accounts");
@@ -186,14 +161,17 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
     if (!m.ok()) return Fail(m.status());
     auto cur = mk::Currency::Parse(o.currency);
     if (!cur.ok()) return Fail(cur.status());
-    auto a = (*m)->CreateAccount(ApiKey(o), Idem(o), {o.name, *cur, o.credit_limit});
+    auto limit = mk::Money::Parse(o.credit_limit, *cur);
+    if (!limit.ok()) return Fail(limit.status().WithContext("--credit-limit"));
+    auto a = (*m)->CreateAccount(ApiKey(o), Idem(o), {o.name, *cur, limit->micros()});
     if (!a.ok()) return Fail(a.status());
     Emit(o, json{{"account", *a}}, "account " + std::to_string(*a) + "\n");
     return 0;
   });
   acreate->add_option("--name", p->name, "account name")->required();
   acreate->add_option("--currency", p->currency, "currency (default USD)");
-  acreate->add_option("--credit-limit", p->credit_limit, "how far below zero, in micros (default 0)");
+  acreate->add_option("--credit-limit", p->credit_limit, "how far below zero the balance may go, decimal, e.g. 5.00")
+      ->capture_default_str();
   AddIdem(acreate, p);
 
   CLI::App* key = market->add_subcommand("key", "API keys");
@@ -218,12 +196,12 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
   auto* krevoke = Leaf(key, "revoke", "revoke an API key (admin)", o, exit_code, [](const Opts& o) {
     auto m = OpenMarket(o, false);
     if (!m.ok()) return Fail(m.status());
-    Status s = (*m)->RevokeKey(ApiKey(o), Idem(o), o.account);
+    Status s = (*m)->RevokeKey(ApiKey(o), Idem(o), o.key_id);
     if (!s.ok()) return Fail(s);
-    Emit(o, json{{"revoked", o.account}}, "key " + std::to_string(o.account) + " revoked\n");
+    Emit(o, json{{"revoked", o.key_id}}, "key " + std::to_string(o.key_id) + " revoked\n");
     return 0;
   });
-  krevoke->add_option("--id", p->account, "key id")->required();
+  krevoke->add_option("--id", p->key_id, "key id (as printed by `market key create`)")->required();
   AddIdem(krevoke, p);
 
   auto* deposit = Leaf(market, "deposit", "credit an account from outside funds (admin)", o, exit_code, [](const Opts& o) {
@@ -382,7 +360,7 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
                       [](const Opts& o) {
     std::string pk = o.public_key;
     if (pk.empty()) {
-      auto k = LoadOrCreateProviderKey(o.data, false);
+      auto k = LoadOrCreateProviderKey(DataDir{o.data}, false);
       if (!k.ok()) return Fail(Status::InvalidArgument("give --public-key, or --data with provider.key"));
       pk = k->PublicKeyHex();
     }

@@ -136,7 +136,9 @@ int RunVerify(const std::string& path, const EngineFlags& f, bool recompute, boo
         std::cerr << "block " << b << ": recomputed KV differs\n";
       }
     }
-    probe_identical = LogitsProbe(s->logits().value()) == m.probe_logits_sha256;
+    auto logits = s->logits();
+    if (!logits.ok()) return Fail(logits.status());
+    probe_identical = LogitsProbe(*logits) == m.probe_logits_sha256;
   }
   const bool ok = kv_identical && probe_identical;
   if (json) {
@@ -238,8 +240,9 @@ int RunAsk(const AskArgs& a) {
   std::vector<int32_t> out;
   std::vector<float> logits;
   for (size_t i = 0; i < a.n; ++i) {
-    auto l = s->logits().value();
-    if (a.check) logits.insert(logits.end(), l.begin(), l.end());
+    auto l = s->logits();
+    if (!l.ok()) return Fail(l.status());
+    if (a.check) logits.insert(logits.end(), l->begin(), l->end());
     auto t = s->DecodeStep();
     if (!t.ok()) return Fail(t.status());
     out.push_back(*t);
@@ -265,9 +268,12 @@ int RunAsk(const AskArgs& a) {
     std::vector<int32_t> ref_out;
     std::vector<float> ref_logits;
     for (size_t i = 0; i < a.n; ++i) {
-      auto l = r->logits().value();
-      ref_logits.insert(ref_logits.end(), l.begin(), l.end());
-      ref_out.push_back(r->DecodeStep().value());
+      auto l = r->logits();
+      if (!l.ok()) return Fail(l.status());
+      ref_logits.insert(ref_logits.end(), l->begin(), l->end());
+      auto t = r->DecodeStep();
+      if (!t.ok()) return Fail(t.status());
+      ref_out.push_back(*t);
     }
     const double scratch_s = Seconds(t2, Clock::now());
     identical = ref_out == out && ref_logits.size() == logits.size() &&
@@ -305,7 +311,7 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   cp->add_option("--out", pub->out, "output .kva file")->required();
   cp->add_option("--codec", pub->codec, "raw | lossless");
   cp->add_option("--key", pub->key, "publisher key file (default ~/.local/share/kvmart/publisher.key, created)");
-  cp->add_option("--title", pub->title);
+  cp->add_option("--title", pub->title, "title recorded in the signed manifest (shown by inspect and the catalog)");
   cp->add_option("--block-size", pub->block_size, "tokens per block");
   cp->add_option("--chunk", pub->chunk, "prefill chunk size");
   cp->callback([pub, exit_code] {
@@ -321,7 +327,7 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   cv->add_option("file", std::get<0>(*ver), ".kva file")->required();
   std::get<1>(*ver).Add(cv);
   cv->add_flag("--recompute", std::get<2>(*ver), "prefill the tokens again and require bit-identical KV and probe");
-  cv->add_flag("--json", std::get<3>(*ver));
+  cv->add_flag("--json", std::get<3>(*ver), "print the verification result as JSON");
   cv->callback([ver, exit_code] {
     auto& [file, flags, recompute, json] = *ver;
     *exit_code = RunVerify(file, flags, recompute, json);
@@ -332,14 +338,14 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
   ask->engine.Add(ca);
   auto* art = ca->add_option("--artifact", ask->artifact, ".kva file; the prompt is what follows its document");
   auto* data = ca->add_option("--data", ask->data,
-                              "store directory: the prompt is the whole text, its longest cached prefix is reused");
+                              "data directory (its store, DIR/store): the prompt is the whole text, its longest cached prefix is reused");
   art->excludes(data);
   ca->add_option("--block-size", ask->block_size, "block size of the profile to look up (with --data)");
   ca->add_option("--prompt", ask->prompt, "text (after the artifact's document, or the whole text with --data)")
       ->required();
   ca->add_option("-n", ask->n, "tokens to generate");
   ca->add_flag("--check", ask->check, "also prefill from scratch and compare tokens, logits and time");
-  ca->add_flag("--json", ask->json);
+  ca->add_flag("--json", ask->json, "print tokens, text, timings (and the --check result) as JSON");
   ca->callback([ask, exit_code] { *exit_code = RunAsk(*ask); });
 }
 

@@ -1,12 +1,8 @@
 // `kvmart serve`: the prefill-CDN server on the embedded default (SQLite
 // market, disk + memory store under --data), until SIGTERM/SIGINT.
 //
-// Data directory layout (shared with `kvmart market ... --data DIR`):
-//   DIR/market.db, DIR/provider.key   the market and its receipt-signing key
-//   DIR/admin.key                     the bootstrap admin API key (mode 0600)
-//   DIR/artifact.key                  signs manifests of artifacts built here
-//   DIR/server.db                     receipts handed out, publish sources
-//   DIR/store/                        the artifact store
+// The data directory (--data, $KVMART_HOME, ~/.local/share/kvmart) and its
+// layout are those of every command: cli/data_dir.h.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -21,8 +17,9 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/data_dir.h"
 #include "market/sqlite_market.h"
-#include "server/memory_store.h"
+#include "store/memory_store.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,46 +31,19 @@ namespace mk = kvmart::market;
 
 struct ServeArgs {
   EngineFlags engine;
-  std::string data, listen = "127.0.0.1:8080", store = "auto", port_file, model_id = "kvmart";
+  std::string data, listen = "127.0.0.1:8080", store = "disk", port_file, model_id = "kvmart";
   std::string tls_cert, tls_key, export_price_per_gb;
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
 };
 
-std::string DefaultDataDirForServer() {
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr && *home ? home : ".") + "/.local/share/kvmart";
-}
-
-Status WriteSecretFile(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) return Status::IOError(path + ": cannot create");
-  const ssize_t n = ::write(fd, text.data(), text.size());
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) return Status::IOError(path + ": short write");
-  return Status::Ok();
-}
-
-StatusOr<mk::ProviderKey> ProviderKeyIn(const std::string& dir) {
-  const std::string path = dir + "/provider.key";
-  std::error_code ec;
-  if (fs::exists(path, ec)) {
-    std::ifstream in(path);
-    std::string hex;
-    in >> hex;
-    return mk::ProviderKey::FromSecretHex(hex);
-  }
-  mk::ProviderKey k = mk::ProviderKey::Generate();
-  KVMART_RETURN_IF_ERROR(WriteSecretFile(path, k.SecretHex() + "\n"));
-  return k;
-}
-
-StatusOr<artifact::SigningKey> ArtifactKeyIn(const std::string& dir) {
-  const std::string path = dir + "/artifact.key";
+StatusOr<artifact::SigningKey> ArtifactKeyIn(const DataDir& dir) {
+  const std::string path = dir.ArtifactKey();
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     KVMART_ASSIGN_OR_RETURN(auto key, artifact::SigningKey::Generate());
-    KVMART_RETURN_IF_ERROR(key.SaveFile(path));
+    // AlreadyExists: another process created it first; load theirs.
+    if (Status st = key.SaveFile(path); !st.ok() && st.code() != Status::Code::kAlreadyExists) return st;
   }
   return artifact::SigningKey::LoadFile(path);
 }
@@ -103,10 +73,8 @@ int RunServe(const ServeArgs& a) {
 
   auto listen = ParseListen(a.listen);
   if (!listen.ok()) return Fail(listen.status());
-  const std::string data = a.data.empty() ? DefaultDataDirForServer() : a.data;
-  std::error_code ec;
-  fs::create_directories(data, ec);
-  if (ec) return Fail(Status::IOError("mkdir " + data + ": " + ec.message()));
+  const DataDir data = ResolveDataDir(a.data);
+  if (Status st = EnsureDataDir(data); !st.ok()) return Fail(st);
 
   server::ServerParts parts;
   auto model = LoadModel(a.engine.model_dir);
@@ -118,41 +86,33 @@ int RunServe(const ServeArgs& a) {
   if (!tok.ok()) return Fail(tok.status());
   parts.tokenizer = std::move(tok).value();
 
-  auto pkey = ProviderKeyIn(data);
+  auto pkey = LoadOrCreateProviderKey(data, /*create=*/true);
   if (!pkey.ok()) return Fail(pkey.status());
   mk::SqliteMarketOptions mo;
   mo.provider_key = *pkey;
-  auto market = mk::SqliteMarket::Open(data + "/market.db", mo);
+  auto market = mk::SqliteMarket::Open(data.MarketDb(), mo);
   if (!market.ok()) return Fail(market.status());
-  auto boot = (*market)->Initialize(mk::Currency());
+  auto boot = InitializeMarket(**market, mk::Currency(), data);
   if (boot.ok()) {
-    if (Status s = WriteSecretFile(data + "/admin.key", boot->admin_key + "\n"); !s.ok()) return Fail(s);
-    std::cerr << "initialized the market; admin API key written to " << data << "/admin.key\n";
+    std::cerr << "initialized the market; admin API key written to " << data.AdminKey() << "\n";
   } else if (boot.status().code() != Status::Code::kAlreadyExists) {
     return Fail(boot.status());
   }
   parts.market = std::move(market).value();
 
-  std::string store_kind = a.store;
-#ifdef KVMART_HAVE_STORE
-  if (store_kind == "auto") store_kind = "disk";
+  const std::string store_kind = a.store;
   if (store_kind == "disk") {
     store::StoreOptions so;
-    so.data_dir = data + "/store";
+    so.data_dir = data.Store();
     auto st = store::Store::Open(so);
     if (!st.ok()) return Fail(st.status());
     parts.store = std::move(st).value();
-  }
-#else
-  if (store_kind == "auto") store_kind = "memory";
-  if (store_kind == "disk") return Fail(Status::Unimplemented("this build has no disk store; use --store memory"));
-#endif
-  if (store_kind == "memory") {
-    parts.store = std::make_unique<server::MemoryStore>();
-  } else if (!parts.store) {
+  } else if (store_kind == "memory") {
+    parts.store = std::make_unique<store::MemoryStore>();
+  } else {
     return Fail(Status::InvalidArgument("--store must be disk or memory"));
   }
-  auto db = server::ServerDb::Open(data + "/server.db");
+  auto db = server::ServerDb::Open(data.ServerDb());
   if (!db.ok()) return Fail(db.status());
   parts.db = std::move(db).value();
   auto akey = ArtifactKeyIn(data);
@@ -182,10 +142,11 @@ int RunServe(const ServeArgs& a) {
     std::ofstream pf(a.port_file + ".tmp");
     pf << (*srv)->port() << "\n";
     pf.close();
+    std::error_code ec;
     fs::rename(a.port_file + ".tmp", a.port_file, ec);
   }
   std::cerr << "kvmart serve: listening on " << (a.tls_cert.empty() ? "http://" : "https://") << o.host << ":"
-            << (*srv)->port() << " (model " << a.engine.model_dir << ", data " << data << ", store " << store_kind
+            << (*srv)->port() << " (model " << a.engine.model_dir << ", data " << data.root << ", store " << store_kind
             << ")\n";
 
   std::atomic<bool> done{false};
@@ -212,7 +173,8 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<ServeArgs>();
   auto* c = app.add_subcommand("serve", "run the prefill-CDN HTTP server (OpenAI-compatible + kvmart API)");
   a->engine.Add(c);
-  c->add_option("--data", a->data, "data directory (default ~/.local/share/kvmart)");
+  c->add_option("--data", a->data,
+                "data directory: market, keys, store/ (default $KVMART_HOME, else ~/.local/share/kvmart)");
   c->add_option("--listen", a->listen, "HOST:PORT to listen on (port 0 = any free port)");
   c->add_option("--max-sessions", a->max_sessions,
                 "requests using the engine at once (their steps are batched into shared forward passes)");
@@ -223,7 +185,9 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
                 "continuous batching: most new tokens in one forward pass shared by the active sessions (default 512)");
   c->add_option("--kv-cache-gb", a->engine.kv_cache_gb,
                 "KV pages kept faulted in between sessions, in GB (default 0 = a quarter of RAM)");
-  c->add_option("--store", a->store, "disk | memory (default disk)");
+  c->add_option("--store", a->store, "artifact store: disk (DIR/store) or memory (lost at exit)")
+      ->check(CLI::IsMember({"disk", "memory"}))
+      ->capture_default_str();
   c->add_option("--model-id", a->model_id, "model name reported by /v1/models");
   c->add_option("--port-file", a->port_file, "write the bound port to this file");
   c->add_option("--tls-cert", a->tls_cert, "PEM certificate (with --tls-key: serve HTTPS)");

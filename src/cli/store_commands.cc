@@ -1,5 +1,5 @@
-// `kvmart store put|ls|stat|pin|gc|verify` over a data directory (the embedded
-// store of docs/STORE.md).
+// `kvmart store put|ls|stat|pin|gc|verify` over the store of a data directory
+// (DIR/store, cli/data_dir.h; the embedded store of docs/STORE.md).
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -12,19 +12,14 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/data_dir.h"
 #include "store/store.h"
 
 namespace kvmart::cli {
 
-std::string DefaultStoreDir() {
-  if (const char* env = std::getenv("KVMART_HOME"); env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  return (std::filesystem::path(home != nullptr && *home != '\0' ? home : ".") / ".local/share/kvmart").string();
-}
-
-StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& dir) {
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag) {
   store::StoreOptions o;
-  o.data_dir = dir.empty() ? DefaultStoreDir() : dir;
+  o.data_dir = ResolveDataDir(data_flag).Store();
   o.memory_budget_bytes = 1ull << 30;
   return store::Store::Open(o);
 }
@@ -58,9 +53,10 @@ nlohmann::json InfoJson(const store::ArtifactInfo& i) {
 
 struct StoreArgs {
   std::string data;
-  std::string file, id;
+  std::string file, id, publisher;
   bool json = false, off = false, all = false;
   int64_t ttl = -1;
+  uint64_t quota_bytes = 0;
 };
 
 int Put(const StoreArgs& a) {
@@ -131,6 +127,23 @@ int GcCmd(const StoreArgs& a) {
   return 0;
 }
 
+int RmCmd(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  if (Status st = (*s)->Remove(a.id); !st.ok()) return Fail(st);
+  std::cout << "removed " << a.id << " (blocks no other artifact shares are deleted)\n";
+  return 0;
+}
+
+int QuotaCmd(const StoreArgs& a) {
+  auto s = OpenStore(a.data);
+  if (!s.ok()) return Fail(s.status());
+  if (Status st = (*s)->SetPublisherQuota(a.publisher, a.quota_bytes); !st.ok()) return Fail(st);
+  std::cout << "quota of publisher " << a.publisher << ": "
+            << (a.quota_bytes == 0 ? std::string("unlimited") : Human(a.quota_bytes)) << "\n";
+  return 0;
+}
+
 int VerifyCmd(const StoreArgs& a) {
   if (a.all == !a.id.empty()) return Fail(Status::InvalidArgument("give either --all or an artifact id"));
   auto s = OpenStore(a.data);
@@ -145,11 +158,11 @@ int VerifyCmd(const StoreArgs& a) {
 }  // namespace
 
 void RegisterStoreCommands(CLI::App& app, int* exit_code) {
-  auto* st = app.add_subcommand("store", "the artifact store: put, ls, stat, pin, gc, verify");
+  auto* st = app.add_subcommand("store", "the artifact store: put, ls, stat, pin, rm, quota, gc, verify");
   st->require_subcommand(1);
   auto args = std::make_shared<StoreArgs>();
   auto data_flag = [args](CLI::App* c) {
-    c->add_option("--data", args->data, "store directory (default $KVMART_HOME or ~/.local/share/kvmart)");
+    c->add_option("--data", args->data, "data directory; the store is DIR/store (default $KVMART_HOME, else ~/.local/share/kvmart)");
   };
   auto* put = st->add_subcommand("put", "verify a .kva file and add it to the store");
   put->add_option("file", args->file, ".kva file")->required();
@@ -157,7 +170,7 @@ void RegisterStoreCommands(CLI::App& app, int* exit_code) {
   put->callback([args, exit_code] { *exit_code = Put(*args); });
 
   auto* ls = st->add_subcommand("ls", "list stored artifacts");
-  ls->add_flag("--json", args->json);
+  ls->add_flag("--json", args->json, "print the catalog rows as JSON");
   data_flag(ls);
   ls->callback([args, exit_code] { *exit_code = Ls(*args); });
 
@@ -172,6 +185,17 @@ void RegisterStoreCommands(CLI::App& app, int* exit_code) {
   pin->add_option("--ttl", args->ttl, "also set a TTL in seconds (0 clears it)");
   data_flag(pin);
   pin->callback([args, exit_code] { *exit_code = PinCmd(*args); });
+
+  auto* rm = st->add_subcommand("rm", "remove an artifact (its market listing and entitlements stay)");
+  rm->add_option("id", args->id, "artifact id")->required();
+  data_flag(rm);
+  rm->callback([args, exit_code] { *exit_code = RmCmd(*args); });
+
+  auto* quota = st->add_subcommand("quota", "cap the stored bytes of one publisher (the key that signed its manifests)");
+  quota->add_option("--publisher", args->publisher, "publisher public key, 64 hex digits")->required();
+  quota->add_option("--bytes", args->quota_bytes, "stored-byte limit; 0 = unlimited")->required();
+  data_flag(quota);
+  quota->callback([args, exit_code] { *exit_code = QuotaCmd(*args); });
 
   auto* gc = st->add_subcommand("gc", "remove expired artifacts, unreferenced blocks and leftovers");
   data_flag(gc);

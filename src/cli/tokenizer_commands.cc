@@ -77,7 +77,7 @@ int RunDetokenize(const DetokenizeArgs& a) {
 void RegisterTokenizerCommands(CLI::App& app, int* exit_code) {
   auto targs = std::make_shared<TokenizeArgs>();
   CLI::App* t = app.add_subcommand("tokenize", "Print the token ids of TEXT (or stdin with -)");
-  t->add_option("--tokenizer", targs->tokenizer, "tokenizer.json")->default_val(DefaultDataDir() + "/tokenizer.json");
+  t->add_option("--tokenizer", targs->tokenizer, "tokenizer.json")->default_val(BundledDataDir() + "/tokenizer.json");
   t->add_flag("--chat", targs->chat, "Wrap TEXT as one user turn of the chat template, with the generation prompt");
   t->add_flag("--json", targs->json, "Print a JSON array");
   t->add_option("text", targs->text, "Text, or - for stdin")->required();
@@ -85,7 +85,7 @@ void RegisterTokenizerCommands(CLI::App& app, int* exit_code) {
 
   auto dargs = std::make_shared<DetokenizeArgs>();
   CLI::App* d = app.add_subcommand("detokenize", "Print the text of token ids");
-  d->add_option("--tokenizer", dargs->tokenizer, "tokenizer.json")->default_val(DefaultDataDir() + "/tokenizer.json");
+  d->add_option("--tokenizer", dargs->tokenizer, "tokenizer.json")->default_val(BundledDataDir() + "/tokenizer.json");
   d->add_flag("--skip-special", dargs->skip_special, "Leave out special tokens");
   d->add_option("ids", dargs->ids, "Token ids")->required();
   d->callback([dargs, exit_code] { *exit_code = RunDetokenize(*dargs); });

@@ -1,4 +1,4 @@
-// The tiers of the real store (src/store): built when this build has it.
+// The tiers of the store (src/store): its memory tier and its disk tier.
 #include <filesystem>
 
 #include "economics/tiers.h"
@@ -82,8 +82,6 @@ class StoreTiers final : public Tiers {
 };
 
 }  // namespace
-
-bool StoreAvailable() { return true; }
 
 StatusOr<std::unique_ptr<Tiers>> OpenStoreTiers(const std::string& work_dir) {
   std::error_code ec;

@@ -108,12 +108,9 @@ StatusOr<std::unique_ptr<Tiers>> OpenFileTiers(const std::string& work_dir) {
 
 StatusOr<std::unique_ptr<Tiers>> OpenTiers(const std::string& source, const std::string& work_dir) {
   if (source == "file") return OpenFileTiers(work_dir);
-  if (source == "store") {
-    if (!StoreAvailable()) return Status::FailedPrecondition("this build has no store (src/store)");
-    return OpenStoreTiers(work_dir);
-  }
-  if (source == "auto") return StoreAvailable() ? OpenStoreTiers(work_dir) : OpenFileTiers(work_dir);
-  return Status::InvalidArgument("tiers must be auto, store or file, not '" + source + "'");
+  // "auto" is kept for scripts written when the store was optional.
+  if (source == "store" || source == "auto") return OpenStoreTiers(work_dir);
+  return Status::InvalidArgument("tiers must be store or file, not '" + source + "'");
 }
 
 }  // namespace kvmart::economics

@@ -44,10 +44,8 @@ class Tiers {
   virtual void Forget() = 0;
 };
 
-// True when this build has the store (src/store implemented).
-bool StoreAvailable();
-
-// source: "auto" (the store when available, else files), "store" or "file".
+// source: "store" (the store's memory and disk tiers; "auto" is the same) or
+// "file" (artifact files read and decoded, without the store).
 StatusOr<std::unique_ptr<Tiers>> OpenTiers(const std::string& source, const std::string& work_dir);
 
 // Internal: the two implementations.

@@ -35,7 +35,7 @@ StatusOr<artifact::Artifact> BuildArtifact(Session& session, std::span<const int
                                            const artifact::ArtifactMetadata& meta, const artifact::SigningKey& key,
                                            const BuildOptions& options = {});
 
-// Appends one verified block payload (layout of DESIGN §4) for tokens
+// Appends one verified block payload (layout of docs/DESIGN.md §4) for tokens
 // [token_begin, token_begin + tokens.size()) to the session.
 Status ImportBlockPayload(Session& session, uint64_t token_begin, std::span<const uint32_t> tokens,
                           std::span<const uint8_t> payload);

@@ -199,7 +199,7 @@ void Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
     MatMul(ops, pool, xn.data(), T, H, L.k_proj, k.data(), KV);
     MatMul(ops, pool, xn.data(), T, H, L.v_proj, v.data(), KV);
     // Per-head q/k norm and RoPE; K and V rounded to bf16 into each session's
-    // cache before any attention reads them (DESIGN §3 rule 5).
+    // cache before any attention reads them (docs/DESIGN.md §3 rule 5).
     pool.ParallelFor(T, 1, [&](size_t b, size_t e) {
       std::vector<uint16_t> row(hd);
       for (size_t t = b; t < e; ++t) {

@@ -1,7 +1,7 @@
 // The inference engine: a loaded model, a kernel path, a thread pool, and
 // sessions that each own a KV cache.
 //
-// Exactness (DESIGN §3): a session's logits depend only on its token sequence —
+// Exactness (docs/DESIGN.md §3): a session's logits depend only on its token sequence —
 // not on prefill chunking, thread count, kernel path, the other sessions batched
 // into the same forward pass, or whether earlier KV rows were computed here or
 // imported. ExportKv/ImportKv move those rows bit-exactly.
@@ -38,7 +38,7 @@ struct EngineOptions {
 };
 
 // KV rows of positions [begin, begin + token_ids.size()), in the exchange layout
-// of DESIGN §4: for each layer, K then V, each [tokens][kv_heads][head_dim] bf16.
+// of docs/DESIGN.md §4: for each layer, K then V, each [tokens][kv_heads][head_dim] bf16.
 struct KvExport {
   uint32_t num_layers = 0, num_kv_heads = 0, head_dim = 0;
   uint64_t begin = 0;

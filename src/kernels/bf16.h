@@ -2,7 +2,7 @@
 //
 // Widening (bf16/f16 -> f32) is exact. Narrowing f32 -> bf16 rounds to nearest,
 // ties to even, and keeps NaN a (quiet) NaN; it is the one rounding step that the
-// exactness contract allows on the way into the KV cache (DESIGN §3 rule 5).
+// exactness contract allows on the way into the KV cache (docs/DESIGN.md §3 rule 5).
 #pragma once
 
 #include <bit>

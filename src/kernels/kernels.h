@@ -1,4 +1,4 @@
-// Batch-invariant CPU kernels, numerics profile `cpu-fma-seq-v1` (DESIGN §3).
+// Batch-invariant CPU kernels, numerics profile `cpu-fma-seq-v1` (docs/DESIGN.md §3).
 //
 // The contract every implementation honours, and the reason each rule exists:
 //  * Every dot product is ONE sequential fused-multiply-add chain in increasing

@@ -1,7 +1,7 @@
 // A fixed pool of worker threads for splitting *outputs* of a kernel.
 //
 // Exactness: work is split by output index only, never inside a reduction, so
-// the thread count cannot change a single bit of any result (DESIGN §3 rule 2).
+// the thread count cannot change a single bit of any result (docs/DESIGN.md §3 rule 2).
 #pragma once
 
 #include <condition_variable>

@@ -1,5 +1,5 @@
 // The market: accounts, API keys, prices, purchases, entitlements, metered loads,
-// a double-entry ledger and signed receipts (DESIGN §5).
+// a double-entry ledger and signed receipts (docs/DESIGN.md §5).
 //
 // This header is the contract every back end implements (SQLite now, PostgreSQL
 // later). It speaks only of artifact ids ("kv1-<64 hex>"), token counts and
@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -151,8 +152,15 @@ class Market {
  public:
   virtual ~Market() = default;
 
+  // Called with the bootstrap (its admin key shown only here) before the
+  // initialising transaction commits; an error rolls it back.
+  using KeepBootstrap = std::function<Status(const Bootstrap&)>;
   // Creates the provider's account and an admin key; AlreadyExists afterwards.
-  virtual StatusOr<Bootstrap> Initialize(Currency currency) = 0;
+  // `keep` (may be empty) persists the admin key: since it runs before the
+  // commit, the key is never lost — either it was kept and the market is
+  // initialised, or neither happened and Initialize can be run again.
+  virtual StatusOr<Bootstrap> Initialize(Currency currency, const KeepBootstrap& keep) = 0;
+  StatusOr<Bootstrap> Initialize(Currency currency) { return Initialize(currency, nullptr); }
   virtual std::string ProviderPublicKey() const = 0;
 
   // --- admin ---

@@ -303,7 +303,7 @@ struct SqliteMarket::Impl {
       }
       KVMART_ASSIGN_OR_RETURN(int64_t nb, CheckedAddI64(a.balance, p.amount.micros()));
       if (nb < -a.credit_limit) {
-        return Status::ResourceExhausted("insufficient funds in account " + std::to_string(a.id) + ": balance " +
+        return Status::InsufficientFunds("insufficient funds in account " + std::to_string(a.id) + ": balance " +
                                          Money(a.balance, a.currency).ToString() + ", needs " +
                                          Money(-p.amount.micros(), a.currency).ToString());
       }
@@ -568,7 +568,7 @@ StatusOr<std::unique_ptr<SqliteMarket>> SqliteMarket::Open(const std::string& pa
 
 std::string SqliteMarket::ProviderPublicKey() const { return impl_->provider_pk_hex; }
 
-StatusOr<Bootstrap> SqliteMarket::Initialize(Currency currency) {
+StatusOr<Bootstrap> SqliteMarket::Initialize(Currency currency, const KeepBootstrap& keep) {
   KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
   Db* db = lease.get();
   std::lock_guard<std::mutex> writer(impl_->write_mu);
@@ -589,9 +589,10 @@ StatusOr<Bootstrap> SqliteMarket::Initialize(Currency currency) {
   KVMART_ASSIGN_OR_RETURN(auto mark, db->Prepare("INSERT INTO meta(k, v) VALUES('initialized', ?)"));
   mark->Bind(1, currency.str());
   KVMART_RETURN_IF_ERROR(mark->Run());
-  KVMART_RETURN_IF_ERROR(txn.Commit());
   b.admin_key = key.secret;
   b.provider_public_key = impl_->provider_pk_hex;
+  if (keep) KVMART_RETURN_IF_ERROR(keep(b));
+  KVMART_RETURN_IF_ERROR(txn.Commit());
   return b;
 }
 

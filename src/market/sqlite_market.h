@@ -53,7 +53,8 @@ class SqliteMarket final : public Market {
   // Schema version this build writes (PRAGMA user_version).
   static constexpr int kSchemaVersion = 1;
 
-  StatusOr<Bootstrap> Initialize(Currency currency) override;
+  using Market::Initialize;
+  StatusOr<Bootstrap> Initialize(Currency currency, const KeepBootstrap& keep) override;
   std::string ProviderPublicKey() const override;
   StatusOr<AccountId> CreateAccount(std::string_view api_key, std::string_view idem,
                                     const CreateAccountRequest& req) override;

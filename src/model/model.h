@@ -1,6 +1,6 @@
 // A loaded Qwen3 dense model: configuration, memory-mapped checkpoint, weights
 // repacked for the kernels, and the digests that bind KV caches to these exact
-// weights (DESIGN §4 profile).
+// weights (docs/DESIGN.md §4 profile).
 #pragma once
 
 #include <cstdint>

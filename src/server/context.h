@@ -39,6 +39,7 @@ void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, co
 void AddMarketRoutes(httplib::Server& http, Context& ctx);     // accounts, keys, entitlements, receipts
 void AddArtifactRoutes(httplib::Server& http, Context& ctx);   // publish, list, manifest, quote, purchase, export
 void AddInferenceRoutes(httplib::Server& http, Context& ctx);  // /v1/chat/completions, /v1/completions, /v1/models
+void AddAdminRoutes(httplib::Server& http, Context& ctx);      // artifact removal, publisher quotas
 
 // Authenticates the request's API key with the market: (account, scopes).
 StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, const httplib::Request& req);

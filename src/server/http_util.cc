@@ -20,12 +20,11 @@ HttpStatus HttpStatusFor(const Status& s) {
     case C::kAlreadyExists:
     case C::kFailedPrecondition: return {409, "conflict_error"};
     case C::kResourceExhausted:
-      // The market reports a balance that cannot cover a charge this way; that
-      // is a payment problem (402), not a rate limit.
-      if (s.message().find("insufficient funds") != std::string::npos) return {402, "insufficient_funds"};
-      // The market's or the store's database hit a full disk (the transaction
-      // rolled back): the server's storage, not the caller's rate.
-      if (s.message().rfind("disk full", 0) == 0) return {507, "insufficient_storage"};
+      // A balance that cannot cover a charge is a payment problem (402), not a
+      // rate limit; a full disk under the market or the store (the transaction
+      // rolled back) is the server's storage, not the caller's rate.
+      if (s.IsInsufficientFunds()) return {402, "insufficient_funds"};
+      if (s.IsDiskFull()) return {507, "insufficient_storage"};
       return {429, "rate_limit_error"};
     case C::kUnimplemented: return {501, "not_implemented"};
     case C::kAborted: return {503, "unavailable"};
@@ -48,6 +47,9 @@ void SendStatus(httplib::Response& res, const Status& s) {
 }
 
 StatusOr<json> ParseJsonObject(const httplib::Request& req) {
+  // No body (a bare `curl -X POST`) means no fields; each route then reports
+  // the required ones by name.
+  if (req.body.empty()) return json::object();
   json j = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::InvalidArgument("request body is not valid JSON");
   if (!j.is_object()) return Status::InvalidArgument("request body must be a JSON object");
@@ -121,19 +123,14 @@ StatusOr<std::optional<bool>> OptBool(const json& j, const char* key) {
 }
 
 StatusOr<market::Money> ParseMoneyField(const json& v, market::Currency currency, const char* what) {
-  std::string text;
-  if (v.is_string()) {
-    text = v.get<std::string>();
-  } else if (v.is_number_integer()) {
-    text = v.dump();
-  } else if (v.is_number_float()) {
-    // nlohmann prints the shortest text that round-trips, i.e. what the client wrote
-    // for any amount with at most six decimals.
-    text = v.dump();
-  } else {
-    return Status::InvalidArgument(std::string("'") + what + "' must be a decimal string such as \"0.0015\"");
+  // Money never passes through a double: a JSON number has already been read
+  // as one (0.1 + 0.2 style drift, 2^53 limits) by the time it gets here, so
+  // only the client's own decimal text is accepted.
+  if (!v.is_string()) {
+    return Status::InvalidArgument(std::string("'") + what + "' must be a decimal string such as \"0.0015\"" +
+                                   (v.is_number() ? " (JSON numbers are not accepted for money)" : ""));
   }
-  auto m = market::Money::Parse(text, currency);
+  auto m = market::Money::Parse(v.get<std::string>(), currency);
   if (!m.ok()) return Status::InvalidArgument(std::string("'") + what + "': " + m.status().message());
   return m;
 }

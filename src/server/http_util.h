@@ -34,7 +34,8 @@ void SendJson(httplib::Response& res, const json& body, int code = 200);
 void SendError(httplib::Response& res, int code, std::string_view type, std::string_view message);
 void SendStatus(httplib::Response& res, const Status& s);
 
-// The request body as a JSON object; InvalidArgument for anything else.
+// The request body as a JSON object (an empty body is {}); InvalidArgument
+// for anything else.
 StatusOr<json> ParseJsonObject(const httplib::Request& req);
 
 // "Authorization: Bearer <key>" (or "x-api-key"); "" when absent.
@@ -50,8 +51,9 @@ StatusOr<std::optional<int64_t>> OptInt(const json& j, const char* key, int64_t 
 StatusOr<std::optional<double>> OptNumber(const json& j, const char* key, double min, double max);
 StatusOr<std::optional<bool>> OptBool(const json& j, const char* key);
 
-// A money amount given as a decimal string ("0.0015") or a JSON number, in
-// units of `currency`. Parsed from its decimal text, never through a double.
+// A money amount given as a decimal string ("0.0015") in units of
+// `currency`. JSON numbers are refused (InvalidArgument saying to send a
+// string): they reach us as doubles.
 StatusOr<market::Money> ParseMoneyField(const json& v, market::Currency currency, const char* what);
 json MoneyJson(const market::Money& m);
 

@@ -39,6 +39,7 @@ void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, co
   if (method == "GET") http.Get(pattern, wrapped);
   else if (method == "POST") http.Post(pattern, wrapped);
   else if (method == "DELETE") http.Delete(pattern, wrapped);
+  else if (method == "PUT") http.Put(pattern, wrapped);
 }
 
 StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, const httplib::Request& req) {
@@ -151,6 +152,19 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
   http.set_read_timeout(30);
   http.set_write_timeout(30);
   http.set_keep_alive_timeout(5);
+  // HTTP/1.1 (RFC 9112 §6.3): a request with neither Content-Length nor
+  // Transfer-Encoding has a body of length zero. cpp-httplib instead reads a
+  // POST/PUT/PATCH/DELETE without Content-Length until the peer closes, so
+  // `curl -X POST URL` would wait out the read timeout and get 400 instead of
+  // reaching authentication. The handler runs before the body is read; the
+  // Request is httplib's own mutable object, passed here as const only by the
+  // callback's signature.
+  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) SendError(res, 404, "not_found_error", "no such route");
@@ -179,6 +193,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
   AddMarketRoutes(http, ctx);
   AddArtifactRoutes(http, ctx);
   AddInferenceRoutes(http, ctx);
+  AddAdminRoutes(http, ctx);
   return std::make_unique<Server>(std::move(impl));
 }
 

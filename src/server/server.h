@@ -1,4 +1,4 @@
-// The prefill-CDN server (DESIGN §1): OpenAI-compatible inference whose prompts
+// The prefill-CDN server (docs/DESIGN.md §1): OpenAI-compatible inference whose prompts
 // may continue from purchased KV artifacts, plus the kvmart API for publishing,
 // buying and accounting, over cpp-httplib.
 //

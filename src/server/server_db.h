@@ -15,7 +15,9 @@
 
 #include "base/status.h"
 
-struct sqlite3;
+namespace kvmart::sqlite {
+class Db;
+}
 
 namespace kvmart::server {
 
@@ -48,12 +50,11 @@ class ServerDb {
   struct Private {};  // lets Open use make_unique while the constructor stays internal
 
  public:
-  ServerDb(sqlite3* db, Private) : db_(db) {}
+  ServerDb(std::unique_ptr<sqlite::Db> db, Private);
 
  private:
-  Status Exec(const char* sql);
   std::mutex mu_;  // one connection, serialised: the writes are tiny
-  sqlite3* db_;
+  std::unique_ptr<sqlite::Db> db_;
 };
 
 }  // namespace kvmart::server

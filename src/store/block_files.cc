@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <random>
 
+#include "base/fd.h"
+
 namespace kvmart::store {
 namespace {
 
@@ -17,31 +19,10 @@ namespace fs = std::filesystem;
 constexpr std::string_view kSuffix = ".blk";
 constexpr std::string_view kTempPrefix = ".tmp-";
 
-// Closes on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now and reports the error (close can report a deferred write error).
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 Status ErrnoStatus(int err, const std::string& what) {
   std::string msg = what + ": " + std::strerror(err);
   // EFBIG is what a file size limit (RLIMIT_FSIZE) gives; treat it like a full disk.
-  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return Status::ResourceExhausted("disk full: " + msg);
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return Status::DiskFull("disk full: " + msg);
   if (err == ENOENT) return Status::NotFound(msg);
   return Status::IOError(msg);
 }

@@ -23,6 +23,7 @@
 #include "store/buffer_pool.h"
 #include "store/catalog.h"
 #include "store/memory_tier.h"
+#include "store/prefix_walk.h"
 
 namespace kvmart::store {
 
@@ -41,9 +42,7 @@ using artifact::Manifest;
 int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 
 Status DataLoss(const std::string& what, const Status& cause) {
-  // Status has no DataLoss code; Corruption with this prefix is the store's
-  // DataLoss (store.h).
-  return Status::Corruption("data loss: " + what + ": " + cause.message());
+  return Status::DataLoss("data loss: " + what + ": " + cause.message());
 }
 
 // The advisory whole-store lock, released by the kernel when the process dies
@@ -379,7 +378,7 @@ Status SqliteStore::PutFile(const std::string& kva_path) {
 
 Status SqliteStore::Put(const artifact::Artifact& a) {
   const Manifest& m = a.manifest;
-  // An upload is a trust boundary (DESIGN §4): manifest, signature, and every
+  // An upload is a trust boundary (docs/DESIGN.md §4): manifest, signature, and every
   // block's checksum, decode and payload SHA-256, before anything is written.
   KVMART_RETURN_IF_ERROR(artifact::ValidateManifest(m));
   KVMART_RETURN_IF_ERROR(artifact::VerifyManifestSignature(m));
@@ -501,74 +500,38 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
 // Lookup
 
 PrefixMatch SqliteStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
-  PrefixMatch match;
   const int64_t now = NowUnix();
   std::shared_lock lock(index_mu_);
   auto prof = profiles_.find(profile_digest);
   if (prof == profiles_.end() || tokens.empty()) {
     misses_.fetch_add(1, std::memory_order_relaxed);
-    return match;
+    return {};
   }
-  const uint64_t bs = prof->second.first;
-  const uint64_t n = tokens.size();
-  // A live artifact ending at chain hash h with `count` tokens.
-  auto live_artifact = [&](const Digest256& h) -> const ArtifactEntry* {
-    auto it = by_last_.find(h);
-    if (it == by_last_.end()) return nullptr;
-    const ArtifactEntry& e = *artifacts_.at(it->second);
-    if (e.expired(now)) return nullptr;
-    for (const BlockKey& k : e.keys)
-      if (damaged_.contains(k)) return nullptr;
-    return &e;
+  // The index as the shared walk sees it (prefix_walk.h).
+  struct Index {
+    const SqliteStore& s;
+    int64_t now;
+    std::optional<LiveArtifact> ArtifactEndingAt(const Digest256& h) const {
+      auto it = s.by_last_.find(h);
+      if (it == s.by_last_.end()) return std::nullopt;
+      const ArtifactEntry& e = *s.artifacts_.at(it->second);
+      if (e.expired(now)) return std::nullopt;
+      for (const BlockKey& k : e.keys)
+        if (s.damaged_.contains(k)) return std::nullopt;
+      return LiveArtifact{e.info.artifact_id, e.info.token_count};
+    }
+    const std::vector<std::pair<std::string, uint32_t>>* PartialsAfter(const Digest256& h) const {
+      auto it = s.partial_.find(h);
+      return it == s.partial_.end() ? nullptr : &it->second;
+    }
+    bool BlockAvailable(const Digest256& h) const { return s.Available(h) != nullptr; }
+    std::string OwnerOf(const Digest256& h) const {
+      const Variant* v = s.Available(h);
+      return v != nullptr && !v->owners.empty() ? v->owners.front() : std::string();
+    }
   };
-  Digest256 h = artifact::ChainSeed(profile_digest);
-  const ArtifactEntry* best = nullptr;
-  std::optional<Digest256> best_partial_hash;  // when best ends in a partial block
-  // One ChainStep and one probe per block; partial-block candidates add one
-  // step each, and there are only as many as artifacts end in that block.
-  for (uint64_t k = 0;; ++k) {
-    const uint64_t begin = k * bs;
-    if (auto pit = partial_.find(h); pit != partial_.end()) {
-      for (const auto& [id, r] : pit->second) {
-        if (begin + r > n || (best != nullptr && best->info.token_count >= begin + r)) continue;
-        Digest256 hp = artifact::ChainStep(h, tokens.subspan(begin, r));
-        const ArtifactEntry* e = live_artifact(hp);
-        if (e != nullptr && e->info.artifact_id == id) {
-          best = e;
-          best_partial_hash = hp;
-        }
-      }
-    }
-    if (begin + bs > n) break;
-    Digest256 next = artifact::ChainStep(h, tokens.subspan(begin, bs));
-    if (Available(next) == nullptr) break;
-    match.block_hashes.push_back(next);
-    h = next;
-    if (const ArtifactEntry* e = live_artifact(h)) {
-      best = e;
-      best_partial_hash.reset();
-    }
-  }
-  match.matched_tokens = match.block_hashes.size() * bs;
-  if (best != nullptr) {
-    match.artifact_id = best->info.artifact_id;
-    match.artifact_tokens = best->info.token_count;
-    if (best->info.token_count > match.matched_tokens) {
-      // Only an artifact ending in a partial block right after the matched
-      // blocks can reach further than they do.
-      match.block_hashes.push_back(*best_partial_hash);
-      match.matched_tokens = best->info.token_count;
-    }
-  }
-  if (match.matched_tokens == 0) {
-    misses_.fetch_add(1, std::memory_order_relaxed);
-    return match;
-  }
-  if (best != nullptr && best->info.token_count == match.matched_tokens) {
-    match.source_artifact_id = best->info.artifact_id;
-  } else if (const Variant* v = Available(match.block_hashes.back()); v != nullptr && !v->owners.empty()) {
-    match.source_artifact_id = v->owners.front();  // contains every earlier block too (chain)
-  }
+  PrefixMatch match = LongestPrefix(Index{*this, now}, profile_digest, prof->second.first, tokens);
+  if (match.matched_tokens == 0) misses_.fetch_add(1, std::memory_order_relaxed);
   return match;
 }
 
@@ -666,7 +629,7 @@ StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string&
     hits_memory_.fetch_add(1, std::memory_order_relaxed);
   } else {
     // XXH3 of the stored bytes stands for the payload SHA-256 checked at
-    // publish: decoding is deterministic (DESIGN §4: SHA-256 at trust
+    // publish: decoding is deterministic (docs/DESIGN.md §4: SHA-256 at trust
     // boundaries, the fast checksum on every load from our own tiers).
     if (dest_fn && ref.v.codec == Codec::kRaw) {
       // Straight into place: the only copy is the kernel's.
@@ -799,7 +762,7 @@ Status SqliteStore::Load(const std::string& id, const LoadOptions& options, cons
     refs.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       if (damaged_.contains(e.keys[i]))
-        return Status::Corruption("data loss: artifact " + id + " block " + std::to_string(i) +
+        return Status::DataLoss("data loss: artifact " + id + " block " + std::to_string(i) +
                                   ": failed verification earlier (republish to repair)");
       const Variant* v = FindVariant(e.keys[i]);
       if (v == nullptr) return Status::Internal("artifact " + id + ": block missing from the index");

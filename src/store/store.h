@@ -1,4 +1,4 @@
-// The artifact store (DESIGN §2, §6): where published KV lives, provider-side,
+// The artifact store (docs/DESIGN.md §2, §6): where published KV lives, provider-side,
 // close to the compute.
 //
 // This header is the contract between the store and its users (the server, the
@@ -18,10 +18,10 @@
 // Exactness: the store never changes a byte. Put (a trust boundary) checks the
 // signature and every block's XXH3-128, decode and payload SHA-256 against the
 // signed manifest; every load from the disk tier checks XXH3-128 of the stored
-// bytes again before decoding (DESIGN §4; decoding is deterministic, so that
+// bytes again before decoding (docs/DESIGN.md §4; decoding is deterministic, so that
 // stands for the SHA-256 checked at Put). A block that fails is reported as
-// DataLoss — Status::Corruption whose message starts "data loss: " (Status has
-// no separate code) — counted in StoreMetrics, dropped from the tiers, and a
+// Status::DataLoss (code Corruption, subcode DataLoss; IsDataLoss() is true)
+// — counted in StoreMetrics, dropped from the tiers, and a
 // miss from then on (Lookup stops before it) until a Put of an artifact that
 // contains it rewrites the file.
 //
@@ -97,7 +97,7 @@ struct PrefixMatch {
   std::string source_artifact_id;
 };
 
-// A verified, decoded block payload (layout of DESIGN §4: per layer K then V,
+// A verified, decoded block payload (layout of docs/DESIGN.md §4: per layer K then V,
 // [tokens][kv_heads][head_dim] bf16 LE). Shared: the memory tier may hold it too.
 struct LoadedBlock {
   uint32_t index = 0;

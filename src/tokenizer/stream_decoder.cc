@@ -7,7 +7,7 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special_token
     : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {}
 
 StatusOr<std::string> StreamDecoder::Push(TokenId id) {
-  KVMART_ASSIGN_OR_RETURN(std::string_view bytes, tokenizer_.TokenBytes(id));
+  KVMART_ASSIGN_OR_RETURN(std::string_view bytes, tokenizer_.TextBytes(id));
   if (!(skip_special_tokens_ && tokenizer_.IsSpecial(id))) pending_.append(bytes);
   const size_t stable = StableUtf8PrefixLength(pending_);
   std::string out;

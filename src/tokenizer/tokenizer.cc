@@ -24,13 +24,54 @@ using json = nlohmann::json;
 constexpr std::string_view kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-bool IsNullOr(const json& j, const char* key) { return !j.contains(key) || j[key].is_null(); }
+bool IsNullOr(const json& j, const char* key) { return !j.is_object() || !j.contains(key) || j[key].is_null(); }
+
+// Typed reads of tokenizer.json fields. nlohmann's value()/get() throw on a
+// field of the wrong type; a mistyped file must instead be a Corruption that
+// names the field ("added_tokens[3].content must be a string").
+std::string FieldName(std::string_view where, const char* key) {
+  return where.empty() ? std::string(key) : std::string(where) + "." + key;
+}
+
+Status ExpectObject(const json& j, std::string_view where) {
+  if (!j.is_object()) return Status::Corruption(std::string(where) + " must be an object");
+  return Status::Ok();
+}
+
+StatusOr<std::string> StrField(const json& j, std::string_view where, const char* key, std::string fallback) {
+  KVMART_RETURN_IF_ERROR(ExpectObject(j, where));
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_string()) return Status::Corruption(FieldName(where, key) + " must be a string");
+  return it->get<std::string>();
+}
+
+StatusOr<bool> BoolField(const json& j, std::string_view where, const char* key, bool fallback) {
+  KVMART_RETURN_IF_ERROR(ExpectObject(j, where));
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) return Status::Corruption(FieldName(where, key) + " must be true or false");
+  return it->get<bool>();
+}
+
+StatusOr<TokenId> IdField(const json& j, std::string_view where, const char* key) {
+  KVMART_RETURN_IF_ERROR(ExpectObject(j, where));
+  auto it = j.find(key);
+  if (it == j.end()) return Status::Corruption(FieldName(where, key) + " is missing");
+  if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > (1 << 24)) {
+    return Status::Corruption(FieldName(where, key) + " must be an integer token id in [0, 2^24]");
+  }
+  return static_cast<TokenId>(it->get<int64_t>());
+}
 
 Status CheckByteLevel(const json& j, const char* where, bool* use_regex) {
-  if (j.value("add_prefix_space", false)) {
+  KVMART_ASSIGN_OR_RETURN(bool prefix_space, BoolField(j, where, "add_prefix_space", false));
+  if (prefix_space) {
     return Status::Unimplemented(std::string(where) + ": ByteLevel add_prefix_space=true is not supported");
   }
-  if (use_regex != nullptr) *use_regex = j.value("use_regex", true);
+  if (use_regex != nullptr) {
+    KVMART_ASSIGN_OR_RETURN(*use_regex, BoolField(j, where, "use_regex", true));
+  }
   return Status::Ok();
 }
 
@@ -94,18 +135,19 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   // ---- model
   if (!j.contains("model") || !j["model"].is_object()) return Status::Corruption("no \"model\" object");
   const json& model = j["model"];
-  if (model.value("type", std::string("BPE")) != "BPE") {
-    return Status::Unimplemented("model type " + model.value("type", std::string()) + " (only BPE)");
-  }
+  KVMART_ASSIGN_OR_RETURN(std::string model_type, StrField(model, "model", "type", "BPE"));
+  if (model_type != "BPE") return Status::Unimplemented("model type " + model_type + " (only BPE)");
   if (!IsNullOr(model, "dropout")) return Status::Unimplemented("BPE dropout is not supported");
-  if (model.value("byte_fallback", false)) {
+  KVMART_ASSIGN_OR_RETURN(bool byte_fallback, BoolField(model, "model", "byte_fallback", false));
+  if (byte_fallback) {
     return Status::Unimplemented("BPE byte_fallback=true is not supported (byte-level models never need it)");
   }
-  if (!model.value("continuing_subword_prefix", json("")).get<std::string>().empty() ||
-      !model.value("end_of_word_suffix", json("")).get<std::string>().empty()) {
+  KVMART_ASSIGN_OR_RETURN(std::string subword_prefix, StrField(model, "model", "continuing_subword_prefix", ""));
+  KVMART_ASSIGN_OR_RETURN(std::string word_suffix, StrField(model, "model", "end_of_word_suffix", ""));
+  if (!subword_prefix.empty() || !word_suffix.empty()) {
     return Status::Unimplemented("continuing_subword_prefix / end_of_word_suffix are not supported");
   }
-  impl->ignore_merges = model.value("ignore_merges", false);
+  KVMART_ASSIGN_OR_RETURN(impl->ignore_merges, BoolField(model, "model", "ignore_merges", false));
   if (!model.contains("vocab") || !model["vocab"].is_object()) return Status::Corruption("model.vocab missing");
 
   auto set_id = [&](TokenId id, std::string bytes, uint8_t kind) -> Status {
@@ -120,10 +162,12 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   };
 
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer()) return Status::Corruption("vocab id of " + it.key() + " is not an integer");
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() > (1 << 24)) {
+      return Status::Corruption("model.vocab[" + it.key() + "] must be an integer token id in [0, 2^24]");
+    }
     auto bytes = ByteLevelToBytes(it.key());
     if (!bytes) return Status::Corruption("vocab entry is not in the byte-level alphabet: " + it.key());
-    TokenId id = it.value().get<TokenId>();
+    const TokenId id = static_cast<TokenId>(it.value().get<int64_t>());
     KVMART_RETURN_IF_ERROR(set_id(id, *bytes, 1));
     impl->vocab_by_bytes.emplace(std::move(*bytes), id);
   }
@@ -140,6 +184,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   std::vector<BpeModel::Merge> merges;
   if (model.contains("merges")) {
     const json& m = model["merges"];
+    if (!m.is_array()) return Status::Corruption("model.merges must be an array");
     merges.reserve(m.size());
     for (size_t r = 0; r < m.size(); ++r) {
       std::string a, b;
@@ -171,19 +216,28 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   impl->bpe = std::make_unique<BpeModel>(byte_ids, merges);
 
   // ---- added tokens
-  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
+  if (!IsNullOr(j, "added_tokens")) {
+    if (!j["added_tokens"].is_array()) return Status::Corruption("added_tokens must be an array");
+    size_t index = 0;
     for (const json& t : j["added_tokens"]) {
-      if (!t.contains("id") || !t.contains("content")) return Status::Corruption("added token without id/content");
-      std::string content = t["content"].get<std::string>();
-      if (t.value("lstrip", false) || t.value("rstrip", false) || t.value("single_word", false)) {
+      const std::string where = "added_tokens[" + std::to_string(index++) + "]";
+      KVMART_RETURN_IF_ERROR(ExpectObject(t, where));
+      if (!t.contains("content")) return Status::Corruption(where + ".content is missing");
+      KVMART_ASSIGN_OR_RETURN(std::string content, StrField(t, where, "content", ""));
+      KVMART_ASSIGN_OR_RETURN(TokenId id, IdField(t, where, "id"));
+      KVMART_ASSIGN_OR_RETURN(bool lstrip, BoolField(t, where, "lstrip", false));
+      KVMART_ASSIGN_OR_RETURN(bool rstrip, BoolField(t, where, "rstrip", false));
+      KVMART_ASSIGN_OR_RETURN(bool single_word, BoolField(t, where, "single_word", false));
+      KVMART_ASSIGN_OR_RETURN(bool normalized, BoolField(t, where, "normalized", false));
+      KVMART_ASSIGN_OR_RETURN(bool special, BoolField(t, where, "special", false));
+      if (lstrip || rstrip || single_word) {
         return Status::Unimplemented("added token " + content + ": lstrip/rstrip/single_word are not supported");
       }
-      if (t.value("normalized", false) && !t.value("special", false)) {
+      if (normalized && !special) {
         return Status::Unimplemented("added token " + content + ": normalized=true is not supported");
       }
       KVMART_RETURN_IF_ERROR(ValidateUtf8(content));
-      TokenId id = t["id"].get<TokenId>();
-      KVMART_RETURN_IF_ERROR(set_id(id, content, t.value("special", false) ? 3 : 2));
+      KVMART_RETURN_IF_ERROR(set_id(id, content, special ? 3 : 2));
       impl->added.Add(content, id);
       impl->added_by_content[content] = id;
     }
@@ -192,10 +246,11 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   // ---- normalizer
   if (!IsNullOr(j, "normalizer")) {
     const json& n = j["normalizer"];
-    std::string type = n.value("type", std::string());
+    KVMART_ASSIGN_OR_RETURN(std::string type, StrField(n, "normalizer", "type", ""));
     if (type == "NFC") {
       impl->nfc = true;
-    } else if (type == "Sequence" && n.contains("normalizers") && n["normalizers"].empty()) {
+    } else if (type == "Sequence" && n.contains("normalizers") && n["normalizers"].is_array() &&
+               n["normalizers"].empty()) {
     } else {
       return Status::Unimplemented("normalizer " + n.dump() + " (only NFC or none)");
     }
@@ -207,26 +262,34 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   {
     const json& p = j["pre_tokenizer"];
     std::string pattern;
-    std::vector<json> steps;
-    if (p.value("type", std::string()) == "Sequence") {
-      for (const json& s : p["pretokenizers"]) steps.push_back(s);
+    std::vector<std::pair<std::string, json>> steps;  // (field name, step)
+    KVMART_ASSIGN_OR_RETURN(std::string top_type, StrField(p, "pre_tokenizer", "type", ""));
+    if (top_type == "Sequence") {
+      if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array()) {
+        return Status::Corruption("pre_tokenizer.pretokenizers must be an array");
+      }
+      for (const json& s : p["pretokenizers"]) {
+        steps.emplace_back("pre_tokenizer.pretokenizers[" + std::to_string(steps.size()) + "]", s);
+      }
     } else {
-      steps.push_back(p);
+      steps.emplace_back("pre_tokenizer", p);
     }
     bool byte_level = false;
-    for (const json& s : steps) {
-      std::string type = s.value("type", std::string());
+    for (const auto& [where, s] : steps) {
+      KVMART_ASSIGN_OR_RETURN(std::string type, StrField(s, where, "type", ""));
       if (type == "Split" && pattern.empty() && !byte_level) {
-        if (!s.contains("pattern") || !s["pattern"].contains("Regex")) {
+        if (!s.contains("pattern") || !s["pattern"].is_object() || !s["pattern"].contains("Regex")) {
           return Status::Unimplemented("Split pre-tokenizer without a Regex pattern");
         }
-        if (s.value("behavior", std::string()) != "Isolated" || s.value("invert", false)) {
+        KVMART_ASSIGN_OR_RETURN(std::string behavior, StrField(s, where, "behavior", ""));
+        KVMART_ASSIGN_OR_RETURN(bool invert, BoolField(s, where, "invert", false));
+        if (behavior != "Isolated" || invert) {
           return Status::Unimplemented("Split pre-tokenizer: only behavior Isolated, invert false");
         }
-        pattern = s["pattern"]["Regex"].get<std::string>();
+        KVMART_ASSIGN_OR_RETURN(pattern, StrField(s["pattern"], where + ".pattern", "Regex", ""));
       } else if (type == "ByteLevel" && !byte_level) {
         bool use_regex = true;
-        KVMART_RETURN_IF_ERROR(CheckByteLevel(s, "pre_tokenizer", &use_regex));
+        KVMART_RETURN_IF_ERROR(CheckByteLevel(s, where.c_str(), &use_regex));
         if (use_regex) {
           if (!pattern.empty()) return Status::Unimplemented("Split followed by ByteLevel(use_regex=true)");
           pattern = std::string(kGpt2Pattern);
@@ -245,7 +308,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_t
   // ---- post-processor and decoder: only the byte-level no-ops are exact here.
   for (const char* key : {"post_processor", "decoder"}) {
     if (IsNullOr(j, key)) continue;
-    if (j[key].value("type", std::string()) != "ByteLevel") {
+    KVMART_ASSIGN_OR_RETURN(std::string type, StrField(j[key], key, "type", ""));
+    if (type != "ByteLevel") {
       return Status::Unimplemented(std::string(key) + " " + j[key].dump().substr(0, 200) + " (only ByteLevel)");
     }
     KVMART_RETURN_IF_ERROR(CheckByteLevel(j[key], key, nullptr));
@@ -274,7 +338,7 @@ StatusOr<std::string> Tokenizer::Decode(std::span<const TokenId> ids, bool skip_
   std::string bytes;
   bytes.reserve(ids.size() * 4);
   for (TokenId id : ids) {
-    KVMART_ASSIGN_OR_RETURN(std::string_view b, TokenBytes(id));
+    KVMART_ASSIGN_OR_RETURN(std::string_view b, TextBytes(id));
     if (skip_special_tokens && IsSpecial(id)) continue;
     bytes.append(b);
   }
@@ -288,6 +352,12 @@ StatusOr<std::string_view> Tokenizer::TokenBytes(TokenId id) const {
   if (id < 0 || static_cast<size_t>(id) >= impl_->id_kind.size() || impl_->id_kind[id] == 0) {
     return Status::InvalidArgument("unknown token id " + std::to_string(id));
   }
+  return std::string_view(impl_->id_to_bytes[id]);
+}
+
+StatusOr<std::string_view> Tokenizer::TextBytes(TokenId id) const {
+  if (id < 0) return Status::InvalidArgument("negative token id " + std::to_string(id));
+  if (static_cast<size_t>(id) >= impl_->id_kind.size() || impl_->id_kind[id] == 0) return std::string_view();
   return std::string_view(impl_->id_to_bytes[id]);
 }
 

@@ -45,11 +45,22 @@ class Tokenizer {
 
   // Text of `ids`; byte sequences that are not valid UTF-8 (a token sequence
   // cut inside a character) become U+FFFD per maximal ill-formed subpart.
-  // Unknown ids are an InvalidArgument error.
+  //
+  // Ids without text: a model's embedding usually has more rows than the
+  // tokenizer has entries (Qwen3: 151,936 rows, 151,669 entries; the rest are
+  // padding), and sampling may pick any row. Such an id — non-negative, with no
+  // vocabulary or added-token entry — stands for no text: it contributes
+  // nothing here and in StreamDecoder, as in the reference decoder, and stays
+  // in the token ids a caller reports. Only a negative id is InvalidArgument.
+  // Whether an id is a valid *input* is the model's question (its vocab size),
+  // checked where prompts are accepted.
   StatusOr<std::string> Decode(std::span<const TokenId> ids, bool skip_special_tokens = false) const;
 
-  // Raw bytes a token stands for (added tokens: their content).
+  // Raw bytes a token stands for (added tokens: their content); InvalidArgument
+  // for an id the tokenizer has no entry for.
   StatusOr<std::string_view> TokenBytes(TokenId id) const;
+  // The same, but an id without an entry has empty text (see Decode).
+  StatusOr<std::string_view> TextBytes(TokenId id) const;
   // Id of an added token by content ("<|im_end|>") or of a vocabulary entry by
   // its byte-level spelling ("Ġthe").
   std::optional<TokenId> TokenToId(std::string_view token) const;

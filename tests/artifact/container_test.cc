@@ -10,6 +10,7 @@
 #include "artifact/canonical_json.h"
 #include "artifact/chain_hash.h"
 #include "artifact_test_util.h"
+#include "testing/temp_dir.h"
 
 namespace kvmart::artifact::testing {
 extern std::atomic<size_t> g_max_alloc;  // alloc_tracker.cc
@@ -26,18 +27,7 @@ using testing::TestKey;
 using testing::TestProfile;
 using testing::g_max_alloc;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kvmart-artifact-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using kvmart::testing::TempDir;
 
 // A small artifact: 2 layers, 2 heads, head_dim 16, 4-token blocks, 10 tokens.
 testing::Built Small(Codec codec = Codec::kLossless, KvDtype dtype = KvDtype::kBf16) {
@@ -69,18 +59,18 @@ TEST(Container, RoundTripEveryCodecAndDtype) {
 TEST(Container, FileRoundTripAndProfileCheck) {
   TempDir dir;
   auto b = Small();
-  ASSERT_TRUE(WriteContainerFile(dir / "a.kva", b.artifact).ok());
-  auto r = ArtifactReader::OpenFile(dir / "a.kva");
+  ASSERT_TRUE(WriteContainerFile(dir.Sub("a.kva"), b.artifact).ok());
+  auto r = ArtifactReader::OpenFile(dir.Sub("a.kva"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->CheckProfile(TestProfile()).ok());
   ReaderOptions opts;
   opts.expected_profile = TestProfile();
   opts.expected_profile->weights_digest[3] = '9';
-  auto bad = ArtifactReader::OpenFile(dir / "a.kva", opts);
+  auto bad = ArtifactReader::OpenFile(dir.Sub("a.kva"), opts);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), Status::Code::kFailedPrecondition);
   EXPECT_NE(bad.status().message().find("weights_digest"), std::string::npos) << bad.status().ToString();
-  EXPECT_FALSE(ArtifactReader::OpenFile(dir / "missing.kva").ok());
+  EXPECT_FALSE(ArtifactReader::OpenFile(dir.Sub("missing.kva")).ok());
 }
 
 TEST(Container, EveryTruncationIsRejected) {
@@ -255,26 +245,26 @@ TEST(Signing, KeyFileRoundTripAndPermissions) {
   TempDir dir;
   auto k = SigningKey::Generate();
   ASSERT_TRUE(k.ok());
-  ASSERT_TRUE(k->SaveFile(dir / "key").ok());
+  ASSERT_TRUE(k->SaveFile(dir.Sub("key")).ok());
   struct stat st {};
-  ASSERT_EQ(stat((dir / "key").c_str(), &st), 0);
+  ASSERT_EQ(stat((dir.Sub("key")).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  EXPECT_FALSE(k->SaveFile(dir / "key").ok()) << "must not overwrite a key";
-  auto loaded = SigningKey::LoadFile(dir / "key");
+  EXPECT_FALSE(k->SaveFile(dir.Sub("key")).ok()) << "must not overwrite a key";
+  auto loaded = SigningKey::LoadFile(dir.Sub("key"));
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->public_key(), k->public_key());
   auto sig = loaded->Sign("hello");
   EXPECT_TRUE(VerifySignature(k->public_key(), "hello", sig));
   EXPECT_FALSE(VerifySignature(k->public_key(), "hellO", sig));
-  chmod((dir / "key").c_str(), 0644);
-  EXPECT_EQ(SigningKey::LoadFile(dir / "key").status().code(), Status::Code::kPermissionDenied);
+  chmod((dir.Sub("key")).c_str(), 0644);
+  EXPECT_EQ(SigningKey::LoadFile(dir.Sub("key")).status().code(), Status::Code::kPermissionDenied);
   // A key file whose public line does not match its seed.
   std::string other_pk = TestKey(1).public_key_hex();
-  FILE* f = fopen((dir / "bad").c_str(), "w");
+  FILE* f = fopen((dir.Sub("bad")).c_str(), "w");
   fprintf(f, "kvmart-ed25519-key-v1\npublic %s\nseed %s\n", other_pk.c_str(), std::string(64, '1').c_str());
   fclose(f);
-  chmod((dir / "bad").c_str(), 0600);
-  EXPECT_EQ(SigningKey::LoadFile(dir / "bad").status().code(), Status::Code::kCorruption);
+  chmod((dir.Sub("bad")).c_str(), 0600);
+  EXPECT_EQ(SigningKey::LoadFile(dir.Sub("bad")).status().code(), Status::Code::kCorruption);
 }
 
 }  // namespace

@@ -33,5 +33,57 @@ TEST(StatusTest, AssignOrReturnPropagates) {
   EXPECT_EQ(s.message(), "odd: 3");
 }
 
+TEST(StatusTest, SubcodesSurviveContextAndKeepTheCode) {
+  const Status funds = Status::InsufficientFunds("balance 1 < price 2").WithContext("purchase");
+  EXPECT_EQ(funds.code(), Status::Code::kResourceExhausted);
+  EXPECT_TRUE(funds.IsInsufficientFunds());
+  EXPECT_FALSE(funds.IsDiskFull());
+  EXPECT_EQ(funds.ToString(), "ResourceExhausted(InsufficientFunds): purchase: balance 1 < price 2");
+
+  const Status full = Status::DiskFull("catalog.sqlite");
+  EXPECT_EQ(full.code(), Status::Code::kResourceExhausted);
+  EXPECT_TRUE(full.IsDiskFull());
+
+  const Status lost = Status::DataLoss("block 3").WithContext("artifact a");
+  EXPECT_EQ(lost.code(), Status::Code::kCorruption);
+  EXPECT_TRUE(lost.IsDataLoss());
+
+  // A message that merely mentions a case is not that case.
+  EXPECT_FALSE(Status::ResourceExhausted("insufficient funds").IsInsufficientFunds());
+  EXPECT_FALSE(Status::Corruption("data loss: x").IsDataLoss());
+}
+
+TEST(StatusTest, StatusOrFromOkStatusIsAnError) {
+  StatusOr<int> v = Status::Ok();
+  EXPECT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), Status::Code::kInternal);
+}
+
+// value() and operator* on an error must stop the program in every build
+// type (these tests run in Release, where assert() is compiled out).
+TEST(StatusDeathTest, ValueOfAnErrorAbortsWithTheStatus) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        StatusOr<int> v = Half(3);
+        volatile int x = v.value();
+        (void)x;
+      },
+      "StatusOr that holds an error: InvalidArgument: odd: 3");
+  EXPECT_DEATH(
+      {
+        StatusOr<std::string> v = Status::NotFound("no such artifact");
+        volatile size_t n = (*v).size();
+        (void)n;
+      },
+      "NotFound: no such artifact");
+  EXPECT_DEATH(
+      {
+        StatusOr<std::string> v = Status::NotFound("gone");
+        std::string s = std::move(v).value();
+      },
+      "NotFound: gone");
+}
+
 }  // namespace
 }  // namespace kvmart

@@ -42,7 +42,12 @@ TEST_F(SqliteMarketTest, MeteredPurchaseAndLoadsMoveMoneyAndReceiptsVerify) {
   ASSERT_OK(market_->Load(buyer_key_, "l2", art));
   // Third load: 500 left, price 1000 → insufficient funds, nothing changes.
   auto before = Snapshot();
-  EXPECT_CODE(market_->Load(buyer_key_, "l3", art), kResourceExhausted);
+  {
+    auto refused = market_->Load(buyer_key_, "l3", art);
+    EXPECT_CODE(refused, kResourceExhausted);
+    // The server answers 402 on this subcode, not on the message text.
+    EXPECT_TRUE(refused.status().IsInsufficientFunds()) << refused.status().ToString();
+  }
   EXPECT_EQ(Snapshot(), before);
   ASSERT_OK(market_->CheckInvariants());
 
@@ -284,6 +289,37 @@ TEST_F(SqliteMarketTest, CreditLimitAllowsABoundedNegativeBalance) {
   ASSERT_OK(market_->CheckInvariants());
 }
 
+// The admin key exists only in Initialize's result: if keeping it fails, the
+// market must stay uninitialised so that a second Initialize can hand out
+// (and keep) a new one, instead of a market nobody can administer.
+TEST(SqliteMarketInitialize, AFailedKeepLeavesTheMarketUninitialised) {
+  TempDir dir;
+  SqliteMarketOptions opt;
+  opt.provider_key = ProviderKey::Generate();
+  opt.synchronous_full = false;
+  auto m = SqliteMarket::Open(dir.Sub("market.db"), opt);
+  ASSERT_OK(m);
+  std::string seen;
+  auto failed = (*m)->Initialize(Currency(), [&](const Bootstrap& b) {
+    seen = b.admin_key;
+    return Status::IOError("disk gone");
+  });
+  EXPECT_CODE(failed, kIOError);
+  EXPECT_FALSE(seen.empty());
+  // The key handed to the failed keep was never committed.
+  EXPECT_CODE((*m)->GetAccount(seen, 1), kUnauthenticated);
+
+  std::string kept;
+  auto ok = (*m)->Initialize(Currency(), [&](const Bootstrap& b) {
+    kept = b.admin_key;
+    return Status::Ok();
+  });
+  ASSERT_OK(ok);
+  EXPECT_EQ(kept, ok->admin_key);
+  ASSERT_OK((*m)->GetAccount(kept, ok->provider_account));
+  EXPECT_CODE((*m)->Initialize(Currency()), kAlreadyExists);
+}
+
 TEST_F(SqliteMarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
   const std::string art = ArtifactId(11);
   List(art, 100);
@@ -296,7 +332,7 @@ TEST_F(SqliteMarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
   EXPECT_EQ(Balance(buyer_).micros(), 1000);
   // A different provider key is refused for this file.
   SqliteMarketOptions opt;
-  EXPECT_CODE(SqliteMarket::Open(dir_.file("market.db"), opt), kFailedPrecondition);
+  EXPECT_CODE(SqliteMarket::Open(dir_.Sub("market.db"), opt), kFailedPrecondition);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "market/sqlite_market.h"
+#include "testing/temp_dir.h"
 
 namespace kvmart::market::testing {
 
@@ -32,21 +33,7 @@ inline std::string ArtifactId(int n) {
   return "kv1-" + std::string(64 - hex.size(), 'a') + hex;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kvmart-market-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::kvmart::testing::TempDir;
 
 struct Clock {
   std::shared_ptr<std::atomic<int64_t>> now = std::make_shared<std::atomic<int64_t>>(1'700'000'000);
@@ -67,7 +54,7 @@ class MarketFixture : public ::testing::Test {
     opt.provider_key = key_;
     opt.clock = clock_.fn();
     opt.synchronous_full = false;  // tests need speed, not power-loss safety
-    auto m = SqliteMarket::Open(dir_.file("market.db"), opt);
+    auto m = SqliteMarket::Open(dir_.Sub("market.db"), opt);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     market_ = std::move(m).value();
     if (!fresh) return;

@@ -15,7 +15,7 @@ TEST(ConfigTest, RoundTripsThroughHfJson) {
   }
   auto c = ShapeByName("qwen3-0.6b");
   EXPECT_EQ(c->kv_bytes_per_token(), 114688u);  // 112 KiB: 28 layers x 2 x 8 x 128 x 2 bytes
-  EXPECT_EQ(ShapeByName("qwen3-4b")->kv_bytes_per_token(), 147456u);  // DESIGN: 147,456 bytes per token
+  EXPECT_EQ(ShapeByName("qwen3-4b")->kv_bytes_per_token(), 147456u);  // docs/DESIGN.md: 147,456 bytes per token
 }
 
 struct BadConfig {

@@ -79,12 +79,41 @@ TEST_F(ServerBadInput, MalformedAndMistypedRequests) {
   ExpectError(srv_->Post("/v1/artifacts", {{"text", "a"}, {"tokens", {1}}}, pub_.key), 400, "invalid_request_error");
   ExpectError(srv_->Post("/v1/artifacts", {{"text", "a"}, {"price", {{"per_load", "1.2.3"}}}}, pub_.key), 400,
               "invalid_request_error");
+  // Money is a decimal string; a JSON number (already a double) is refused and
+  // the message says what to send.
+  for (const json& price : {json(0.0015), json(2)}) {
+    Reply r = srv_->Post("/v1/artifacts", {{"text", "a"}, {"price", {{"per_load", price}}}}, pub_.key);
+    ExpectError(r, 400, "invalid_request_error");
+    EXPECT_NE(r.text.find("decimal string"), std::string::npos) << r.text;
+  }
+  ExpectError(srv_->Post("/v1/chat/completions", {{"messages", msgs}, {"kv", {{"auto", true}, {"max_price", 0.5}}}},
+                         buyer_.key),
+              400, "invalid_request_error");
   ExpectError(srv_->Post("/v1/artifacts/" + id_ + "/purchase", {{"kind", "forever"}}, buyer_.key), 400,
               "invalid_request_error");
   ExpectError(srv_->Get("/v1/nothing-here"), 404, "not_found_error");
   // Over the body limit: refused before the body is read.
   ExpectError(srv_->Call("POST", "/v1/chat/completions", std::string(100 << 10, ' '), buyer_.key), 413,
               "invalid_request_error");
+}
+
+// A POST without a body and without Content-Length is valid HTTP/1.1 (the
+// body has length zero): it reaches authentication at once instead of waiting
+// for a body that never comes.
+TEST_F(ServerBadInput, PostWithoutBodyReachesAuthentication) {
+  const std::string path = "/v1/artifacts/" + id_ + "/purchase";
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string anon = RawExchange(srv_->port(), "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                 std::chrono::seconds(10));
+  EXPECT_EQ(anon.rfind("HTTP/1.1 401", 0), 0u) << anon;
+  EXPECT_NE(anon.find("authentication_error"), std::string::npos) << anon;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // With a key, the empty body is an empty object: a purchase with defaults.
+  std::string bought = RawExchange(srv_->port(),
+                                   "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer " +
+                                       buyer_.key + "\r\n\r\n",
+                                   std::chrono::seconds(10));
+  EXPECT_EQ(bought.rfind("HTTP/1.1 201", 0), 0u) << bought;
 }
 
 TEST_F(ServerBadInput, UnauthenticatedAndUnentitledLearnNothing) {

@@ -4,6 +4,8 @@
 // completions and kv.auto.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "market/receipts.h"
 #include "test_server.h"
 
@@ -190,7 +192,8 @@ TEST_F(ServerE2E, StreamingSampledAndCompletionsMatchColdPrefill) {
     return i;
   };
   const size_t c1_end = next_char(0);
-  if (c1_end < full.size()) {
+  ASSERT_LT(c1_end, full.size()) << "the continuation needs two characters for the stop-string check: " << full;
+  {
     const std::string stop = full.substr(c1_end, next_char(c1_end) - c1_end);
     Reply st = srv_->Post("/v1/completions",
                           {{"prompt", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 100, 200, 300}},
@@ -200,6 +203,90 @@ TEST_F(ServerE2E, StreamingSampledAndCompletionsMatchColdPrefill) {
     EXPECT_EQ(st.body["choices"][0]["text"], full.substr(0, full.find(stop)));
     EXPECT_EQ(st.body["choices"][0]["finish_reason"], "stop");
   }
+}
+
+// A tokenizer.json whose vocabulary stops at id `keep` (added tokens kept):
+// every generated id in [keep, first added id) then has no text, as a model's
+// padded embedding rows have none. Merges that need a dropped token go too.
+std::string TrimmedTokenizer(const std::string& dir, int keep) {
+  std::ifstream in(std::string(KVMART_DATA_DIR) + "/tokenizer.json", std::ios::binary);
+  json j = json::parse(in);
+  json vocab = json::object();
+  for (auto it = j["model"]["vocab"].begin(); it != j["model"]["vocab"].end(); ++it) {
+    if (it.value().get<int>() < keep) vocab[it.key()] = it.value();
+  }
+  json merges = json::array();
+  for (const json& m : j["model"]["merges"]) {
+    const std::string a = m[0], b = m[1];
+    if (vocab.contains(a) && vocab.contains(b) && vocab.contains(a + b)) merges.push_back(m);
+  }
+  j["model"]["vocab"] = vocab;
+  j["model"]["merges"] = merges;
+  const std::string path = dir + "/trimmed-tokenizer.json";
+  std::ofstream(path, std::ios::binary) << j.dump();
+  return path;
+}
+
+// Sampling draws from every row of the model's embedding; an id the tokenizer
+// has no text for must not fail the request, streamed or not.
+TEST(ServerTokensWithoutText, GeneratedIdsWithoutTextDoNotFailTheRequest) {
+  TempDir tmp;
+  constexpr int kKeep = 20000;
+  TestServer srv(Models(), {}, nullptr, TrimmedTokenizer(tmp.path(), kKeep));
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  const json ask = {{"prompt", {100, 200, 300}}, {"max_tokens", 12}, {"temperature", 0}, {"kvmart_debug", true}};
+  Reply r = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(r.status, 200) << r.text;
+  const json& ids = r.body["kvmart_debug"]["completion_token_ids"];
+  size_t without_text = 0;
+  for (const json& id : ids) without_text += id.get<int>() >= kKeep && id.get<int>() < 151643;
+  EXPECT_GT(without_text, 0u) << "no generated id lacked text, so this checks nothing: " << ids.dump();
+  EXPECT_EQ(r.body["usage"]["completion_tokens"], ids.size());
+
+  json streamed = ask;
+  streamed["stream"] = true;
+  Reply s = srv.Post("/v1/completions", streamed, buyer.key);
+  ASSERT_EQ(s.status, 200) << s.text;
+  EXPECT_EQ(s.text.find("\"error\""), std::string::npos) << s.text;
+  EXPECT_NE(s.text.find("data: [DONE]"), std::string::npos) << s.text;
+  auto [text, last] = ReadSse(s.text, false);
+  EXPECT_EQ(text, r.body["choices"][0]["text"]);
+}
+
+// Store administration: only admin keys may remove artifacts or set quotas;
+// a removed artifact is gone from the catalog and a buyer's load of it is
+// refunded; a publisher over quota cannot publish, and quota 0 lifts it.
+TEST_F(ServerE2E, AdminRemovesArtifactsAndSetsPublisherQuotas) {
+  json pub = Publish({{"text", "A document the provider will take down."}});
+  const std::string id = pub["artifact_id"];
+  ASSERT_EQ(srv_->Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 2}}, buyer_.key).status, 201);
+
+  EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", buyer_.key).status, 403);
+  EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", "").status, 401);
+  Reply rm = srv_->Call("DELETE", "/v1/artifacts/" + id, "", srv_->admin_key());
+  ASSERT_EQ(rm.status, 200) << rm.text;
+  EXPECT_EQ(rm.body["removed"], true);
+  EXPECT_EQ(srv_->Get("/v1/artifacts/" + id, buyer_.key).status, 404);
+  EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", srv_->admin_key()).status, 404);
+  const int64_t before = srv_->BalanceMicros(buyer_.key);
+  Reply ask = srv_->Post("/v1/chat/completions",
+                         {{"messages", kQuestion}, {"max_tokens", 2}, {"kv", {{"artifact", id}}}}, buyer_.key);
+  EXPECT_NE(ask.status, 200) << ask.text;
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before) << "a load of a removed artifact must not be charged";
+
+  // Artifacts built by the server are signed with its artifact key.
+  const std::string publisher = srv_->Get("/v1/provider/key").body["artifact_public_key"];
+  const std::string quota = "/v1/publishers/" + publisher + "/quota";
+  EXPECT_EQ(srv_->Call("PUT", quota, R"({"bytes": 1})", pub_.key).status, 403);
+  EXPECT_EQ(srv_->Call("PUT", quota, R"({"bytes": -1})", srv_->admin_key()).status, 400);
+  EXPECT_EQ(srv_->Call("PUT", quota, "{}", srv_->admin_key()).status, 400);
+  Reply q = srv_->Call("PUT", quota, R"({"bytes": 1})", srv_->admin_key());
+  ASSERT_EQ(q.status, 200) << q.text;
+  EXPECT_EQ(q.body["quota_bytes"], 1);
+  Reply over = srv_->Post("/v1/artifacts", {{"text", "Another document, over the quota."}}, pub_.key);
+  EXPECT_EQ(over.status, 429) << over.text;
+  ASSERT_EQ(srv_->Call("PUT", quota, R"({"bytes": 0})", srv_->admin_key()).status, 200);
+  EXPECT_EQ(srv_->Post("/v1/artifacts", {{"text", "Another document, over the quota."}}, pub_.key).status, 201);
 }
 
 TEST_F(ServerE2E, AutoFindsThePublishedPrefixAndBuysOneLoadWithinBudget) {

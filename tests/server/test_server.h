@@ -10,6 +10,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/time.h>
+
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,7 +21,7 @@
 
 #include "engine/engine.h"
 #include "market/sqlite_market.h"
-#include "server/memory_store.h"
+#include "store/store.h"
 #include "server/server.h"
 #include "testing/synthetic_model.h"
 #include "testing/temp_dir.h"
@@ -44,7 +47,9 @@ inline SyntheticModels& Models() {
 class TestServer {
  public:
   using StoreWrapper = std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)>;
-  explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr) {
+  // tokenizer_json: another tokenizer.json for the server than the model's.
+  explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr,
+                      const std::string& tokenizer_json = "") {
     options.host = "127.0.0.1";
     options.port = 0;
     options.log_requests = std::getenv("KVMART_TEST_LOG") != nullptr;
@@ -54,21 +59,18 @@ class TestServer {
     eo.threads = 1;
     eo.kernels = ParseKernelPath("auto").value();
     parts.engine = Engine::Create(models.Load("tiny"), eo).value();
-    parts.tokenizer = tokenizer::Tokenizer::Load(model_dir_ + "/tokenizer.json").value();
+    parts.tokenizer =
+        tokenizer::Tokenizer::Load(tokenizer_json.empty() ? model_dir_ + "/tokenizer.json" : tokenizer_json).value();
     market::SqliteMarketOptions mo;
     auto market = market::SqliteMarket::Open(tmp_.Sub("market.db"), mo).value();
     auto boot = market->Initialize(market::Currency()).value();
     admin_key_ = boot.admin_key;
     provider_key_ = boot.provider_public_key;
     parts.market = std::move(market);
-#ifdef KVMART_HAVE_STORE
     store::StoreOptions so;
     so.data_dir = tmp_.Sub("store");
     so.durable = false;
     parts.store = store::Store::Open(so).value();
-#else
-    parts.store = std::make_unique<server::MemoryStore>();
-#endif
     if (wrap) parts.store = wrap(std::move(parts.store));
     parts.db = server::ServerDb::Open(tmp_.Sub("server.db")).value();
     parts.signing_key = std::make_unique<artifact::SigningKey>(artifact::SigningKey::Generate().value());
@@ -99,6 +101,7 @@ class TestServer {
     if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
     httplib::Result r = method == "GET"      ? c.Get(path.c_str(), headers)
                         : method == "DELETE" ? c.Delete(path.c_str(), headers)
+                        : method == "PUT"    ? c.Put(path.c_str(), headers, body, "application/json")
                                              : c.Post(path.c_str(), headers, body, "application/json");
     Reply out;
     if (!r) return out;
@@ -140,6 +143,39 @@ class TestServer {
   std::unique_ptr<server::Server> server_;
   std::thread thread_;
 };
+
+// Sends `request` verbatim on a fresh loopback connection and returns what
+// the server wrote back before closing or before `timeout` passed (a server
+// that waits for more input yields "" here, which the caller's checks catch).
+inline std::string RawExchange(int port, const std::string& request, std::chrono::seconds timeout) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count());
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+    // One whole response (headers and a Content-Length body) is enough.
+    const size_t end = got.find("\r\n\r\n");
+    const size_t cl = got.find("Content-Length: ");
+    if (end != std::string::npos && cl != std::string::npos && cl < end &&
+        got.size() >= end + 4 + std::stoul(got.substr(cl + 16))) {
+      break;
+    }
+  }
+  close(fd);
+  return got;
+}
 
 // Sends a streamed chat completion on a raw connection and returns its socket
 // once a few events have arrived (tokens are flowing); close it to vanish.

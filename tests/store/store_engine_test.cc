@@ -1,15 +1,17 @@
-// The store in the exactness chain (DESIGN §3): prefill → artifact → store →
+// The store in the exactness chain (docs/DESIGN.md §3): prefill → artifact → store →
 // Lookup → Load/LoadPrefix → ImportBlockPayload → prefill the rest gives
 // bit-identical logits to prefilling everything, through both tiers, for an
 // exact-prefix artifact and for a request that diverges inside a document.
 #include <gtest/gtest.h>
 
-#include <random>
+#include <bit>
+
 
 #include "artifact/chain_hash.h"
 #include "artifact_test_util.h"
 #include "engine/artifact_io.h"
 #include "engine/engine.h"
+#include "engine/random_tokens.h"
 #include "store/store.h"
 #include "testing/synthetic_model.h"
 #include "testing/temp_dir.h"
@@ -17,24 +19,24 @@
 namespace kvmart::store {
 namespace {
 
-std::vector<int32_t> RandomTokens(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> d(0, 151642);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(rng);
-  return t;
-}
+std::vector<int32_t> RandomTokens(size_t n, uint64_t seed) { return RandomTextTokens(n, seed, 151936); }
 
-std::vector<float> Logits(Session& s) {
+// The logits' bit patterns: "bit-identical" is compared on bits, not with
+// float == (which equates -0 and +0 and never equates NaNs).
+std::vector<uint32_t> Logits(Session& s) {
   auto l = s.logits();
   EXPECT_TRUE(l.ok()) << l.status().ToString();
-  return l.ok() ? std::vector<float>(l->begin(), l->end()) : std::vector<float>();
+  std::vector<uint32_t> bits;
+  if (!l.ok()) return bits;
+  bits.reserve(l->size());
+  for (float f : *l) bits.push_back(std::bit_cast<uint32_t>(f));
+  return bits;
 }
 
 // Imports the store's blocks, prefills the remaining request tokens, returns
 // the logits and which tiers served the blocks.
-std::vector<float> ReuseAndPrefill(Engine& engine, Store& store, const PrefixMatch& match, bool whole_artifact,
-                                   const std::vector<int32_t>& request, std::vector<Tier>* tiers) {
+std::vector<uint32_t> ReuseAndPrefill(Engine& engine, Store& store, const PrefixMatch& match, bool whole_artifact,
+                                      const std::vector<int32_t>& request, std::vector<Tier>* tiers) {
   auto s = engine.NewSession();
   std::vector<uint32_t> ids(request.begin(), request.end());
   auto import = [&](const LoadedBlock& b) {

@@ -8,23 +8,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "testing/qwen3_tokenizer.h"
+
 namespace kvmart::tokenizer {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-const Tokenizer& Qwen3() {
-  static const std::unique_ptr<Tokenizer> tok = [] {
-    auto t = Tokenizer::Load(std::string(KVMART_DATA_DIR) + "/tokenizer.json");
-    if (!t.ok()) {
-      ADD_FAILURE() << t.status().ToString();
-      return std::unique_ptr<Tokenizer>();
-    }
-    return std::move(t).value();
-  }();
-  return *tok;
-}
+const Tokenizer& Qwen3() { return testing::Qwen3Tokenizer(); }
 
 // Conversations covering every branch of the Qwen3 template.
 std::vector<json> Cases() {
@@ -104,7 +96,11 @@ TEST(ChatTemplateTest, MatchesJinjaRenderings) {
     std::ofstream f(in, std::ios::binary);
     for (const json& cs : cases) f << cs.dump() << "\n";
   }
-  const std::string cmd = "/usr/bin/python3 '" + std::string(KVMART_SOURCE_DIR) + "/tests/tokenizer/render_chat.py' '" +
+  // python3 with jinja2 from PATH (`make setup` installs both).
+  ASSERT_EQ(std::system("python3 -c 'import jinja2' 2>/dev/null"), 0)
+      << "python3 with python3-jinja2 is required: run `make setup`";
+  const std::string cmd = "python3 '" + std::string(KVMART_SOURCE_DIR) +
+                          "/tests/tokenizer/render_chat.py' '" +
                           std::string(KVMART_DATA_DIR) + "/tokenizer_config.json' '" + in.string() + "' '" +
                           out.string() + "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;

@@ -32,7 +32,9 @@ TEST(OracleTest, ZeroMismatchesAgainstReference) {
     for (const std::string& s : corpus) f << nlohmann::json(s).dump() << "\n";
   }
   const std::string modules = std::string(KVMART_SOURCE_DIR) + "/tools/npm/node_modules";
-  const std::string cmd = "/usr/bin/node '" + std::string(KVMART_SOURCE_DIR) +
+  // node from PATH (`make setup` installs it); its absence fails the test.
+  ASSERT_EQ(std::system("command -v node >/dev/null"), 0) << "node is required: run `make setup`";
+  const std::string cmd = "node '" + std::string(KVMART_SOURCE_DIR) +
                           "/tests/tokenizer/oracle.mjs' encode '" + modules + "' '" + in.string() + "' '" +
                           out.string() + "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "oracle failed: " << cmd;

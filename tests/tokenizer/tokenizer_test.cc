@@ -3,23 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
+#include <fstream>
 #include <functional>
+
+#include <nlohmann/json.hpp>
+
+#include "testing/qwen3_tokenizer.h"
 
 namespace kvmart::tokenizer {
 namespace {
 
-const Tokenizer& Qwen3() {
-  static const std::unique_ptr<Tokenizer> tok = [] {
-    auto t = Tokenizer::Load(std::string(KVMART_DATA_DIR) + "/tokenizer.json");
-    if (!t.ok()) {
-      ADD_FAILURE() << t.status().ToString();
-      return std::unique_ptr<Tokenizer>();
-    }
-    return std::move(t).value();
-  }();
-  return *tok;
-}
+const Tokenizer& Qwen3() { return testing::Qwen3Tokenizer(); }
 
 std::vector<TokenId> Enc(std::string_view s) {
   auto r = Qwen3().Encode(s);
@@ -62,8 +56,30 @@ TEST(TokenizerTest, Metadata) {
 TEST(TokenizerTest, DecodeRoundTripAndErrors) {
   std::string s = "Qwen3 \xE8\xAF\xB4: <think>\n\n</think>\n\nok<|im_end|>";
   EXPECT_EQ(Dec(Enc(s)), s);
-  EXPECT_EQ(Qwen3().Decode(Ids{151669}).status().code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(Qwen3().Decode(Ids{-1}).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(Qwen3().TokenBytes(151669).status().code(), Status::Code::kInvalidArgument);
+}
+
+// The model's padded embedding rows (151,669 .. 151,935 for Qwen3) have no
+// text; sampling can still produce them, so decoding them must not fail.
+TEST(TokenizerTest, IdsWithoutTextDecodeToNothing) {
+  const Ids padded = {151669, 151935, 200000};
+  auto text = Qwen3().Decode(padded);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(*text, "");
+  Ids mixed = Enc("a\xE8\xAF\xB4" "b");  // a multi-byte character between two letters
+  mixed.insert(mixed.begin() + 1, 151700);
+  EXPECT_EQ(Dec(mixed), "a\xE8\xAF\xB4" "b");
+  StreamDecoder dec(Qwen3());
+  std::string streamed;
+  for (TokenId id : mixed) {
+    auto piece = dec.Push(id);
+    ASSERT_TRUE(piece.ok()) << piece.status().ToString();
+    streamed += *piece;
+  }
+  streamed += dec.Finish();
+  EXPECT_EQ(streamed, "a\xE8\xAF\xB4" "b");
+  EXPECT_FALSE(dec.Push(-3).ok());
   auto skipped = Qwen3().Decode(Enc("<|im_start|>hi<|im_end|><think>"), /*skip_special_tokens=*/true);
   ASSERT_TRUE(skipped.ok());
   EXPECT_EQ(*skipped, "hi<think>");
@@ -103,60 +119,83 @@ TEST(TokenizerTest, StreamDecoderEmitsWholeCharacters) {
   EXPECT_EQ(out2, Dec(cut));
 }
 
-double SecondsToEncode(const std::string& s, Ids* ids) {
-  auto t0 = std::chrono::steady_clock::now();
-  *ids = Enc(s);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+// Pathological inputs (long runs without a pre-token boundary) must encode
+// and decode back to themselves. How their cost grows with their length is a
+// timing question and is measured by kvmart-bench-tokenizer ("pathological
+// inputs"), not asserted here, where sanitizers and shared machines would make
+// any wall-clock ratio flaky.
+void ExpectRoundTrip(const std::string& s) {
+  const Ids ids = Enc(s);
+  EXPECT_FALSE(ids.empty());
+  EXPECT_EQ(Dec(ids), s);
 }
 
-// Pathological inputs must stay (near-)linear. No wall-clock bound (the tests
-// also run under ASan+UBSan on shared machines): the input grows 8× and the
-// encode time, best of three each, may grow at most 32× — linear is 8×, n·log n
-// about 10×, quadratic 64×. Each input must also decode back to itself.
-double GrowthFactor(const std::function<std::string(size_t)>& make) {
-  double best[2];
-  const size_t sizes[2] = {size_t{32} << 10, size_t{256} << 10};
-  for (int i = 0; i < 2; ++i) {
-    const std::string s = make(sizes[i]);
-    Ids ids;
-    best[i] = 1e300;
-    for (int rep = 0; rep < 3; ++rep) best[i] = std::min(best[i], SecondsToEncode(s, &ids));
-    EXPECT_EQ(Dec(ids), s);
-  }
-  return best[1] / std::max(best[0], 1e-6);
-}
+constexpr size_t kLong = size_t{256} << 10;
 
 TEST(TokenizerTest, LongWordWithoutSpaces) {
-  EXPECT_LT(GrowthFactor([](size_t n) {
-              std::string s;
-              for (int i = 0; s.size() < n; ++i) s += "abcdefghij"[(i * 7) % 10];
-              return s;
-            }),
-            32.0);
+  std::string s;
+  for (int i = 0; s.size() < kLong; ++i) s += "abcdefghij"[(i * 7) % 10];
+  ExpectRoundTrip(s);
 }
 
 TEST(TokenizerTest, LongRunOfOneEmoji) {
-  EXPECT_LT(GrowthFactor([](size_t n) {
-              std::string s;
-              while (s.size() < n) s += "\xF0\x9F\x98\x80";
-              return s;
-            }),
-            32.0);
+  std::string s;
+  while (s.size() < kLong) s += "\xF0\x9F\x98\x80";
+  ExpectRoundTrip(s);
 }
 
-TEST(TokenizerTest, ManyNewlines) {
-  EXPECT_LT(GrowthFactor([](size_t n) { return std::string(n, '\n'); }), 32.0);
-}
+TEST(TokenizerTest, ManyNewlines) { ExpectRoundTrip(std::string(kLong, '\n')); }
 
-TEST(TokenizerTest, LongRunOfSpaces) {
-  EXPECT_LT(GrowthFactor([](size_t n) { return std::string(n, ' ') + "x"; }), 32.0);
-}
+TEST(TokenizerTest, LongRunOfSpaces) { ExpectRoundTrip(std::string(kLong, ' ') + "x"); }
 
 TEST(TokenizerTest, RejectsUnsupportedConfigurations) {
   const char* base = R"({"model":{"type":"BPE","vocab":{},"merges":[],"byte_fallback":true}})";
   EXPECT_EQ(Tokenizer::FromJson(base).status().code(), Status::Code::kUnimplemented);
   EXPECT_EQ(Tokenizer::FromJson(R"({"model":{"type":"Unigram"}})").status().code(), Status::Code::kUnimplemented);
   EXPECT_EQ(Tokenizer::FromJson("not json").status().code(), Status::Code::kCorruption);
+}
+
+// A field of the wrong type is a Corruption naming the field, never an
+// exception (which would abort `kvmart`).
+TEST(TokenizerTest, MistypedFieldsAreErrorsNamingTheField) {
+  std::ifstream in(std::string(KVMART_DATA_DIR) + "/tokenizer.json", std::ios::binary);
+  ASSERT_TRUE(in) << "tokenizer.json missing from " << KVMART_DATA_DIR;
+  const nlohmann::json real = nlohmann::json::parse(in);
+  struct Case {
+    std::function<void(nlohmann::json&)> mutate;
+    std::string field;
+  };
+  const Case cases[] = {
+      {[](nlohmann::json& j) { j["model"]["type"] = 7; }, "model.type"},
+      {[](nlohmann::json& j) { j["model"]["byte_fallback"] = "no"; }, "model.byte_fallback"},
+      {[](nlohmann::json& j) { j["model"]["ignore_merges"] = 1; }, "model.ignore_merges"},
+      {[](nlohmann::json& j) { j["model"]["continuing_subword_prefix"] = 0; }, "model.continuing_subword_prefix"},
+      {[](nlohmann::json& j) { j["model"]["merges"] = "none"; }, "model.merges"},
+      {[](nlohmann::json& j) { j["model"]["vocab"]["!"] = "0"; }, "model.vocab[!]"},
+      {[](nlohmann::json& j) { j["added_tokens"][1]["content"] = 5; }, "added_tokens[1].content"},
+      {[](nlohmann::json& j) { j["added_tokens"][1]["id"] = "151643"; }, "added_tokens[1].id"},
+      {[](nlohmann::json& j) { j["added_tokens"][1]["special"] = "yes"; }, "added_tokens[1].special"},
+      {[](nlohmann::json& j) { j["added_tokens"][2] = "<|x|>"; }, "added_tokens[2]"},
+      {[](nlohmann::json& j) { j["added_tokens"] = {{"a", 1}}; }, "added_tokens"},
+      {[](nlohmann::json& j) { j["normalizer"] = {{"type", true}}; }, "normalizer.type"},
+      {[](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"] = {{"a", 1}}; }, "pre_tokenizer.pretokenizers"},
+      {[](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["invert"] = "false"; },
+       "pre_tokenizer.pretokenizers[0].invert"},
+      {[](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = 1; },
+       "pre_tokenizer.pretokenizers[0].pattern.Regex"},
+      {[](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = 0; },
+       "pre_tokenizer.pretokenizers[1].use_regex"},
+      {[](nlohmann::json& j) { j["decoder"] = "ByteLevel"; }, "decoder"},
+      {[](nlohmann::json& j) { j["post_processor"]["add_prefix_space"] = "no"; }, "post_processor.add_prefix_space"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = real;
+    c.mutate(j);
+    auto t = Tokenizer::FromJson(j.dump());
+    ASSERT_FALSE(t.ok()) << c.field;
+    EXPECT_EQ(t.status().code(), Status::Code::kCorruption) << t.status().ToString();
+    EXPECT_NE(t.status().message().find(c.field), std::string::npos) << c.field << ": " << t.status().ToString();
+  }
 }
 
 }  // namespace
