@@ -365,4 +365,29 @@ Status Session::ImportKv(const KvExport& kv) {
   return Status::Ok();
 }
 
+StatusOr<std::shared_ptr<const KvPrefix>> Session::ShareAsPrefix() {
+  if (tokens_.empty()) return Status::FailedPrecondition("an empty session has no KV to share");
+  KVMART_ASSIGN_OR_RETURN(auto pages, cache_.ShareLeadingPages());
+  auto prefix = std::make_shared<KvPrefix>();
+  prefix->pages = std::move(pages);
+  prefix->tokens = tokens_;
+  KVMART_ASSIGN_OR_RETURN(prefix->tail, ExportKv(prefix->pages->tokens(), tokens_.size()));
+  return std::shared_ptr<const KvPrefix>(std::move(prefix));
+}
+
+Status Session::Attach(const KvPrefix& prefix) {
+  if (!tokens_.empty()) return Status::FailedPrecondition("Attach needs an empty session");
+  if (!prefix.pages || prefix.tokens.size() < prefix.pages->tokens() ||
+      prefix.tail.begin != prefix.pages->tokens() ||
+      prefix.tail.token_ids.size() != prefix.tokens.size() - prefix.pages->tokens()) {
+    return Status::InvalidArgument("inconsistent KV prefix");
+  }
+  KVMART_RETURN_IF_ERROR(cache_.AttachShared(prefix.pages));
+  tokens_.assign(prefix.tokens.begin(), prefix.tokens.begin() + prefix.pages->tokens());
+  stats_.tokens_attached += tokens_.size();
+  has_logits_ = false;
+  if (!prefix.tail.token_ids.empty()) KVMART_RETURN_IF_ERROR(ImportKv(prefix.tail));
+  return Status::Ok();
+}
+
 }  // namespace kvmart

@@ -47,10 +47,21 @@ struct KvExport {
   uint64_t bytes_per_token() const { return uint64_t{num_layers} * 2 * num_kv_heads * head_dim * 2; }
 };
 
+// A session's KV frozen for sharing: its leading whole pages, resident once
+// and attached by reference (no KV bytes copied), plus the rows of its last,
+// partial page, copied into the attaching session's own page.
+struct KvPrefix {
+  std::shared_ptr<const KvSharedPages> pages;
+  std::vector<int32_t> tokens;  // every token of the prefix
+  KvExport tail;                // rows past the shared pages (fewer than a page)
+  uint64_t shared_bytes(const ModelConfig& c) const { return uint64_t{pages->tokens()} * c.kv_bytes_per_token(); }
+};
+
 // Counters for cost accounting (economics, metrics).
 struct SessionStats {
   uint64_t tokens_prefilled = 0;  // tokens run through the model
   uint64_t tokens_imported = 0;
+  uint64_t tokens_attached = 0;   // shared pages referenced, not copied
   double matmul_flops = 0;        // 2 · params touched
   double attention_flops = 0;     // 4 · head_dim · keys · heads per token and layer
 };
@@ -125,6 +136,15 @@ class Session {
   StatusOr<KvExport> ExportKv(size_t begin, size_t end) const;
   // Appends imported rows; kv.begin must equal the current length.
   Status ImportKv(const KvExport& kv);
+
+  // Freezes this session's KV as a shareable prefix: its whole pages become
+  // shared (the session keeps using them) and the partial tail is exported.
+  // FailedPrecondition if the session itself started from a shared prefix.
+  StatusOr<std::shared_ptr<const KvPrefix>> ShareAsPrefix();
+  // An empty session continues from `prefix`: its shared pages are attached
+  // (O(pages), nothing copied), its tail rows imported. Bit-identical to
+  // having prefilled or imported the prefix's tokens.
+  Status Attach(const KvPrefix& prefix);
 
   const std::vector<int32_t>& tokens() const { return tokens_; }
   size_t size() const { return tokens_.size(); }

@@ -44,6 +44,13 @@ size_t KvPagePool::pages_in_use() const {
   return in_use_;
 }
 
+KvSharedPages::~KvSharedPages() {
+  while (!pages_.empty()) {
+    pool_->Release(std::move(pages_.back()));
+    pages_.pop_back();
+  }
+}
+
 KvCache::KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens, KvPagePool* pool)
     : num_layers_(num_layers),
       kv_heads_(kv_heads),
@@ -68,7 +75,7 @@ Status KvCache::Reserve(size_t tokens) {
                                      std::to_string(max_tokens_));
   }
   const size_t block = 2 * kKvPageTokens * head_dim_;  // one (layer, kv head) of a page
-  while (pages_.size() * kKvPageTokens < tokens) {
+  while ((shared_pages() + pages_.size()) * kKvPageTokens < tokens) {
     pages_.push_back(pool_->Acquire());
     uint16_t* base = pages_.back().get();
     for (size_t i = 0; i < num_layers_ * kv_heads_; ++i) {
@@ -76,6 +83,40 @@ Status KvCache::Reserve(size_t tokens) {
       value_ptrs_[i].push_back(base + i * block + kKvPageTokens * head_dim_);
     }
   }
+  return Status::Ok();
+}
+
+size_t KvCache::shared_pages() const { return shared_ ? shared_->pages() : 0; }
+
+StatusOr<std::shared_ptr<const KvSharedPages>> KvCache::ShareLeadingPages() {
+  if (shared_) return Status::FailedPrecondition("the cache already starts with shared pages");
+  const size_t whole = std::min(size_ / kKvPageTokens, pages_.size());
+  std::vector<KvPagePool::Page> lead(std::make_move_iterator(pages_.begin()),
+                                     std::make_move_iterator(pages_.begin() + whole));
+  pages_.erase(pages_.begin(), pages_.begin() + whole);
+  // The pointer tables stay as they are: the pages did not move.
+  shared_ = std::make_shared<const KvSharedPages>(pool_, std::move(lead));
+  return shared_;
+}
+
+Status KvCache::AttachShared(std::shared_ptr<const KvSharedPages> shared) {
+  if (size_ != 0 || !pages_.empty() || shared_) return Status::FailedPrecondition("shared pages attach to an empty cache only");
+  if (shared->tokens() > max_tokens_) {
+    return Status::ResourceExhausted("shared prefix of " + std::to_string(shared->tokens()) +
+                                     " tokens exceeds the context limit of " + std::to_string(max_tokens_));
+  }
+  const size_t block = 2 * kKvPageTokens * head_dim_;
+  for (size_t p = 0; p < shared->pages(); ++p) {
+    // Read-only through the const tables handed to attention; positions
+    // below shared_tokens() are never written (sessions only append).
+    uint16_t* base = const_cast<uint16_t*>(shared->page(p));
+    for (size_t i = 0; i < num_layers_ * kv_heads_; ++i) {
+      key_ptrs_[i].push_back(base + i * block);
+      value_ptrs_[i].push_back(base + i * block + kKvPageTokens * head_dim_);
+    }
+  }
+  shared_ = std::move(shared);
+  size_ = shared_->tokens();
   return Status::Ok();
 }
 

@@ -6,7 +6,8 @@
 // itself), a finished session's pages go back to the pool already faulted in,
 // so the next session — a cache hit importing an artifact's KV — writes into
 // warm memory instead of paying first-touch page faults; and pages are the
-// unit that later lets sessions share an artifact's KV.
+// unit sessions share: a hot artifact's leading pages are resident once and
+// every session continuing from it points at them (KvSharedPages).
 //
 // Layout of a page: for each (layer, kv head) a block of
 //   keys   [tile = pos / 8][head_dim][pos % 8]  (so the score kernel reads 8
@@ -53,6 +54,25 @@ class KvPagePool {
   std::vector<Page> idle_;
 };
 
+// Immutable pages shared by sessions: the leading whole pages of a hot
+// artifact's KV, resident once and referenced by every session continuing from
+// it (block tables point at them; nothing is copied). Returned to the pool
+// when the last holder lets go.
+class KvSharedPages {
+ public:
+  KvSharedPages(KvPagePool* pool, std::vector<KvPagePool::Page> pages) : pool_(pool), pages_(std::move(pages)) {}
+  ~KvSharedPages();
+  KvSharedPages(const KvSharedPages&) = delete;
+  KvSharedPages& operator=(const KvSharedPages&) = delete;
+  size_t pages() const { return pages_.size(); }
+  size_t tokens() const { return pages_.size() * kKvPageTokens; }
+  const uint16_t* page(size_t i) const { return pages_[i].get(); }
+
+ private:
+  KvPagePool* pool_;
+  std::vector<KvPagePool::Page> pages_;
+};
+
 class KvCache {
  public:
   KvCache(size_t num_layers, size_t kv_heads, size_t head_dim, size_t max_tokens, KvPagePool* pool);
@@ -72,6 +92,13 @@ class KvCache {
 
   // Makes room for `tokens` positions; ResourceExhausted beyond max_tokens.
   Status Reserve(size_t tokens);
+  // Turns this cache's leading whole pages (all of positions [0, size) that
+  // fill a page) into shared pages and returns them; the cache keeps reading
+  // them where they are. FailedPrecondition if it already starts shared.
+  StatusOr<std::shared_ptr<const KvSharedPages>> ShareLeadingPages();
+  // An empty cache starts with `shared` (positions [0, shared->tokens())).
+  Status AttachShared(std::shared_ptr<const KvSharedPages> shared);
+  size_t shared_tokens() const { return shared_ ? shared_->tokens() : 0; }
   // Sets the number of valid positions (≤ reserved capacity).
   void set_size(size_t n) { size_ = n; }
 
@@ -97,11 +124,13 @@ class KvCache {
   // Start of (layer, kv_head)'s keys / values in the page holding pos.
   uint16_t* KeyBlock(size_t layer, size_t kv_head, size_t pos) const;
   uint16_t* ValueBlock(size_t layer, size_t kv_head, size_t pos) const;
+  size_t shared_pages() const;
 
   size_t num_layers_, kv_heads_, head_dim_, max_tokens_;
   size_t size_ = 0;
   KvPagePool* pool_;
-  std::vector<KvPagePool::Page> pages_;                         // the block table
+  std::shared_ptr<const KvSharedPages> shared_;                  // leading pages, read-only
+  std::vector<KvPagePool::Page> pages_;                         // private pages after them
   std::vector<std::vector<uint16_t*>> key_ptrs_, value_ptrs_;  // [layer · kv_heads + kv_head][page]
 };
 

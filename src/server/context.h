@@ -10,6 +10,7 @@
 #include "server/http_util.h"
 #include "server/json_log.h"
 #include "server/metrics.h"
+#include "server/resident_kv.h"
 #include "server/server.h"
 
 namespace kvmart::server {
@@ -17,6 +18,7 @@ namespace kvmart::server {
 struct Context {
   ServerOptions options;
   ServerParts parts;
+  ResidentKv resident;  // after parts: its pages go back to the engine's pool first
   Metrics metrics;
   Admission admission;
   JsonLog log;

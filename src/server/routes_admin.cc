@@ -32,6 +32,7 @@ void AddAdminRoutes(httplib::Server& http, Context& ctx) {
              if (Status st = RequireAdmin(ctx, req); !st.ok()) return SendStatus(res, st);
              const std::string id = req.matches[1];
              if (Status st = ctx.parts.store->Remove(id); !st.ok()) return SendStatus(res, st);
+             ctx.resident.Erase(id);  // its shared pages go once the last session using them ends
              SendJson(res, {{"artifact_id", id}, {"removed", true}});
            });
 

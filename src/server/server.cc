@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -10,8 +12,20 @@
 
 namespace kvmart::server {
 
+namespace {
+// A quarter of the machine's memory.
+uint64_t DefaultResidentBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 4 : uint64_t{1} << 30;
+}
+}  // namespace
+
 Context::Context(const ServerOptions& o, ServerParts p)
-    : options(o), parts(std::move(p)), admission(o.max_sessions, o.max_queue, &metrics), log(&std::cerr) {
+    : options(o),
+      parts(std::move(p)),
+      resident(o.resident_kv_bytes != 0 ? o.resident_kv_bytes : DefaultResidentBytes()),
+      admission(o.max_sessions, o.max_queue, &metrics),
+      log(&std::cerr) {
   profile = ArtifactProfile(parts.engine->model());
   profile_digest = artifact::ProfileDigest(profile);
   profile_digest_hex = ToHex(profile_digest);
@@ -120,6 +134,14 @@ std::string EngineMetricsText(Context& ctx) {
   one("kvmart_kv_page_bytes", "gauge", "Bytes of one KV page (64 positions, all layers).", e.kv_pages().page_bytes());
   one("kvmart_kv_pages_used", "gauge", "KV pages held by sessions.", e.kv_pages().pages_in_use());
   one("kvmart_kv_pages_idle", "gauge", "KV pages kept faulted in for the next session.", e.kv_pages().idle_pages());
+  const ResidentKv::Stats r = ctx.resident.stats();
+  one("kvmart_resident_artifacts", "gauge", "Artifacts whose KV is resident in shared engine pages.", r.artifacts);
+  one("kvmart_resident_kv_bytes", "gauge", "Bytes of those shared pages.", r.bytes);
+  one("kvmart_kv_attaches_total", "counter", "Loads served by attaching resident pages (no KV copied).", r.attaches);
+  one("kvmart_resident_evictions_total", "counter", "Resident artifacts dropped for the byte budget.", r.evictions);
+  out += "# HELP kvmart_kv_attach_seconds_total Time spent attaching resident pages.\n"
+         "# TYPE kvmart_kv_attach_seconds_total counter\nkvmart_kv_attach_seconds_total " +
+         std::to_string(r.attach_seconds) + "\n";
   return out;
 }
 

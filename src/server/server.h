@@ -32,6 +32,7 @@ struct ServerOptions {
   size_t http_threads = 0;         // 0 = max_sessions + max_queue + 8
   size_t max_body_bytes = 8u << 20;
   size_t prefill_chunk = 256;      // prefill granularity: interleaving and cancellation points
+  uint64_t resident_kv_bytes = 0;  // hot artifacts' shared KV pages kept; 0 = a quarter of RAM
   size_t default_max_tokens = 256;
   size_t max_tokens_limit = 4096;
   std::string model_id = "kvmart";  // the name /v1/models reports and requests may use

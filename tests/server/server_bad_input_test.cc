@@ -230,6 +230,7 @@ class DamagedStore final : public store::Store {
 TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
   std::atomic<bool> broken{false};
   server::ServerOptions o;
+  o.resident_kv_bytes = 1;  // nothing stays resident: every load reads the store
   TestServer srv(Models(), o, [&](std::unique_ptr<store::Store> s) {
     return std::make_unique<DamagedStore>(std::move(s), &broken);
   });
@@ -256,6 +257,47 @@ TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
   EXPECT_TRUE(bad.body["kv_usage"].contains("refund_receipt"));
   EXPECT_EQ(bad.body["kvmart_debug"]["logits_sha256"], good.body["kvmart_debug"]["logits_sha256"]);
   EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // charged, then refunded
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
+}
+
+// A hot artifact stays resident in the engine's pages after its first load:
+// later loads attach those pages and never read the store again (so a block
+// damaged in the store afterwards does not matter), are charged like any
+// load, and give the same bits.
+TEST(ServerResidentKv, LaterLoadsAttachTheResidentCopy) {
+  std::atomic<bool> broken{false};
+  TestServer srv(Models(), server::ServerOptions{}, [&](std::unique_ptr<store::Store> s) {
+    return std::make_unique<DamagedStore>(std::move(s), &broken);
+  });
+  auto pub = srv.NewAccount("publisher", "publish");
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  std::vector<int> doc(300);
+  for (int i = 0; i < 300; ++i) doc[i] = 2000 + i;
+  Reply p = srv.Post("/v1/artifacts", {{"tokens", doc}, {"price", {{"per_load", "0.01"}}}}, pub.key);
+  ASSERT_EQ(p.status, 201) << p.text;
+  const std::string id = p.body["artifact_id"];
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 3}}, buyer.key).status, 201);
+  json ask = {{"prompt", {7, 8, 9}}, {"max_tokens", 5}, {"temperature", 0}, {"kvmart_debug", true},
+              {"kv", {{"artifact", id}}}};
+  auto metric = [&](const std::string& name) {
+    Reply m = srv.Get("/metrics");
+    const size_t at = m.text.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(m.text.substr(at + name.size() + 2));
+  };
+  Reply first = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(first.status, 200) << first.text;
+  EXPECT_EQ(metric("kvmart_kv_attaches_total"), 0);
+  EXPECT_EQ(metric("kvmart_resident_artifacts"), 1);
+  const int64_t before = srv.BalanceMicros(buyer.key);
+  broken = true;
+  Reply second = srv.Post("/v1/completions", ask, buyer.key);
+  ASSERT_EQ(second.status, 200) << second.text;
+  EXPECT_EQ(metric("kvmart_kv_attaches_total"), 1);
+  EXPECT_EQ(second.body["usage"]["prompt_tokens_details"]["cached_tokens"], 300);
+  EXPECT_FALSE(second.body["kv_usage"].contains("error"));
+  EXPECT_EQ(second.body["kvmart_debug"]["logits_sha256"], first.body["kvmart_debug"]["logits_sha256"]);
+  EXPECT_EQ(second.body["kvmart_debug"]["completion_token_ids"], first.body["kvmart_debug"]["completion_token_ids"]);
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before - 10000);  // a load is a load
   EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
