@@ -49,6 +49,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mo
   auto engine = std::unique_ptr<Engine>(
       new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes));
   engine->max_batch_tokens_ = std::max<size_t>(1, o.max_batch_tokens);
+  if (o.kv_prefault_bytes != 0) engine->kv_pages_->Prefault(o.kv_prefault_bytes);
   return engine;
 }
 

@@ -32,6 +32,9 @@ struct EngineOptions {
   // KV pages kept (faulted in) between sessions, in bytes; 0 = a quarter of
   // the machine's memory.
   size_t kv_cache_bytes = 0;
+  // Bytes of pages to allocate and fault in at start-up (a server sets this so
+  // its first requests pay no page faults); 0 = none.
+  size_t kv_prefault_bytes = 0;
   // Concurrent sessions' forward requests are batched into one pass of at
   // most this many new tokens (a single larger request still runs, alone).
   size_t max_batch_tokens = 512;

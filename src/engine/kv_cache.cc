@@ -1,6 +1,9 @@
 #include "engine/kv_cache.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <new>
 #include <cstring>
 #include <string>
 
@@ -25,7 +28,24 @@ KvPagePool::Page KvPagePool::Acquire() {
     }
   }
   // Uninitialised: every position is written before attention reads it.
-  return std::make_unique_for_overwrite<uint16_t[]>(page_elements_);
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t bytes = (page_bytes() + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  (void)madvise(p, bytes, MADV_HUGEPAGE);  // a hint; without THP it is plain memory
+  return Page(static_cast<uint16_t*>(p));
+}
+
+void KvPagePool::Prefault(size_t bytes) {
+  std::vector<Page> pages;
+  for (size_t done = 0; done < bytes && pages.size() < keep_pages_; done += page_bytes()) {
+    pages.push_back(Acquire());
+    std::memset(pages.back().get(), 0, page_bytes());
+  }
+  while (!pages.empty()) {
+    Release(std::move(pages.back()));
+    pages.pop_back();
+  }
 }
 
 void KvPagePool::Release(Page page) {

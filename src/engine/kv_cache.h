@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -33,16 +34,24 @@ namespace kvmart {
 inline constexpr size_t kKvPageTokens = 64;
 
 // Pages of one shape, recycled: a released page keeps its memory (already
-// faulted in) for the next session, up to `keep_bytes` of idle pages.
+// faulted in) for the next session, up to `keep_bytes` of idle pages. Pages
+// are 2 MiB-aligned and advised as huge pages, where the OS gives them, so a
+// page costs few TLB entries and few faults.
 class KvPagePool {
  public:
   KvPagePool(size_t page_elements, size_t keep_bytes);
   KvPagePool(const KvPagePool&) = delete;
   KvPagePool& operator=(const KvPagePool&) = delete;
 
-  using Page = std::unique_ptr<uint16_t[]>;
+  struct FreePage {
+    void operator()(uint16_t* p) const { std::free(p); }
+  };
+  using Page = std::unique_ptr<uint16_t[], FreePage>;
   Page Acquire();
   void Release(Page page);
+  // Allocates and faults in `bytes` of pages now (start-up), so that the first
+  // requests pay no page faults either.
+  void Prefault(size_t bytes);
   size_t page_bytes() const { return page_elements_ * sizeof(uint16_t); }
   size_t idle_pages() const;
   size_t pages_in_use() const;

@@ -104,7 +104,10 @@ class TestServer {
                         : method == "PUT"    ? c.Put(path.c_str(), headers, body, "application/json")
                                              : c.Post(path.c_str(), headers, body, "application/json");
     Reply out;
-    if (!r) return out;
+    if (!r) {
+      out.text = "transport error: " + httplib::to_string(r.error());  // status stays 0
+      return out;
+    }
     out.status = r->status;
     out.text = r->body;
     out.headers = r->headers;
