@@ -63,7 +63,7 @@ class MarketFixture : public ::testing::Test {
 
   void Reopen(bool fresh = true) {
     market_.reset();
-    SqliteMarketOptions opt;
+    SqliteMarketOptions opt = options_;
     opt.provider_key = key_;
     opt.clock = clock_.fn();
     opt.synchronous_full = false;  // tests need speed, not power-loss safety
@@ -130,6 +130,7 @@ class MarketFixture : public ::testing::Test {
 
   TempDir dir_;
   Clock clock_;
+  SqliteMarketOptions options_;  // policy knobs a test sets before Reopen
   ProviderKey key_ = ProviderKey::Generate();
   std::unique_ptr<SqliteMarket> market_;
   std::string admin_, publisher_key_, buyer_key_, last_key_;
