@@ -697,7 +697,7 @@ struct SqliteMarket::Impl {
     KVMART_ASSIGN_OR_RETURN(AccountRow a, GetAccountRow(db, account));
     KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
         "SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN txns t ON t.id=e.txn_id "
-        "WHERE e.account_id=? AND e.role='publisher' AND t.created_at>?"));
+        "WHERE e.account_id=? AND e.role='publisher' AND t.kind IN ('purchase','load','refund') AND t.created_at>?"));
     st->Bind(1, account).Bind(2, Now() - opt.payout_hold_seconds);
     KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
     const int64_t held = std::max<int64_t>(0, row ? st->Int(0) : 0);

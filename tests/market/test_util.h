@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -32,10 +33,20 @@ inline std::string ArtifactId(int n) {
   return "kv1-" + std::string(64 - hex.size(), 'a') + hex;
 }
 
+// Market tests need no durability: a RAM-backed /dev/shm keeps the ~10^5
+// commits of the model test to seconds; elsewhere the usual temp directory.
+inline std::filesystem::path TestTempBase() {
+  std::error_code ec;
+  if (std::getenv("TMPDIR") == nullptr && std::filesystem::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK) == 0) {
+    return "/dev/shm";
+  }
+  return std::filesystem::temp_directory_path();
+}
+
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kvmart-market-XXXXXX").string();
+    std::string tmpl = (TestTempBase() / "kvmart-market-XXXXXX").string();
     path_ = mkdtemp(tmpl.data());
   }
   ~TempDir() {
