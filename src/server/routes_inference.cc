@@ -143,13 +143,9 @@ struct Job {
   std::string api_key;
 };
 
-// A load was charged but the answer failed: give the money and the load back.
-void RefundIfCharged(Context& ctx, const Job& job) {
-  const json& ku = job.plan.kv_usage;
-  if (ku.is_null() || !ku.contains("load") || ku.contains("refund_receipt") || job.plan.reused == 0) return;
-  auto r = ctx.parts.market->FailLoad(job.api_key, "refund-" + job.id, ku["load"].get<int64_t>());
-  if (r.ok()) KeepReceipt(ctx, *r, "refund");
-  ctx.metrics.kv_load_failures.fetch_add(1);
+// A load was reserved but the answer failed: void it (no charge, no receipt).
+void VoidIfReserved(Context& ctx, Job& job, const std::string& why) {
+  if (job.plan.hold.Void(why)) ctx.metrics.kv_load_failures.fetch_add(1);
 }
 
 void Account(Context& ctx, const Job& job, const GenerateResult& g) {
@@ -196,12 +192,17 @@ bool RunStream(const std::shared_ptr<Job>& job, httplib::DataSink& sink) {
                     [&](const std::string& t) { return SendEvent(sink, Chunk(*job, DeltaChoice(*job, t, nullptr))); },
                     [&] { return job->watch.PeerClosed(); });
   if (!g.ok()) {
-    RefundIfCharged(ctx, *job);
+    VoidIfReserved(ctx, *job, g.status().ToString());
     const HttpStatus h = HttpStatusFor(g.status());
     SendEvent(sink, {{"error", {{"type", h.type}, {"message", g.status().message()}, {"code", h.code}}}});
   } else {
     Account(ctx, *job, *g);
-    if (g->cancelled) return false;
+    if (g->cancelled) {
+      VoidIfReserved(ctx, *job, "client went away");
+      return false;
+    }
+    // The whole answer has been streamed: post the load, then send its receipt.
+    PostPlanLoad(ctx, job->plan);
     json last = Chunk(*job, DeltaChoice(*job, "", g->finish_reason));
     if (job->req.chat) last["choices"][0]["delta"] = json::object();
     if (!job->plan.kv_usage.is_null()) last["kv_usage"] = job->plan.kv_usage;
@@ -266,11 +267,16 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   auto g = Generate(*job->session, *ctx.parts.tokenizer, rest, job->req.gen, nullptr,
                     [&] { return job->watch.PeerClosed(); });
   if (!g.ok()) {
-    RefundIfCharged(ctx, *job);
+    VoidIfReserved(ctx, *job, g.status().ToString());
     return SendStatus(res, g.status());
   }
   Account(ctx, *job, *g);
-  if (g->cancelled) return SendError(res, 499, "client_closed_request", "client closed the connection");
+  if (g->cancelled) {
+    VoidIfReserved(ctx, *job, "client went away");
+    return SendError(res, 499, "client_closed_request", "client closed the connection");
+  }
+  // The answer is complete: post the load (the charge) and put its receipt in it.
+  PostPlanLoad(ctx, job->plan);
   json choice = chat ? json{{"index", 0},
                             {"message", {{"role", "assistant"}, {"content", g->text}}},
                             {"logprobs", nullptr},

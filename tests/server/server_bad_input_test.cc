@@ -159,7 +159,7 @@ TEST_F(ServerBadInput, ArtifactOfAnotherModelIsRefusedAndRefunded) {
   Reply r = srv_->Post("/v1/chat/completions", Ask(other), buyer_.key);
   ExpectError(r, 400, "invalid_request_error");
   EXPECT_NE(r.body["error"]["message"].get<std::string>().find("another model"), std::string::npos);
-  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before);  // refunded
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before);  // voided, never charged
   Reply e = srv_->Get("/v1/entitlements", buyer_.key);
   EXPECT_EQ(e.body["data"][0]["loads_remaining"], 1);   // and the load given back
   EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
@@ -224,9 +224,12 @@ TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
   ASSERT_EQ(bad.status, 200) << bad.text;
   EXPECT_EQ(bad.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
   EXPECT_TRUE(bad.body["kv_usage"]["error"].is_string());
-  EXPECT_TRUE(bad.body["kv_usage"].contains("refund_receipt"));
+  // Two-phase: the reserved load is voided, so there is no charge receipt.
+  EXPECT_EQ(bad.body["kv_usage"]["voided"], true);
+  EXPECT_FALSE(bad.body["kv_usage"].contains("receipt"));
+  EXPECT_TRUE(good.body["kv_usage"]["receipt"].is_object());
   EXPECT_EQ(bad.body["kvmart_debug"]["logits_sha256"], good.body["kvmart_debug"]["logits_sha256"]);
-  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // charged, then refunded
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // reserved, then voided: never charged
   EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
