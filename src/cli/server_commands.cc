@@ -38,6 +38,7 @@ struct ServeArgs {
   std::string tls_cert, tls_key, export_price_per_gb;
   size_t max_sessions = 4, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
+  int64_t maintenance_interval = 60, storage_billing_period = 3600;
 };
 
 std::string DefaultDataDirForServer() {
@@ -170,6 +171,8 @@ int RunServe(const ServeArgs& a) {
   o.tls_cert = a.tls_cert;
   o.tls_key = a.tls_key;
   o.export_enabled = a.enable_export;
+  o.market_maintenance_interval_s = a.maintenance_interval;
+  o.storage_billing_period_s = a.storage_billing_period;
   if (!a.export_price_per_gb.empty()) {
     auto m = mk::Money::Parse(a.export_price_per_gb, mk::Currency());
     if (!m.ok()) return Fail(m.status());
@@ -225,6 +228,12 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   c->add_option("--tls-key", a->tls_key, "PEM private key");
   c->add_flag("--enable-export", a->enable_export, "allow entitled buyers to download .kva files");
   c->add_option("--export-price-per-gb", a->export_price_per_gb, "egress tariff in currency units per GB");
+  c->add_option("--market-maintenance-interval", a->maintenance_interval,
+                 "seconds between market maintenance runs: void expired load holds, bill storage (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--storage-billing-period", a->storage_billing_period,
+                "storage billing period in seconds; each completed period is billed once (0 = off)")
+      ->check(CLI::NonNegativeNumber);
   c->callback([a, exit_code] { *exit_code = RunServe(*a); });
 }
 
