@@ -139,7 +139,7 @@ void PostPlanLoad(Context& ctx, KvPlan& plan) {
 }
 
 StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec, const KvRequest& kv,
-                             std::unique_ptr<Session>* session, const PrepaidHold* prepaid) {
+                             std::unique_ptr<Session>* session, PrepaidHold* prepaid) {
   KvPlan plan;
   if (kv.mode == KvRequest::Mode::kNone) {
     KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
@@ -160,8 +160,8 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
     plan.kv_usage["price"] = MoneyJson(h.reserved);
   };
   if (prepaid != nullptr) {
-    plan.hold = LoadHold(&market, "", prepaid->account, prepaid->load);
-    plan.kv_usage["load"] = prepaid->load;
+    plan.hold = std::move(prepaid->hold);
+    plan.kv_usage["load"] = plan.hold.load();
     purchase_receipt = json::parse(prepaid->purchase_receipt);
     auto q = market.PublicListing(artifact_id);
     if (q.ok()) plan.kv_usage["price"] = MoneyJson(q->per_load);

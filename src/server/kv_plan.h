@@ -73,8 +73,7 @@ struct KvPlan {
 // market has bought and reserved it; PlanAndLoad uses this hold instead of
 // reserving one with the API key.
 struct PrepaidHold {
-  market::AccountId account = 0;
-  int64_t load = 0;
+  LoadHold hold;  // moved into the plan
   std::string purchase_receipt;
 };
 
@@ -84,7 +83,7 @@ struct PrepaidHold {
 // prompt is prefilled instead (kv_usage says so). Errors are the HTTP answer.
 StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec,
                              const KvRequest& kv, std::unique_ptr<Session>* session,
-                             const PrepaidHold* prepaid = nullptr);
+                             PrepaidHold* prepaid = nullptr);
 
 // Posts the plan's hold (the answer is complete) and records the load
 // receipt in kv_usage; a failure to post is logged and reported in kv_usage,
