@@ -44,7 +44,9 @@ inline SyntheticModels& Models() {
 class TestServer {
  public:
   using StoreWrapper = std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)>;
-  explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr) {
+  using MarketOptionsHook = std::function<void(market::SqliteMarketOptions&)>;
+  explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr,
+                      MarketOptionsHook market_options = nullptr) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.log_requests = std::getenv("KVMART_TEST_LOG") != nullptr;
@@ -56,6 +58,7 @@ class TestServer {
     parts.engine = Engine::Create(models.Load("tiny"), eo).value();
     parts.tokenizer = tokenizer::Tokenizer::Load(model_dir_ + "/tokenizer.json").value();
     market::SqliteMarketOptions mo;
+    if (market_options) market_options(mo);
     auto market = market::SqliteMarket::Open(tmp_.Sub("market.db"), mo).value();
     auto boot = market->Initialize(market::Currency()).value();
     admin_key_ = boot.admin_key;

@@ -1,0 +1,153 @@
+// Pay-per-load over HTTP 402 end to end, with a real HTTP client on loopback:
+// an agent without an API key is quoted (PAYMENT-REQUIRED), pays with an
+// Ed25519 authorisation (PAYMENT-SIGNATURE) and gets the answer and the receipt
+// (PAYMENT-RESPONSE) in one round trip; every forged, replayed, expired or
+// unfunded payment is a clear 402 and charges nothing.
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <atomic>
+
+#include "base/sha256.h"
+#include "market/receipts.h"
+#include "server/x402.h"
+#include "test_server.h"
+
+namespace kvmart::testing {
+namespace {
+
+class Payment402 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    now_->store(static_cast<int64_t>(std::time(nullptr)));
+    auto now = now_;
+    srv_ = std::make_unique<TestServer>(Models(), server::ServerOptions{}, nullptr, [now](market::SqliteMarketOptions& o) {
+      o.clock = [now] { return now->load(); };
+    });
+    pub_ = srv_->NewAccount("publisher", "publish");
+    agent_ = srv_->NewAccount("agent", "buy", "0.015");
+    std::vector<int> doc(40);
+    for (int i = 0; i < 40; ++i) doc[i] = 1000 + i;
+    Reply p = srv_->Post("/v1/artifacts", {{"tokens", doc}, {"price", {{"per_load", "0.01"}}}}, pub_.key);
+    ASSERT_EQ(p.status, 201) << p.text;
+    id_ = p.body["artifact_id"];
+    ASSERT_GE(sodium_init(), 0);
+    crypto_sign_keypair(pk_, sk_);
+    Reply k = srv_->Post("/v1/payment-keys", {{"public_key", ToHex(pk_, sizeof pk_)}}, agent_.key);
+    ASSERT_EQ(k.status, 201) << k.text;
+  }
+
+  json Ask() const {
+    return {{"prompt", {7, 8, 9}}, {"max_tokens", 3}, {"temperature", 0}, {"kv", {{"artifact", id_}}}};
+  }
+
+  static json Decode(const std::string& header) {
+    auto raw = server::Base64Decode(header);
+    EXPECT_TRUE(raw.ok());
+    return json::parse(raw.ok() ? *raw : "null", nullptr, false);
+  }
+
+  // Asks without a key: the 402 and its quote.
+  json Quote() {
+    Reply r = srv_->Post("/v1/completions", Ask(), "");
+    EXPECT_EQ(r.status, 402) << r.text;
+    EXPECT_EQ(r.body["error"]["type"], "payment_required");
+    auto it = r.headers.find("PAYMENT-REQUIRED");
+    EXPECT_NE(it, r.headers.end());
+    json q = Decode(it == r.headers.end() ? "" : it->second);
+    EXPECT_EQ(q["x402Version"], 2);
+    EXPECT_EQ(q["accepts"][0]["scheme"], "kvmart-ledger");
+    EXPECT_EQ(q["accepts"][0]["resource"], id_);
+    EXPECT_EQ(q["accepts"][0]["amount"], "10000");
+    return q["accepts"][0];
+  }
+
+  // The agent's side: sign exactly the quote (optionally tampered afterwards).
+  std::string Pay(const json& accept, const std::function<void(json&)>& tamper = nullptr) {
+    market::PaymentAuthorization a;
+    a.artifact_id = accept["resource"];
+    a.amount = market::Money(std::stoll(accept["amount"].get<std::string>()), market::Currency());
+    a.nonce = accept["extra"]["nonce"];
+    a.expires_at = accept["extra"]["expires_at"];
+    a.quote_signature = accept["extra"]["quote_signature"];
+    a.payer_public_key = ToHex(pk_, sizeof pk_);
+    const std::string msg = market::PaymentAuthorizationMessage(a);
+    unsigned char sig[crypto_sign_BYTES];
+    crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), sk_);
+    json payload = {{"resource", a.artifact_id}, {"amount", accept["amount"]}, {"currency", "USD"},
+                    {"nonce", a.nonce}, {"expires_at", a.expires_at}, {"quote_signature", a.quote_signature},
+                    {"payer", a.payer_public_key}, {"signature", ToHex(sig, sizeof sig)}};
+    if (tamper) tamper(payload);
+    return server::Base64Encode(json{{"x402Version", 2}, {"scheme", "kvmart-ledger"}, {"payload", payload}}.dump());
+  }
+
+  Reply Send(const std::string& payment) {
+    return srv_->Post("/v1/completions", Ask(), "", {{"PAYMENT-SIGNATURE", payment}});
+  }
+
+  void ExpectRefused(const Reply& r, const std::string& why, int64_t balance) {
+    EXPECT_EQ(r.status, 402) << r.text;
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find(why), std::string::npos) << r.text;
+    EXPECT_TRUE(r.headers.count("PAYMENT-REQUIRED"));  // a fresh quote to try again
+    EXPECT_EQ(srv_->BalanceMicros(agent_.key), balance);
+    EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+  }
+
+  std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(0);
+  std::unique_ptr<TestServer> srv_;
+  TestServer::Account pub_, agent_;
+  std::string id_;
+  unsigned char pk_[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk_[crypto_sign_SECRETKEYBYTES];
+};
+
+TEST_F(Payment402, AnAgentPaysForALoadInTheRequestThatUsesIt) {
+  const json q = Quote();
+  const int64_t before = srv_->BalanceMicros(agent_.key);
+  ASSERT_EQ(before, 15'000);
+
+  // Wrong signature, wrong amount, a quote for another artifact, garbage.
+  ExpectRefused(Send(Pay(q, [](json& p) { p["signature"] = std::string(128, '0'); })), "signature", before);
+  ExpectRefused(Send(Pay(q, [](json& p) { p["amount"] = "1"; })), "not one this provider issued", before);
+  ExpectRefused(Send(Pay(q, [](json& p) { p["resource"] = "kv1-" + std::string(64, 'c'); })), "authorization is for", before);
+  ExpectRefused(Send("not base64!"), "base64", before);
+
+  // The real payment: one round trip, the answer, the receipt.
+  const std::string good = Pay(q);
+  Reply r = Send(good);
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_GT(r.body["kv_usage"]["tokens_reused"].get<int64_t>(), 0);
+  auto it = r.headers.find("PAYMENT-RESPONSE");
+  ASSERT_NE(it, r.headers.end());
+  json pr = Decode(it->second);
+  EXPECT_EQ(pr["success"], true);
+  EXPECT_EQ(pr["account_id"], agent_.id);
+  auto rc = market::VerifyReceipt(pr["receipt"].dump(), srv_->provider_key());
+  ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+  EXPECT_EQ(rc->kind, "load");
+  EXPECT_EQ(rc->price_micros, 10'000);
+  EXPECT_EQ(pr["transaction"], rc->receipt_id);
+  EXPECT_EQ(srv_->BalanceMicros(agent_.key), 5'000);
+
+  // Replayed: the nonce is spent.
+  ExpectRefused(Send(good), "nonce was already used", 5'000);
+  // Insufficient funds: 5,000 left, a load costs 10,000.
+  ExpectRefused(Send(Pay(Quote())), "insufficient funds", 5'000);
+  // Expired: a fresh quote, paid after its expiry.
+  Reply d = srv_->Post("/v1/accounts/" + std::to_string(agent_.id) + "/deposits", {{"amount", "1"}}, srv_->admin_key());
+  ASSERT_EQ(d.status, 201);
+  const json late = Quote();
+  now_->fetch_add(121);
+  ExpectRefused(Send(Pay(late)), "expired", 1'005'000);
+  // Paying with an API key of the same account also works; with the payment
+  // key of another account it is refused and charges nothing.
+  auto other = srv_->NewAccount("other", "buy", "1");
+  Reply mixed = srv_->Post("/v1/completions", Ask(), other.key, {{"PAYMENT-SIGNATURE", Pay(Quote())}});
+  EXPECT_EQ(mixed.status, 403) << mixed.text;
+  EXPECT_EQ(srv_->BalanceMicros(agent_.key), 1'005'000);
+  EXPECT_EQ(srv_->BalanceMicros(other.key), 1'000'000);
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+}  // namespace
+}  // namespace kvmart::testing
