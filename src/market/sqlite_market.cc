@@ -1358,7 +1358,9 @@ StatusOr<PayoutResult> SqliteMarket::Payout(std::string_view api_key, std::strin
                                          e.min_payout.ToString());
         }
         if (req.amount.micros() > e.available.micros()) {
-          return Status::ResourceExhausted("payout of " + req.amount.ToString() + " exceeds the available " +
+          // "insufficient funds" makes it a 402 over HTTP, like any charge the
+          // account cannot cover.
+          return Status::ResourceExhausted("insufficient funds: payout of " + req.amount.ToString() + " exceeds the available " +
                                            e.available.ToString() + " (balance " + e.balance.ToString() + ", held " +
                                            e.held.ToString() + ", reserved " + e.pending.ToString() + ")");
         }
