@@ -10,6 +10,7 @@
 
 #include "base/sha256.h"
 #include "market/receipts.h"
+#include "server/market_scheduler.h"
 #include "server/x402.h"
 #include "test_server.h"
 
@@ -147,6 +148,38 @@ TEST_F(Payment402, AnAgentPaysForALoadInTheRequestThatUsesIt) {
   EXPECT_EQ(srv_->BalanceMicros(agent_.key), 1'005'000);
   EXPECT_EQ(srv_->BalanceMicros(other.key), 1'000'000);
   EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
+}  // namespace
+}  // namespace kvmart::testing
+
+namespace kvmart::testing {
+namespace {
+
+// Storage is billed by the server itself, with no operator: a maintenance run
+// every second over one-second billing periods.
+TEST(ServerStorageBilling, TheServerBillsStorageOnItsOwn) {
+  EXPECT_EQ(server::LastCompletedPeriodStart(7200, 3600), 3600);
+  EXPECT_EQ(server::LastCompletedPeriodStart(7199, 3600), 0);
+  server::ServerOptions o;
+  o.market_maintenance_interval_s = 1;
+  o.storage_billing_period_s = 1;
+  TestServer srv(Models(), o);
+  auto pub = srv.NewAccount("publisher", "publish", "1");
+  std::vector<int> doc(40);
+  for (int i = 0; i < 40; ++i) doc[i] = 1000 + i;
+  Reply p = srv.Post("/v1/artifacts", {{"tokens", doc}}, pub.key);
+  ASSERT_EQ(p.status, 201) << p.text;
+  bool billed = false;
+  for (int i = 0; i < 50 && !billed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Reply st = srv.Get("/v1/statements", pub.key);
+    ASSERT_EQ(st.status, 200) << st.text;
+    for (const auto& l : st.body["lines"]) billed = billed || (l["kind"] == "storage" && l["receipt_id"].is_string());
+  }
+  EXPECT_TRUE(billed) << "no storage charge within 5 s";
+  EXPECT_LT(srv.BalanceMicros(pub.key), 1'000'000);
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
 }  // namespace
