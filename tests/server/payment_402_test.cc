@@ -184,3 +184,57 @@ TEST(ServerStorageBilling, TheServerBillsStorageOnItsOwn) {
 
 }  // namespace
 }  // namespace kvmart::testing
+
+namespace kvmart::testing {
+namespace {
+
+// Payouts and statements over HTTP: bad input is a clear error and moves
+// nothing; a retry replays; the statement balances from opening to closing.
+TEST(ServerPayouts, PayoutsAndStatementsOverHttp) {
+  TestServer srv(Models(), server::ServerOptions{}, nullptr, [](market::SqliteMarketOptions& o) {
+    o.payout_hold_seconds = 0;
+    o.min_payout_micros = 100'000;
+  });
+  auto pub = srv.NewAccount("publisher", "publish", "1");
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  const std::string pay = "/v1/payouts";
+  auto balance = [&] { return srv.BalanceMicros(pub.key); };
+  Reply e = srv.Get("/v1/earnings", pub.key);
+  ASSERT_EQ(e.status, 200) << e.text;
+  EXPECT_EQ(e.body["available"]["micros"], 1'000'000);
+  EXPECT_EQ(srv.Post(pay, {{"amount", "0.25"}}, pub.key).status, 400);                                      // no destination
+  EXPECT_EQ(srv.Post(pay, {{"destination", "bank"}}, pub.key).status, 400);                                 // no amount
+  EXPECT_EQ(srv.Post(pay, {{"amount", "0.05"}, {"destination", "bank"}}, pub.key).status, 400);             // below minimum
+  EXPECT_EQ(srv.Post(pay, {{"amount", "-1"}, {"destination", "bank"}}, pub.key).status, 400);
+  EXPECT_EQ(srv.Post(pay, {{"amount", "2.00"}, {"destination", "bank"}}, pub.key).status, 402);             // over available
+  EXPECT_EQ(srv.Post(pay, {{"amount", "0.25"}, {"destination", "bank"}}, buyer.key).status, 403);           // buy scope
+  EXPECT_EQ(srv.Post(pay, {{"amount", "0.25"}, {"destination", "bank"}}, "").status, 401);
+  EXPECT_EQ(balance(), 1'000'000);
+  Reply ok = srv.Post(pay, {{"amount", "0.25"}, {"destination", "bank"}}, pub.key, {{"Idempotency-Key", "po-1"}});
+  ASSERT_EQ(ok.status, 201) << ok.text;
+  ASSERT_TRUE(market::VerifyReceipt(ok.body["receipt"].dump(), srv.provider_key()).ok());
+  Reply again = srv.Post(pay, {{"amount", "0.25"}, {"destination", "bank"}}, pub.key, {{"Idempotency-Key", "po-1"}});
+  ASSERT_EQ(again.status, 201);
+  EXPECT_EQ(again.body["receipt"], ok.body["receipt"]);
+  EXPECT_EQ(srv.Post(pay, {{"amount", "0.30"}, {"destination", "bank"}}, pub.key, {{"Idempotency-Key", "po-1"}}).status, 409);
+  EXPECT_EQ(balance(), 750'000);
+
+  Reply st = srv.Get("/v1/statements?from=0", pub.key);
+  ASSERT_EQ(st.status, 200) << st.text;
+  EXPECT_EQ(st.body["opening_balance"]["micros"], 0);
+  EXPECT_EQ(st.body["closing_balance"]["micros"], 750'000);
+  ASSERT_EQ(st.body["lines"].size(), 2u);  // deposit, payout
+  EXPECT_EQ(st.body["lines"][1]["kind"], "payout");
+  EXPECT_EQ(st.body["lines"][1]["receipt_id"], ok.body["receipt"]["receipt_id"]);
+  Reply csv = srv.Get("/v1/statements?format=csv", pub.key);
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_EQ(csv.text.rfind("record,txn,time,kind", 0), 0u) << csv.text;
+  EXPECT_NE(csv.text.find("closing,,"), std::string::npos);
+  EXPECT_EQ(srv.Get("/v1/statements?from=x", pub.key).status, 400);
+  EXPECT_EQ(srv.Get("/v1/statements?format=xml", pub.key).status, 400);
+  EXPECT_EQ(srv.Get("/v1/statements?account_id=" + std::to_string(buyer.id), pub.key).status, 403);
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
+}
+
+}  // namespace
+}  // namespace kvmart::testing
