@@ -5,7 +5,8 @@
 // market's balances and holds must equal the model's and the ledger
 // invariants must hold; each seed ends with the independent audit.
 //
-// Operations: deposits, metered and bundle purchases, one-phase loads,
+// Operations: deposits, metered and bundle purchases, HTTP 402 payments
+// (buy + reserve in one call; the replay refused), one-phase loads,
 // reservations posted, voided or left behind by a "crashed" process (the
 // market is closed and reopened later, when the sweeper voids expired holds),
 // refunds, payouts, storage billing periods (billed again, in arrears,
@@ -16,6 +17,9 @@
 // A failure prints its seed; KVMART_MODEL_SEED=<n> replays exactly that seed
 // (the market's clock and every choice come from the seed).
 #include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <array>
 
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +30,7 @@
 
 #include "market/audit.h"
 #include "market/pricing.h"
+#include "base/sha256.h"
 #include "test_util.h"
 
 #ifndef KVMART_MODEL_SEEDS
@@ -88,6 +93,7 @@ std::string Fp(const StatusOr<T>& s) {
 class ModelTest : public MarketFixture {
  protected:
   void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
     options_.reservation_seconds = kTtl;
     options_.payout_hold_seconds = kHold;
     options_.min_payout_micros = kMinPayout;
@@ -139,6 +145,17 @@ void ModelTest::RunSeed(uint64_t seed, int ops) {
     buyers.push_back(b);
   }
   const std::vector<AccountId> publishers = {publisher_, pub2};
+  // HTTP 402 payers: one Ed25519 key registered per buyer.
+  std::map<AccountId, std::pair<std::array<unsigned char, crypto_sign_PUBLICKEYBYTES>,
+                                std::array<unsigned char, crypto_sign_SECRETKEYBYTES>>> payer;
+  for (AccountId b : buyers) {
+    auto& [pk, sk] = payer[b];
+    // Deterministic per seed, so a failing seed replays exactly.
+    std::array<unsigned char, crypto_sign_SEEDBYTES> kseed{};
+    for (auto& c : kseed) c = static_cast<unsigned char>(pick(0, 255));
+    crypto_sign_seed_keypair(pk.data(), sk.data(), kseed.data());
+    ASSERT_OK(market_->RegisterPaymentKey(keys[b], "payer-" + std::to_string(b), ToHex(pk.data(), pk.size())));
+  }
   std::vector<MListing> listings;
   for (int i = 0; i < 3; ++i) {
     MListing l{ArtifactId(i + 1), i == 2 ? pub2 : publisher_, pick(0, 2000), pick(0, 3) * 100'000'000, {}, false};
@@ -391,6 +408,33 @@ void ModelTest::RunSeed(uint64_t seed, int ops) {
                           return x->receipt;
                         },
                         r->receipt});
+      }
+    } else if (kind < 77) {  // HTTP 402: pay for one load in the request (sometimes replaying a spent quote)
+      name = "pay and reserve";
+      auto q = market_->IssuePaymentQuote(L.id);
+      if (L.unlisted) {
+        want = Status::Code::kNotFound;
+        got = q.status().code();
+      } else {
+        MODEL_EXPECT(q.ok(), q.status().ToString());
+        PaymentAuthorization a{q->provider_signature, ToHex(payer[b].first.data(), payer[b].first.size()), L.id,
+                               q->amount, q->nonce, q->expires_at, ""};
+        const std::string msg = PaymentAuthorizationMessage(a);
+        unsigned char sig[crypto_sign_BYTES];
+        crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                             payer[b].second.data());
+        a.signature = ToHex(sig, sizeof sig);
+        if (L.per_load > 0 && Avail(b) < L.per_load) want = Status::Code::kResourceExhausted;
+        auto r = market_->PayAndReserve(a);
+        got = r.status().code();
+        if (r.ok()) {
+          ents.push_back({r->purchase.entitlement, b, art, false, 0, L.per_load});
+          acct[b].pending += L.per_load;
+          loads[r->hold.load] = {b, r->purchase.entitlement, art, L.per_load, "pending", false, Now() + kTtl};
+          // The same authorisation again: the nonce is spent, nothing moves.
+          MODEL_EXPECT(market_->PayAndReserve(a).status().code() == Status::Code::kFailedPrecondition,
+                       "a replayed payment was accepted");
+        }
       }
     } else if (kind < 79) {  // a storage billing run (the next period, or the last one again)
       name = "bill storage";
