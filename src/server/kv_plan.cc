@@ -208,7 +208,7 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
     reserved(*hold);
   }
   const int64_t load_id = plan.hold.load();
-  auto refund = [&](const std::string& why) {
+  auto void_load = [&](const std::string& why) {
     if (plan.hold.Void(why)) plan.kv_usage["voided"] = true;
     ctx.metrics.kv_load_failures.fetch_add(1);
     ctx.log.Write("warn", "kv load failed, voided (not charged)",
@@ -217,11 +217,11 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
 
   auto manifest = ctx.parts.store->GetManifest(artifact_id);
   if (!manifest.ok()) {
-    refund(manifest.status().ToString());
+    void_load(manifest.status().ToString());
     return Status::NotFound("artifact " + artifact_id + " is not held by this provider (the load was not charged)");
   }
   if (Status s = artifact::CheckProfileMatches(ctx.profile, manifest->profile); !s.ok()) {
-    refund("profile mismatch");
+    void_load("profile mismatch");
     return Status::InvalidArgument("artifact " + artifact_id +
                                    " was computed with another model or profile than this server's (the load was "
                                    "not charged): " + s.message());
@@ -229,13 +229,13 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
   if (kv.mode == KvRequest::Mode::kArtifact) {
     auto prompt = ContinuationPrompt(ctx, spec, artifact_id, manifest->tokens);
     if (!prompt.ok()) {
-      refund("bad continuation");
+      void_load("bad continuation");
       return prompt.status();
     }
     plan.prompt = std::move(prompt).value();
   }
   if (plan.prompt.size() >= ctx.parts.engine->max_context()) {
-    refund("prompt too long");
+    void_load("prompt too long");
     return Status::InvalidArgument("prompt of " + std::to_string(plan.prompt.size()) +
                                    " tokens leaves no room in the context of " +
                                    std::to_string(ctx.parts.engine->max_context()) + " (the load was not charged)");
@@ -252,7 +252,7 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
 
   if (Status s = ImportFromStore(ctx, **session, artifact_id, *manifest); !s.ok()) {
     // Never wrong KV: drop the half-filled session and prefill everything.
-    refund(s.ToString());
+    void_load(s.ToString());
     *session = ctx.parts.engine->NewSession();
     plan.kv_usage["error"] = "artifact could not be loaded (" + s.message() + "); prefilled from scratch, not charged";
     plan.kv_usage["price"] = MoneyJson(mk::Money::Zero(quote ? quote->per_load.currency() : mk::Currency()));
