@@ -2,6 +2,9 @@
 // found and named.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "base/sqlite_db.h"
 #include "market/audit.h"
 #include "test_util.h"
@@ -135,6 +138,58 @@ TEST_F(AuditTest, TransferWithoutAReceipt) {
 
 TEST_F(AuditTest, UnreadableFileIsAnError) {
   EXPECT_FALSE(AuditMarketDatabase(dir_.file("missing.db"), key_.PublicKeyHex()).ok());
+}
+
+}  // namespace
+}  // namespace kvmart::market::testing
+
+namespace kvmart::market::testing {
+namespace {
+
+// A database written by schema v1 (one-phase loads, no receipts register)
+// migrates to v2: its history, plus new activity (a storage bill with a
+// registered receipt), passes the invariants and the audit.
+TEST(MigrationTest, V1DatabaseMigratesAndPassesTheAudit) {
+  TempDir dir;
+  ProviderKey key = ProviderKey::Generate();
+  const std::string path = dir.file("market.db");
+  {
+    auto db = sqlite::Db::Open(path, false, 1000);
+    ASSERT_OK(db);
+    std::ifstream in(std::string(KVMART_SOURCE_DIR) + "/tests/market/schema_v1.sql");
+    std::stringstream sql;
+    sql << in.rdbuf();
+    ASSERT_FALSE(sql.str().empty());
+    ASSERT_OK((*db)->Exec(sql.str().c_str()));
+    const std::string art = ArtifactId(1);
+    const std::string rows =
+        "PRAGMA user_version=1;"
+        "INSERT INTO meta VALUES('provider_public_key','" + key.PublicKeyHex() + "'), ('initialized','USD');"
+        "INSERT INTO accounts(id,name,currency,credit_limit,balance,system,created_at) VALUES"
+        " (1,'provider:USD','USD',0,100,'provider',0), (2,'external:USD','USD',9223372036854775807,-5000,'external',0),"
+        " (3,'publisher','USD',0,900,NULL,0), (4,'buyer','USD',0,4000,NULL,0);"
+        "INSERT INTO listings VALUES('" + art + "',3,1000,1000000000,'USD',1000,0,0,0,0,0);"
+        "INSERT INTO txns(id,kind,artifact_id,created_at) VALUES(1,'deposit','',0),(2,'load','" + art + "',0);"
+        "INSERT INTO entries(txn_id,account_id,currency,amount,role) VALUES"
+        " (1,2,'USD',-5000,'external'),(1,4,'USD',5000,'deposit'),"
+        " (2,4,'USD',-1000,'buyer'),(2,3,'USD',900,'publisher'),(2,1,'USD',100,'fee');"
+        "INSERT INTO entitlements VALUES(1,4,'" + art + "','metered',2,0,1000,NULL,0);"
+        "INSERT INTO loads(id,entitlement_id,account_id,artifact_id,tokens,charged,charge_txn,created_at)"
+        " VALUES(1,1,4,'" + art + "',1000,1000,2,0);";
+    ASSERT_OK((*db)->Exec(rows.c_str()));
+  }
+  SqliteMarketOptions opt;
+  opt.provider_key = key;
+  auto m = SqliteMarket::Open(path, opt);
+  ASSERT_OK(m);
+  ASSERT_OK((*m)->CheckInvariants());
+  // The migrated history and new two-phase activity both audit clean.
+  ASSERT_OK((*m)->BillStorage(0, 3600));
+  (*m).reset();
+  auto r = AuditMarketDatabase(path, key.PublicKeyHex());
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->ok()) << r->violation;
+  EXPECT_EQ(r->loads, 1);
 }
 
 }  // namespace
