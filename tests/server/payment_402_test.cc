@@ -150,6 +150,27 @@ TEST_F(Payment402, AnAgentPaysForALoadInTheRequestThatUsesIt) {
   EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
 }
 
+TEST_F(Payment402, AStreamedPaidLoadIsPostedWhenTheStreamCompletes) {
+  const json q = Quote();
+  json ask = Ask();
+  ask["stream"] = true;
+  Reply r = srv_->Post("/v1/completions", ask, "", {{"PAYMENT-SIGNATURE", Pay(q)}});
+  ASSERT_EQ(r.status, 200) << r.text;
+  auto it = r.headers.find("PAYMENT-RESPONSE");
+  ASSERT_NE(it, r.headers.end());
+  EXPECT_EQ(Decode(it->second)["status"], "reserved");
+  // The settlement comes in the last chunk's kv_usage.
+  json receipt;
+  for (size_t p = r.text.find("data: {"); p != std::string::npos; p = r.text.find("data: {", p + 1)) {
+    json chunk = json::parse(r.text.substr(p + 6, r.text.find("\n", p) - p - 6), nullptr, false);
+    if (chunk.is_object() && chunk.contains("kv_usage")) receipt = chunk["kv_usage"]["receipt"];
+  }
+  ASSERT_TRUE(receipt.is_object()) << r.text;
+  ASSERT_TRUE(market::VerifyReceipt(receipt.dump(), srv_->provider_key()).ok());
+  EXPECT_EQ(srv_->BalanceMicros(agent_.key), 5'000);
+  EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
+}
+
 }  // namespace
 }  // namespace kvmart::testing
 
