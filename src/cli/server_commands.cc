@@ -38,7 +38,7 @@ struct ServeArgs {
   std::string tls_cert, tls_key, export_price_per_gb;
   size_t max_sessions = 4, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
-  int64_t maintenance_interval = 60, storage_billing_period = 3600;
+  int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
 };
 
 std::string DefaultDataDirForServer() {
@@ -123,6 +123,7 @@ int RunServe(const ServeArgs& a) {
   if (!pkey.ok()) return Fail(pkey.status());
   mk::SqliteMarketOptions mo;
   mo.provider_key = *pkey;
+  mo.reservation_seconds = a.load_reservation;
   auto market = mk::SqliteMarket::Open(data + "/market.db", mo);
   if (!market.ok()) return Fail(market.status());
   auto boot = (*market)->Initialize(mk::Currency());
@@ -231,6 +232,9 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   c->add_option("--market-maintenance-interval", a->maintenance_interval,
                  "seconds between market maintenance runs: void expired load holds, bill storage (0 = off)")
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--load-reservation-seconds", a->load_reservation,
+                 "how long a reserved kv load may wait for its answer before it is voided (longest generation)")
+      ->check(CLI::PositiveNumber);
   c->add_option("--storage-billing-period", a->storage_billing_period,
                 "storage billing period in seconds; each completed period is billed once (0 = off)")
       ->check(CLI::NonNegativeNumber);
