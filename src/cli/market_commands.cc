@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,6 +20,7 @@
 #include "base/sha256.h"
 #include "cli/commands.h"
 #include "cli/data_dir.h"
+#include "market/audit.h"
 #include "market/sqlite_market.h"
 
 namespace kvmart::cli {
@@ -42,6 +44,8 @@ struct Opts {
   int64_t key_id = 0;
   int64_t account = 0, tokens = 0, bytes = 0, bundle_loads = 0, unlimited_seconds = 0, quantity = 1;
   int64_t from = 0, to = INT64_MAX, seconds = 0, load = 0;
+  std::string destination, db;
+  int64_t period = 3600, period_start = -1;
 };
 
 StatusOr<std::unique_ptr<mk::SqliteMarket>> OpenMarket(const Opts& o, bool create) {
@@ -353,6 +357,100 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
   statement->add_option("--account", p->account, "account id (default: the key's own)");
   statement->add_option("--from", p->from, "unix seconds, inclusive");
   statement->add_option("--to", p->to, "unix seconds, exclusive");
+
+  auto* earnings = Leaf(market, "earnings", "what an account may be paid out now (own, or any for admin)", o, exit_code,
+                        [own_account](const Opts& o) {
+    auto m = OpenMarket(o, false);
+    if (!m.ok()) return Fail(m.status());
+    auto id = own_account(**m, o);
+    if (!id.ok()) return Fail(id.status());
+    auto e = (*m)->GetEarnings(ApiKey(o), *id);
+    if (!e.ok()) return Fail(e.status());
+    Emit(o, json{{"account", *id}, {"balance", MoneyJ(e->balance)}, {"reserved", MoneyJ(e->pending)}, {"held", MoneyJ(e->held)},
+                 {"available", MoneyJ(e->available)}, {"min_payout", MoneyJ(e->min_payout)}, {"hold_seconds", e->hold_seconds}},
+         "account " + std::to_string(*id) + ": balance " + e->balance.ToString() + ", held " + e->held.ToString() +
+             " (earned in the last " + std::to_string(e->hold_seconds) + " s), available " + e->available.ToString() +
+             " (minimum payout " + e->min_payout.ToString() + ")\n");
+    return 0;
+  });
+  earnings->add_option("--account", p->account, "account id (default: the key's own)");
+
+  auto* payout = Leaf(market, "payout", "pay an account's available earnings out to its external account (publish own, admin any)",
+                      o, exit_code, [](const Opts& o) {
+    auto m = OpenMarket(o, false);
+    if (!m.ok()) return Fail(m.status());
+    auto amt = ParseMoney(o.amount, o.currency);
+    if (!amt.ok()) return Fail(amt.status());
+    auto r = (*m)->Payout(ApiKey(o), Idem(o), {o.account, *amt, o.destination});
+    if (!r.ok()) return Fail(r.status());
+    Emit(o, json{{"payout", r->payout}, {"account", r->account}, {"amount", MoneyJ(r->amount)}, {"destination", r->destination},
+                 {"receipt", json::parse(r->receipt)}},
+         "paid out " + r->amount.ToString() + " from account " + std::to_string(r->account) + " to " + r->destination +
+             "\nreceipt: " + r->receipt + "\n");
+    return 0;
+  });
+  payout->add_option("--account", p->account, "account id (default: the key's own)");
+  payout->add_option("--amount", p->amount, "decimal amount, e.g. 25.00")->required();
+  payout->add_option("--destination", p->destination, "the external payout account (reference)")->required();
+  payout->add_option("--currency", p->currency, "currency (default USD)");
+  AddIdem(payout, p);
+
+  // Provider maintenance: needs the market files, not a key (the server runs
+  // the same step on its own every --market-maintenance-interval).
+  auto* bill = Leaf(market, "bill-storage", "bill storage for one period (default: the last completed one); idempotent", o,
+                    exit_code, [](const Opts& o) {
+    auto m = OpenMarket(o, false);
+    if (!m.ok()) return Fail(m.status());
+    if (o.period <= 0) return Fail(Status::InvalidArgument("--period must be > 0 seconds"));
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
+    const int64_t start = o.period_start >= 0 ? o.period_start : (now / o.period - 1) * o.period;
+    auto voided = (*m)->VoidExpiredLoads();
+    if (!voided.ok()) return Fail(voided.status());
+    auto r = (*m)->BillStorage(start, o.period);
+    if (!r.ok()) return Fail(r.status());
+    json receipts = json::array();
+    for (const auto& rc : r->receipts) receipts.push_back(json::parse(rc));
+    Emit(o, json{{"period_start", r->period_start}, {"period_seconds", r->period_seconds}, {"billed", r->billed},
+                 {"already_billed", r->already_billed}, {"unpaid", r->unpaid}, {"unlisted", r->unlisted},
+                 {"relisted", r->relisted}, {"voided_expired_loads", *voided}, {"receipts", receipts}},
+         "period " + std::to_string(r->period_start) + " +" + std::to_string(r->period_seconds) + " s: billed " +
+             std::to_string(r->billed) + ", already billed " + std::to_string(r->already_billed) + ", unpaid " +
+             std::to_string(r->unpaid) + ", unlisted " + std::to_string(r->unlisted) + ", relisted " +
+             std::to_string(r->relisted) + "\n");
+    return 0;
+  });
+  bill->add_option("--period", p->period, "billing period in seconds (default 3600)");
+  bill->add_option("--period-start", p->period_start, "unix seconds where the period starts");
+
+  auto* audit = Leaf(market, "audit", "independently replay and check the whole ledger; non-zero exit names the first violation",
+                     o, exit_code, [](const Opts& o) {
+    std::string pk = o.public_key;
+    if (pk.empty()) {
+      auto k = LoadOrCreateProviderKey(DataDir{o.data}, false);
+      if (!k.ok()) return Fail(Status::InvalidArgument("give --public-key, or --data with provider.key"));
+      pk = k->PublicKeyHex();
+    }
+    const std::string db = o.db.empty() ? DataDir{o.data}.MarketDb() : o.db;
+    std::error_code ec;
+    if (!std::filesystem::exists(db, ec)) return Fail(Status::NotFound(db + " does not exist"));
+    auto r = mk::AuditMarketDatabase(db, pk);
+    if (!r.ok()) return Fail(r.status());
+    json j{{"ok", r->ok()}, {"accounts", r->accounts}, {"transactions", r->transactions}, {"entries", r->entries},
+           {"loads", r->loads}, {"receipts", r->receipts}};
+    if (!r->ok()) j["violation"] = r->violation;
+    const std::string counts = std::to_string(r->transactions) + " transactions, " + std::to_string(r->entries) +
+                               " entries, " + std::to_string(r->accounts) + " accounts, " + std::to_string(r->loads) +
+                               " loads, " + std::to_string(r->receipts) + " receipts";
+    if (!r->ok()) {
+      if (o.json_out) std::cout << j.dump(2) << "\n";
+      std::cerr << "audit FAILED: " << r->violation << " (" << counts << ")\n";
+      return 2;
+    }
+    Emit(o, j, "audit ok: " + counts + "\n");
+    return 0;
+  });
+  audit->add_option("--db", p->db, "market database (default DIR/market.db)");
+  audit->add_option("--public-key", p->public_key, "provider public key (hex); default from --data/provider.key");
 
   CLI::App* receipt = market->add_subcommand("receipt", "receipts");
   receipt->require_subcommand(1);

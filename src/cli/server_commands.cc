@@ -35,6 +35,7 @@ struct ServeArgs {
   std::string tls_cert, tls_key, export_price_per_gb;
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
+  int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
 };
 
 StatusOr<artifact::SigningKey> ArtifactKeyIn(const DataDir& dir) {
@@ -90,6 +91,7 @@ int RunServe(const ServeArgs& a) {
   if (!pkey.ok()) return Fail(pkey.status());
   mk::SqliteMarketOptions mo;
   mo.provider_key = *pkey;
+  mo.reservation_seconds = a.load_reservation;
   auto market = mk::SqliteMarket::Open(data.MarketDb(), mo);
   if (!market.ok()) return Fail(market.status());
   auto boot = InitializeMarket(**market, mk::Currency(), data);
@@ -130,6 +132,8 @@ int RunServe(const ServeArgs& a) {
   o.tls_cert = a.tls_cert;
   o.tls_key = a.tls_key;
   o.export_enabled = a.enable_export;
+  o.market_maintenance_interval_s = a.maintenance_interval;
+  o.storage_billing_period_s = a.storage_billing_period;
   if (!a.export_price_per_gb.empty()) {
     auto m = mk::Money::Parse(a.export_price_per_gb, mk::Currency());
     if (!m.ok()) return Fail(m.status());
@@ -195,6 +199,15 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   c->add_option("--tls-key", a->tls_key, "PEM private key");
   c->add_flag("--enable-export", a->enable_export, "allow entitled buyers to download .kva files");
   c->add_option("--export-price-per-gb", a->export_price_per_gb, "egress tariff in currency units per GB");
+  c->add_option("--market-maintenance-interval", a->maintenance_interval,
+                 "seconds between market maintenance runs: void expired load holds, bill storage (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--load-reservation-seconds", a->load_reservation,
+                 "how long a reserved kv load may wait for its answer before it is voided (longest generation)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--storage-billing-period", a->storage_billing_period,
+                "storage billing period in seconds; each completed period is billed once (0 = off)")
+      ->check(CLI::NonNegativeNumber);
   c->callback([a, exit_code] { *exit_code = RunServe(*a); });
 }
 

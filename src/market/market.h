@@ -73,6 +73,7 @@ struct Listing {
   AccountId publisher = 0;
   Money per_load;  // effective (after the default rule)
   bool per_load_is_default = false;
+  int64_t unlisted_at = 0;  // != 0: hidden for unpaid storage (entitlements still load)
 };
 
 enum class PurchaseKind { kMetered, kBundle, kUnlimited };
@@ -141,6 +142,114 @@ struct ProviderRevenue {
   Money storage;
 };
 
+// A load reserved but not yet resolved (two-phase, like a pending transfer):
+// the entitlement is decremented and, for a metered entitlement, the price is
+// held on the buyer's account (balance unchanged, available reduced). PostLoad
+// turns the hold into the charge; VoidLoad or expiry releases it.
+struct LoadHold {
+  int64_t load = 0;
+  int64_t entitlement = 0;
+  int64_t tokens_reused = 0;
+  Money reserved;          // 0 for prepaid entitlements
+  int64_t expires_at = 0;  // unix seconds; voided by the sweeper after this
+};
+
+// An account's money as a publisher sees it before asking for a payout.
+struct Earnings {
+  Money balance;    // posted balance
+  Money pending;    // held by reservations (this account as a buyer)
+  Money held;       // sale proceeds younger than the hold period
+  Money available;  // balance - pending - held, never below zero
+  Money min_payout;
+  int64_t hold_seconds = 0;
+};
+
+struct PayoutRequest {
+  AccountId account = 0;    // 0 = the caller's own account
+  Money amount;
+  std::string destination;  // the external payout account (free text, e.g. an IBAN reference)
+};
+
+struct PayoutResult {
+  int64_t payout = 0;
+  AccountId account = 0;
+  Money amount;
+  std::string destination;
+  std::string receipt;  // signed JSON, kind "payout"
+};
+
+// One billing run over one period [period_start, period_start + seconds).
+struct StorageBillReport {
+  int64_t period_start = 0;
+  int64_t period_seconds = 0;
+  int64_t billed = 0;        // charged now
+  int64_t already_billed = 0;// paid in an earlier run (idempotent per artifact and period)
+  int64_t unpaid = 0;        // publisher could not pay: kept as arrears, retried next run
+  int64_t unlisted = 0;      // listings hidden because arrears outlived the grace period
+  int64_t relisted = 0;      // listings shown again after their arrears were paid
+  std::vector<std::string> receipts;
+};
+
+// A statement: opening balance, every ledger line with its receipt, closing
+// balance; for a publisher, sales per artifact.
+struct StatementEntry {
+  int64_t txn = 0;
+  int64_t time = 0;
+  std::string kind;
+  std::string artifact_id;
+  Money amount;            // signed, as StatementLine
+  std::string receipt_id;  // "" when the event has no receipt
+};
+struct ArtifactSales {
+  std::string artifact_id;
+  int64_t loads = 0;  // metered loads sold, net of refunds
+  Money gross;        // what buyers paid (purchases and loads, net of refunds)
+  Money provider_fee;
+  Money net;          // what the publisher got
+};
+struct AccountStatement {
+  AccountId account = 0;
+  int64_t from = 0, to = 0;
+  Money opening;
+  Money closing;
+  std::vector<StatementEntry> lines;
+  std::vector<ArtifactSales> sales;  // empty for an account that sold nothing
+};
+
+inline constexpr std::string_view kPaymentScheme = "kvmart-ledger";
+
+// HTTP 402 pay-per-load (x402 v2, scheme "kvmart-ledger"). The provider quotes
+// one load: price, a fresh nonce and an expiry, signed with the provider key
+// so the server keeps no state per quote.
+struct PaymentQuote {
+  std::string artifact_id;  // x402 "resource"
+  Money amount;             // the per-load price
+  std::string nonce;        // 32 hex
+  int64_t expires_at = 0;
+  std::string provider_signature;  // hex Ed25519 over PaymentQuoteMessage()
+};
+std::string PaymentQuoteMessage(const PaymentQuote& q);
+
+// The buyer's agent signs this authorisation for exactly one quote with an
+// Ed25519 key it registered to its account. The nonce makes it usable once.
+struct PaymentAuthorization {
+  std::string quote_signature;   // the provider's signature on the quote
+  std::string payer_public_key;  // hex, registered with RegisterPaymentKey
+  std::string artifact_id;       // the quote's resource
+  Money amount;                  // the quoted per-load price
+  std::string nonce;             // the quote's nonce (hex)
+  int64_t expires_at = 0;        // the quote's expiry
+  std::string signature;         // hex Ed25519 over PaymentAuthorizationMessage()
+};
+// The exact bytes the payer signs (canonical JSON of the fields above but sig).
+std::string PaymentAuthorizationMessage(const PaymentAuthorization& a);
+
+struct PaidLoad {
+  AccountId account = 0;
+  Purchase purchase;  // the one-load metered entitlement bought for this request
+  LoadHold hold;      // reserved on it; resolved by PostLoad/VoidLoad as any other
+};
+
 // Result of the first successful Initialize: the bootstrap admin key.
 struct Bootstrap {
   AccountId provider_account = 0;
@@ -197,7 +306,58 @@ class Market {
   virtual StatusOr<std::string> ChargeEgress(std::string_view api_key, std::string_view idem,
                                              std::string_view artifact_id, int64_t bytes, int64_t micros_per_gb) = 0;
 
+  // --- two-phase loads (what the server uses) ---
+  // Reserves one load of artifact_id BEFORE any cache lookup: the same
+  // authorisation and the same PermissionDenied as Load, but nothing is charged
+  // yet. The hold expires after SqliteMarketOptions::reservation_seconds.
+  virtual StatusOr<LoadHold> ReserveLoad(std::string_view api_key, std::string_view idem,
+                                         std::string_view artifact_id) = 0;
+  // The buyer got the answer: the hold becomes the charge and the receipt is
+  // signed (exactly the receipt a one-phase Load gives). FailedPrecondition if
+  // the load was already voided or has expired.
+  virtual StatusOr<LoadResult> PostLoad(std::string_view api_key, std::string_view idem, int64_t load) = 0;
+  // The load or the generation failed: the hold is released, the entitlement
+  // gets its load back, no money moves and no receipt is made.
+  virtual Status VoidLoad(std::string_view api_key, std::string_view idem, int64_t load, std::string_view reason) = 0;
+  // Provider maintenance: voids every reservation past its expiry (left by a
+  // crashed process). Runs at Open and periodically in the server. Returns how many.
+  virtual StatusOr<int64_t> VoidExpiredLoads() = 0;
+
+  // --- payouts (money leaving for a publisher's external account) ---
+  virtual StatusOr<Earnings> GetEarnings(std::string_view api_key, AccountId account) = 0;
+  // Publisher scope for its own account (admin for any): amount >= the minimum
+  // payout and <= available; idempotent; the account -> external transfer.
+  virtual StatusOr<PayoutResult> Payout(std::string_view api_key, std::string_view idem, const PayoutRequest& req) = 0;
+
+  // --- storage billing (provider maintenance, no caller key: the provider's own
+  // scheduler and operator run it) ---
+  // Bills every listing for [period_start, period_start + seconds): once per
+  // (artifact, period_start); arrears are retried; listings whose arrears are
+  // older than the grace period are unlisted (never deleted).
+  virtual StatusOr<StorageBillReport> BillStorage(int64_t period_start, int64_t period_seconds) = 0;
+
+  // --- HTTP 402 pay-per-load ---
+  // Registers an Ed25519 public key (hex) that may sign payment authorisations
+  // for the caller's account (buy scope). Idempotent.
+  virtual Status RegisterPaymentKey(std::string_view api_key, std::string_view idem, std::string_view public_key_hex) = 0;
+  // Verifies `auth` (signature by a registered key, amount = the listing's
+  // current per-load price, not expired, nonce unused) and, in one transaction,
+  // buys one metered load, reserves it and burns the nonce. Any failure
+  // changes nothing. The caller resolves the hold with the key-less
+  // PostPaidLoad / VoidPaidLoad (the agent may have no API key).
+  virtual StatusOr<PaidLoad> PayAndReserve(const PaymentAuthorization& auth) = 0;
+  // A signed quote for one metered load of a listed artifact (no key needed:
+  // the terms are public). NotFound for unknown or unlisted artifacts.
+  virtual StatusOr<PaymentQuote> IssuePaymentQuote(std::string_view artifact_id) = 0;
+  // The public terms of a listed artifact (for a 402 quote, before any key is
+  // checked): NotFound for an unknown or unlisted artifact.
+  virtual StatusOr<Listing> PublicListing(std::string_view artifact_id) = 0;
+  virtual StatusOr<LoadResult> PostPaidLoad(AccountId account, int64_t load) = 0;
+  virtual Status VoidPaidLoad(AccountId account, int64_t load, std::string_view reason) = 0;
+
   // --- reads (own account; admin may read any) ---
+  virtual StatusOr<AccountStatement> GetStatement(std::string_view api_key, AccountId account, int64_t from,
+                                                  int64_t to) = 0;
   virtual StatusOr<AccountInfo> GetAccount(std::string_view api_key, AccountId account) = 0;
   virtual StatusOr<std::vector<Entitlement>> Entitlements(std::string_view api_key, AccountId account) = 0;
   // Ledger lines of `account` with from <= time < to.
@@ -211,6 +371,9 @@ class Market {
   // Audits the whole ledger: every transaction sums to zero per currency, every
   // cached balance equals the sum of its entries, no balance below -credit_limit,
   // no entitlement below zero, every load has one charge and at most one refund.
+  // Also: no account's holds exceed its available money, every hold equals
+  // the sum of its pending loads, and every two-phase load is resolved at most
+  // once (exactly once when it is no longer pending).
   virtual Status CheckInvariants() = 0;
 };
 

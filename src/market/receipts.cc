@@ -88,6 +88,23 @@ std::string ProviderKey::Sign(const Receipt& r) const {
   return CanonicalJson(j);
 }
 
+std::string ProviderKey::SignMessageHex(std::string_view msg) const {
+  unsigned char sig[crypto_sign_BYTES];
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                       reinterpret_cast<const unsigned char*>(sk_.data()));
+  return ToHex(sig, sizeof sig);
+}
+
+bool VerifyMessageHex(std::string_view msg, std::string_view sig_hex, std::string_view public_key_hex) {
+  EnsureSodium();
+  std::string pk, sig;
+  if (!FromHex(public_key_hex, &pk) || pk.size() != crypto_sign_PUBLICKEYBYTES) return false;
+  if (!FromHex(sig_hex, &sig) || sig.size() != crypto_sign_BYTES) return false;
+  return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                     reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                                     reinterpret_cast<const unsigned char*>(pk.data())) == 0;
+}
+
 StatusOr<Receipt> VerifyReceipt(std::string_view signed_json, std::string_view public_key_hex) {
   EnsureSodium();
   std::string pk;

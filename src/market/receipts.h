@@ -51,6 +51,9 @@ class ProviderKey {
 
   // Signs the receipt: returns its canonical JSON with "sig" added.
   std::string Sign(const Receipt& r) const;
+  // Detached Ed25519 signature of arbitrary bytes, as 128 hex characters
+  // (payment quotes).
+  std::string SignMessageHex(std::string_view msg) const;
 
  private:
   std::string sk_;  // 64 bytes
@@ -59,6 +62,9 @@ class ProviderKey {
 
 // Verifies a signed receipt offline. Returns the receipt if the signature is good
 // under public_key_hex and the text is well-formed; Corruption otherwise.
+// True when sig_hex is a valid Ed25519 signature of msg under public_key_hex.
+bool VerifyMessageHex(std::string_view msg, std::string_view sig_hex, std::string_view public_key_hex);
+
 StatusOr<Receipt> VerifyReceipt(std::string_view signed_json, std::string_view public_key_hex);
 
 }  // namespace kvmart::market

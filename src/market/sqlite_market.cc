@@ -7,6 +7,8 @@
 #include <thread>
 #include <utility>
 
+#include <sodium.h>
+
 #include "base/sha256.h"
 #include "market/keys.h"
 #include "base/sqlite_db.h"
@@ -100,6 +102,72 @@ CREATE TABLE idempotency(
   created_at INTEGER NOT NULL,
   PRIMARY KEY(account_id, idem_key)) WITHOUT ROWID;
 )sql",
+    // v2: two-phase loads, the receipts register, payouts, scheduled storage
+    // billing, HTTP 402 payment keys. Exactly-once resolution of a load is
+    // enforced here, not only in C++: a load's state leaves 'pending' once
+    // (trigger) and has at most one resolution row (primary key).
+    R"sql(
+ALTER TABLE accounts ADD COLUMN pending INTEGER NOT NULL DEFAULT 0
+  CHECK(pending >= 0 AND balance - pending >= -credit_limit);
+ALTER TABLE loads ADD COLUMN phases INTEGER NOT NULL DEFAULT 1 CHECK(phases IN (1, 2));
+ALTER TABLE loads ADD COLUMN state TEXT NOT NULL DEFAULT 'posted' CHECK(state IN ('pending','posted','voided'));
+ALTER TABLE loads ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX loads_pending ON loads(expires_at) WHERE state='pending';
+CREATE TABLE load_resolutions(
+  load_id INTEGER PRIMARY KEY REFERENCES loads(id),
+  outcome TEXT NOT NULL CHECK(outcome IN ('posted','voided')),
+  txn_id INTEGER,
+  reason TEXT NOT NULL DEFAULT '',
+  resolved_at INTEGER NOT NULL);
+CREATE TRIGGER loads_resolved_once BEFORE UPDATE OF state ON loads
+  WHEN OLD.state != 'pending' OR NEW.state = 'pending'
+  BEGIN SELECT RAISE(ABORT, 'a load is resolved exactly once'); END;
+CREATE TRIGGER load_resolution_needs_pending BEFORE INSERT ON load_resolutions
+  WHEN (SELECT state FROM loads WHERE id=NEW.load_id) IS NOT 'pending'
+  BEGIN SELECT RAISE(ABORT, 'only a pending load can be resolved'); END;
+CREATE TABLE receipts(
+  receipt_id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  account_id INTEGER NOT NULL,
+  ledger_txn INTEGER NOT NULL,
+  load_id INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX receipts_by_txn ON receipts(ledger_txn);
+CREATE TABLE payouts(
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id),
+  amount INTEGER NOT NULL CHECK(amount > 0),
+  currency TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  txn_id INTEGER NOT NULL UNIQUE REFERENCES txns(id),
+  created_at INTEGER NOT NULL);
+ALTER TABLE listings ADD COLUMN unpaid_since INTEGER;
+ALTER TABLE listings ADD COLUMN unlisted_at INTEGER;
+CREATE TABLE storage_bills(
+  artifact_id TEXT NOT NULL,
+  period_start INTEGER NOT NULL,
+  period_seconds INTEGER NOT NULL CHECK(period_seconds > 0),
+  publisher INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  amount INTEGER NOT NULL CHECK(amount >= 0),
+  state TEXT NOT NULL CHECK(state IN ('paid','unpaid')),
+  txn_id INTEGER,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(artifact_id, period_start)) WITHOUT ROWID;
+CREATE TABLE payment_keys(
+  public_key TEXT PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id),
+  created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE payment_nonces(
+  nonce TEXT PRIMARY KEY,
+  account_id INTEGER NOT NULL,
+  load_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL) WITHOUT ROWID;
+-- Receipts issued before this migration were not registered; the audit
+-- requires a receipt for every money-moving transaction after this id.
+INSERT INTO meta(k, v) VALUES('receipts_register_after_txn', (SELECT COALESCE(MAX(id), 0) FROM txns));
+)sql",
 };
 
 constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
@@ -154,6 +222,32 @@ Quote QuoteFromJson(const json& j) {
   q.expires_at = j.at("expires_at").get<int64_t>();
   q.fresh_prefill_cost = MoneyFromJson(j.at("fresh_prefill_cost"));
   return q;
+}
+
+StatusOr<LoadHold> HoldFromJson(const json& r) {
+  LoadHold h;
+  h.load = r.at("load").get<int64_t>();
+  h.entitlement = r.at("entitlement").get<int64_t>();
+  h.tokens_reused = r.at("tokens").get<int64_t>();
+  h.reserved = MoneyFromJson(r.at("reserved"));
+  h.expires_at = r.at("expires_at").get<int64_t>();
+  return h;
+}
+
+LoadResult LoadResultFromJson(const json& r) {
+  LoadResult out;
+  out.load = r.at("load").get<int64_t>();
+  out.entitlement = r.at("entitlement").get<int64_t>();
+  out.tokens_reused = r.at("tokens").get<int64_t>();
+  out.charged = MoneyFromJson(r.at("charged"));
+  out.receipt = r.at("receipt").get<std::string>();
+  return out;
+}
+
+std::string RandomNonceHex() {
+  unsigned char b[16];
+  randombytes_buf(b, sizeof b);
+  return ToHex(b, sizeof b);
 }
 
 }  // namespace
@@ -243,11 +337,12 @@ struct SqliteMarket::Impl {
     Currency currency;
     int64_t credit_limit = 0;
     int64_t balance = 0;
+    int64_t pending = 0;  // held by this account's pending loads
     bool system = false;
   };
 
   StatusOr<AccountRow> GetAccountRow(Db* db, AccountId id) {
-    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT name, currency, credit_limit, balance, system FROM accounts WHERE id=?"));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT name, currency, credit_limit, balance, system, pending FROM accounts WHERE id=?"));
     st->Bind(1, id);
     KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return Status::NotFound("account " + std::to_string(id) + " does not exist");
@@ -258,6 +353,7 @@ struct SqliteMarket::Impl {
     a.credit_limit = st->Int(2);
     a.balance = st->Int(3);
     a.system = !st->IsNull(4);
+    a.pending = st->Int(5);
     return a;
   }
 
@@ -302,7 +398,9 @@ struct SqliteMarket::Impl {
         return Status::InvalidArgument("account " + std::to_string(a.id) + " holds " + a.currency.str() + ", not " + p.amount.currency().str());
       }
       KVMART_ASSIGN_OR_RETURN(int64_t nb, CheckedAddI64(a.balance, p.amount.micros()));
-      if (nb < -a.credit_limit) {
+      // Money held by pending loads is not available to anything else.
+      KVMART_ASSIGN_OR_RETURN(int64_t avail, CheckedAddI64(nb, -a.pending));
+      if (avail < -a.credit_limit) {
         return Status::InsufficientFunds("insufficient funds in account " + std::to_string(a.id) + ": balance " +
                                          Money(a.balance, a.currency).ToString() + ", needs " +
                                          Money(-p.amount.micros(), a.currency).ToString());
@@ -344,7 +442,8 @@ struct SqliteMarket::Impl {
     rc.price_micros = amt.micros();
     rc.currency = amt.currency().str();
     rc.ledger_txn = txn;
-    return json{{"receipt", SignReceipt(rc)}};
+    KVMART_ASSIGN_OR_RETURN(std::string signed_rc, SignReceipt(db, rc));
+    return json{{"receipt", signed_rc}};
   }
 
   struct ListingRow {
@@ -354,7 +453,7 @@ struct SqliteMarket::Impl {
   StatusOr<Listing> GetListing(Db* db, std::string_view artifact_id) {
     KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
         "SELECT publisher, tokens, stored_bytes, currency, per_load, bundle_loads, bundle_price, unlimited_seconds, "
-        "unlimited_price FROM listings WHERE artifact_id=?"));
+        "unlimited_price, unlisted_at FROM listings WHERE artifact_id=?"));
     st->Bind(1, artifact_id);
     KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
@@ -369,12 +468,21 @@ struct SqliteMarket::Impl {
     l.spec.bundle_price_micros = st->Int(6);
     l.spec.unlimited_seconds = st->Int(7);
     l.spec.unlimited_price_micros = st->Int(8);
+    l.unlisted_at = st->OptInt(9).value_or(0);
     if (l.spec.per_load_micros) {
       l.per_load = Money(*l.spec.per_load_micros, l.spec.currency);
     } else {
       KVMART_ASSIGN_OR_RETURN(l.per_load, DefaultLoadPrice(opt.cost_model, l.spec.tokens, l.spec.currency));
       l.per_load_is_default = true;
     }
+    return l;
+  }
+
+  // A listing that may be sold: an unlisted one (storage arrears past the
+  // grace period) reads as not listed, though its entitlements still load.
+  StatusOr<Listing> GetOpenListing(Db* db, std::string_view artifact_id) {
+    KVMART_ASSIGN_OR_RETURN(Listing l, GetListing(db, artifact_id));
+    if (l.unlisted_at != 0) return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
     return l;
   }
 
@@ -417,12 +525,207 @@ struct SqliteMarket::Impl {
     return q;
   }
 
-  std::string SignReceipt(Receipt r) {
+  // Signs a receipt and registers it in the same transaction as the event, so
+  // the audit can check every receipt against its ledger row.
+  StatusOr<std::string> SignReceipt(Db* db, Receipt r) {
     r.receipt_id = "rcpt-" + r.kind + "-" + std::to_string(r.ledger_txn) + "-" + std::to_string(r.entitlement) + "-" +
                    std::to_string(r.load);
     r.provider_key = provider_pk_hex;
     r.time = Now();
-    return opt.provider_key.Sign(r);
+    std::string signed_json = opt.provider_key.Sign(r);
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "INSERT INTO receipts(receipt_id, kind, account_id, ledger_txn, load_id, body, created_at) VALUES(?,?,?,?,?,?,?)"));
+    st->Bind(1, r.receipt_id).Bind(2, r.kind).Bind(3, r.account).Bind(4, r.ledger_txn).Bind(5, r.load)
+        .Bind(6, signed_json).Bind(7, r.time);
+    KVMART_RETURN_IF_ERROR(st->Run());
+    return signed_json;
+  }
+
+  // The entitlement a load of artifact_id by `account` draws on: prepaid first
+  // (unlimited, then bundles), oldest first; metered last.
+  struct PickedEntitlement {
+    int64_t id = 0;
+    std::string kind;
+    std::optional<int64_t> remaining;
+    int64_t per_load = 0;
+  };
+  StatusOr<PickedEntitlement> PickEntitlement(Db* db, AccountId account, std::string_view artifact_id, int64_t now) {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT id, kind, loads_remaining, per_load FROM entitlements WHERE account_id=? AND artifact_id=? "
+        "AND (expires_at=0 OR expires_at>?) AND (loads_remaining IS NULL OR loads_remaining>0) "
+        "ORDER BY CASE kind WHEN 'unlimited' THEN 0 WHEN 'bundle' THEN 1 ELSE 2 END, id LIMIT 1"));
+    st->Bind(1, account).Bind(2, artifact_id).Bind(3, now);
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    // Same answer for "never listed", "not bought", "expired", "used up":
+    // authorisation must not reveal what the provider holds.
+    if (!row) return Status::PermissionDenied("no valid entitlement to load " + std::string(artifact_id));
+    return PickedEntitlement{st->Int(0), st->Text(1), st->OptInt(2), st->Int(3)};
+  }
+
+  // Phase one: decrement the entitlement and hold the metered price on the
+  // buyer (accounts.pending), failing with ResourceExhausted if the buyer's
+  // available money (balance - pending + credit limit) does not cover it.
+  StatusOr<json> ReserveIn(Db* db, AccountId account, std::string_view artifact_id, const PickedEntitlement* forced) {
+    const int64_t now = Now();
+    PickedEntitlement e;
+    if (forced != nullptr) {
+      e = *forced;
+    } else {
+      KVMART_ASSIGN_OR_RETURN(e, PickEntitlement(db, account, artifact_id, now));
+    }
+    KVMART_ASSIGN_OR_RETURN(Listing l, GetListing(db, artifact_id));
+    int64_t price = (e.kind == "metered") ? e.per_load : 0;
+    if (price > 0) {
+      KVMART_ASSIGN_OR_RETURN(AccountRow a, GetAccountRow(db, account));
+      if (!(a.currency == l.spec.currency)) return Status::InvalidArgument("account holds " + a.currency.str());
+      KVMART_ASSIGN_OR_RETURN(int64_t np, CheckedAddI64(a.pending, price));
+      if (a.balance - np < -a.credit_limit) {
+        return Status::InsufficientFunds("insufficient funds in account " + std::to_string(account) + ": available " +
+                                         Money(a.balance - a.pending, a.currency).ToString() + ", needs " +
+                                         Money(price, a.currency).ToString());
+      }
+      KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE accounts SET pending=? WHERE id=?"));
+      up->Bind(1, np).Bind(2, account);
+      KVMART_RETURN_IF_ERROR(up->Run());
+    }
+    if (e.remaining) {
+      KVMART_ASSIGN_OR_RETURN(auto dec, db->Prepare("UPDATE entitlements SET loads_remaining=loads_remaining-1 WHERE id=?"));
+      dec->Bind(1, e.id);
+      KVMART_RETURN_IF_ERROR(dec->Run());
+    }
+    KVMART_ASSIGN_OR_RETURN(int64_t expires, CheckedAddI64(now, opt.reservation_seconds));
+    KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare(
+        "INSERT INTO loads(entitlement_id, account_id, artifact_id, tokens, charged, charge_txn, created_at, phases, state, "
+        "expires_at) VALUES(?,?,?,?,?,NULL,?,2,'pending',?)"));
+    ins->Bind(1, e.id).Bind(2, account).Bind(3, artifact_id).Bind(4, l.spec.tokens).Bind(5, price).Bind(6, now)
+        .Bind(7, expires);
+    KVMART_RETURN_IF_ERROR(ins->Run());
+    const int64_t load = db->LastInsertId();
+    return json{{"load", load}, {"entitlement", e.id}, {"tokens", l.spec.tokens},
+                {"reserved", MoneyJson(Money(price, l.spec.currency))}, {"expires_at", expires}};
+  }
+
+  // Phase two: post (charge the held price, sign the load receipt) or void
+  // (release the hold, give the entitlement its load back, no receipt). The
+  // schema refuses a second resolution even if this code had a bug.
+  StatusOr<json> ResolveIn(Db* db, AccountId account, int64_t load, bool post, std::string_view reason) {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT entitlement_id, account_id, artifact_id, tokens, charged, state, expires_at, phases FROM loads WHERE id=?"));
+    st->Bind(1, load);
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row || st->Int(1) != account) return Status::NotFound("no load " + std::to_string(load) + " for this account");
+    const int64_t ent = st->Int(0);
+    const std::string artifact = st->Text(2);
+    const int64_t tokens = st->Int(3), price = st->Int(4), expires = st->Int(6);
+    const std::string state = st->Text(5);
+    if (st->Int(7) != 2) return Status::FailedPrecondition("load " + std::to_string(load) + " was not reserved");
+    st.reset();
+    if (state != "pending") return Status::FailedPrecondition("load " + std::to_string(load) + " was already " + state);
+    const int64_t now = Now();
+    // A post after expiry is refused: the sweeper may void it at any moment,
+    // and a hold must never be resolved both ways.
+    if (post && now >= expires) {
+      return Status::FailedPrecondition("the reservation of load " + std::to_string(load) + " has expired");
+    }
+    KVMART_ASSIGN_OR_RETURN(Listing l, GetListing(db, artifact));
+    if (price > 0) {
+      KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE accounts SET pending=pending-? WHERE id=?"));
+      up->Bind(1, price).Bind(2, account);
+      KVMART_RETURN_IF_ERROR(up->Run());
+    }
+    std::optional<int64_t> txn;
+    if (post && price > 0) {
+      KVMART_ASSIGN_OR_RETURN(txn, PostCharge(db, "load", artifact, account, l.publisher, Money(price, l.spec.currency)));
+    }
+    if (!post) {
+      KVMART_ASSIGN_OR_RETURN(auto inc, db->Prepare(
+          "UPDATE entitlements SET loads_remaining=loads_remaining+1 WHERE id=? AND loads_remaining IS NOT NULL"));
+      inc->Bind(1, ent);
+      KVMART_RETURN_IF_ERROR(inc->Run());
+    }
+    const char* outcome = post ? "posted" : "voided";
+    KVMART_ASSIGN_OR_RETURN(auto res, db->Prepare(
+        "INSERT INTO load_resolutions(load_id, outcome, txn_id, reason, resolved_at) VALUES(?,?,?,?,?)"));
+    res->Bind(1, load).Bind(2, std::string_view(outcome)).Bind(3, txn).Bind(4, reason.substr(0, 500)).Bind(5, now);
+    KVMART_RETURN_IF_ERROR(res->Run());
+    KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare(post ? "UPDATE loads SET state='posted', charge_txn=? WHERE id=?"
+                                                      : "UPDATE loads SET state='voided', charged=0, charge_txn=? WHERE id=?"));
+    up->Bind(1, txn).Bind(2, load);
+    KVMART_RETURN_IF_ERROR(up->Run());
+    if (!post) return json{{"load", load}, {"voided", true}};
+    Receipt rc;
+    rc.kind = "load";
+    rc.account = account;
+    rc.artifact_id = artifact;
+    rc.tokens_reused = tokens;
+    rc.price_micros = price;
+    rc.currency = l.spec.currency.str();
+    rc.ledger_txn = txn.value_or(0);
+    rc.entitlement = ent;
+    rc.load = load;
+    KVMART_ASSIGN_OR_RETURN(std::string signed_rc, SignReceipt(db, rc));
+    return json{{"load", load}, {"entitlement", ent}, {"tokens", tokens},
+                {"charged", MoneyJson(Money(price, l.spec.currency))}, {"receipt", signed_rc}};
+  }
+
+  // Runs fn in one write transaction without a caller key (provider
+  // maintenance: the sweeper, storage billing, key-less paid loads).
+  template <typename T, typename Fn>
+  StatusOr<T> RunSystemWrite(Fn&& fn) {
+    Status last;
+    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(100 * attempt));
+      StatusOr<T> r = [&]() -> StatusOr<T> {
+        KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+        Db* db = lease.get();
+        std::lock_guard<std::mutex> writer(write_mu);
+        sqlite::WriteTxn txn(db);
+        KVMART_RETURN_IF_ERROR(txn.Begin());
+        KVMART_ASSIGN_OR_RETURN(T out, fn(db));
+        KVMART_RETURN_IF_ERROR(txn.Commit());
+        return out;
+      }();
+      if (r.ok() || !sqlite::IsBusy(r.status())) return r;
+      last = r.status();
+    }
+    return last;
+  }
+
+  // Sale proceeds younger than the hold period stay unpaid: the load they
+  // came from could still be refunded or disputed.
+  StatusOr<Earnings> EarningsIn(Db* db, AccountId account) {
+    KVMART_ASSIGN_OR_RETURN(AccountRow a, GetAccountRow(db, account));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN txns t ON t.id=e.txn_id "
+        "WHERE e.account_id=? AND e.role='publisher' AND t.kind IN ('purchase','load','refund') AND t.created_at>?"));
+    st->Bind(1, account).Bind(2, Now() - opt.payout_hold_seconds);
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    const int64_t held = std::max<int64_t>(0, row ? st->Int(0) : 0);
+    Earnings e;
+    e.balance = Money(a.balance, a.currency);
+    e.pending = Money(a.pending, a.currency);
+    e.held = Money(held, a.currency);
+    e.available = Money(std::max<int64_t>(0, a.balance - a.pending - held), a.currency);
+    e.min_payout = Money(opt.min_payout_micros, a.currency);
+    e.hold_seconds = opt.payout_hold_seconds;
+    return e;
+  }
+
+  StatusOr<int64_t> VoidExpired(Db* db) {
+    std::vector<std::pair<int64_t, AccountId>> expired;
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT id, account_id FROM loads WHERE state='pending' AND expires_at<=?"));
+      st->Bind(1, Now());
+      for (;;) {
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        expired.emplace_back(st->Int(0), st->Int(1));
+      }
+    }
+    for (const auto& [load, account] : expired) {
+      KVMART_RETURN_IF_ERROR(ResolveIn(db, account, load, false, "reservation expired").status());
+    }
+    return static_cast<int64_t>(expired.size());
   }
 
   // The idempotent write skeleton shared by every mutating call:
@@ -563,7 +866,10 @@ StatusOr<std::unique_ptr<SqliteMarket>> SqliteMarket::Open(const std::string& pa
     }
     KVMART_RETURN_IF_ERROR(s.WithContext("market " + path));
   }
-  return std::make_unique<SqliteMarket>(std::move(impl));
+  auto market = std::make_unique<SqliteMarket>(std::move(impl));
+  // Holds left pending by a crashed process are released once they expire.
+  KVMART_RETURN_IF_ERROR(market->VoidExpiredLoads().status().WithContext("market " + path + ": voiding expired loads"));
+  return market;
 }
 
 std::string SqliteMarket::ProviderPublicKey() const { return impl_->provider_pk_hex; }
@@ -666,7 +972,8 @@ StatusOr<std::string> SqliteMarket::Deposit(std::string_view api_key, std::strin
         rc.price_micros = amount.micros();
         rc.currency = amount.currency().str();
         rc.ledger_txn = txn;
-        return json{{"receipt", impl_->SignReceipt(rc)}};
+        KVMART_ASSIGN_OR_RETURN(std::string signed_rc, impl_->SignReceipt(db, rc));
+        return json{{"receipt", signed_rc}};
       }));
   return r.at("receipt").get<std::string>();
 }
@@ -705,8 +1012,15 @@ StatusOr<Listing> SqliteMarket::SetPrice(std::string_view api_key, std::string_v
           return Status::PermissionDenied("artifact " + spec.artifact_id + " is listed by another publisher");
         }
         KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
-            "INSERT OR REPLACE INTO listings(artifact_id, publisher, tokens, stored_bytes, currency, per_load, bundle_loads, "
-            "bundle_price, unlimited_seconds, unlimited_price, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+            // An upsert, not INSERT OR REPLACE: repricing must not wipe the
+            // listing's storage arrears or its unlisting.
+            "INSERT INTO listings(artifact_id, publisher, tokens, stored_bytes, currency, per_load, bundle_loads, "
+            "bundle_price, unlimited_seconds, unlimited_price, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(artifact_id) DO UPDATE SET publisher=excluded.publisher, tokens=excluded.tokens, "
+            "stored_bytes=excluded.stored_bytes, currency=excluded.currency, per_load=excluded.per_load, "
+            "bundle_loads=excluded.bundle_loads, bundle_price=excluded.bundle_price, "
+            "unlimited_seconds=excluded.unlimited_seconds, unlimited_price=excluded.unlimited_price, "
+            "updated_at=excluded.updated_at"));
         st->Bind(1, spec.artifact_id).Bind(2, c.account).Bind(3, spec.tokens).Bind(4, spec.stored_bytes)
             .Bind(5, spec.currency.str()).Bind(6, spec.per_load_micros).Bind(7, spec.bundle_loads)
             .Bind(8, spec.bundle_price_micros).Bind(9, spec.unlimited_seconds).Bind(10, spec.unlimited_price_micros)
@@ -720,7 +1034,7 @@ StatusOr<Listing> SqliteMarket::SetPrice(std::string_view api_key, std::string_v
 
 StatusOr<Quote> SqliteMarket::GetQuote(std::string_view api_key, const PurchaseRequest& req) {
   return impl_->RunRead<Quote>(api_key, kScopeBuy, [&](Db* db, const Caller&) -> StatusOr<Quote> {
-    KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, req.artifact_id));
+    KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListing(db, req.artifact_id));
     return impl_->MakeQuote(l, req);
   });
 }
@@ -729,7 +1043,7 @@ StatusOr<Purchase> SqliteMarket::Buy(std::string_view api_key, std::string_view 
   json request{{"artifact_id", req.artifact_id}, {"kind", PurchaseKindName(req.kind)}, {"quantity", req.quantity}};
   KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("buy", api_key, idem, kScopeBuy, request,
       [&](Db* db, const Caller& c) -> StatusOr<json> {
-        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, req.artifact_id));
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListing(db, req.artifact_id));
         KVMART_ASSIGN_OR_RETURN(Quote q, impl_->MakeQuote(l, req));
         std::optional<int64_t> txn;
         if (!q.upfront.is_zero()) {
@@ -757,7 +1071,8 @@ StatusOr<Purchase> SqliteMarket::Buy(std::string_view api_key, std::string_view 
         rc.currency = l.spec.currency.str();
         rc.ledger_txn = txn.value_or(0);
         rc.entitlement = ent;
-        return json{{"entitlement", ent}, {"quote", QuoteJson(q)}, {"receipt", impl_->SignReceipt(rc)}};
+        KVMART_ASSIGN_OR_RETURN(std::string signed_rc, impl_->SignReceipt(db, rc));
+        return json{{"entitlement", ent}, {"quote", QuoteJson(q)}, {"receipt", signed_rc}};
       }));
   Purchase p;
   p.entitlement = r.at("entitlement").get<int64_t>();
@@ -771,21 +1086,11 @@ StatusOr<LoadResult> SqliteMarket::Load(std::string_view api_key, std::string_vi
   KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load", api_key, idem, kScopeBuy, request,
       [&](Db* db, const Caller& c) -> StatusOr<json> {
         int64_t now = impl_->Now();
-        // Prepaid first (unlimited, then bundles), oldest first; metered last.
-        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
-            "SELECT id, kind, loads_remaining, per_load FROM entitlements WHERE account_id=? AND artifact_id=? "
-            "AND (expires_at=0 OR expires_at>?) AND (loads_remaining IS NULL OR loads_remaining>0) "
-            "ORDER BY CASE kind WHEN 'unlimited' THEN 0 WHEN 'bundle' THEN 1 ELSE 2 END, id LIMIT 1"));
-        st->Bind(1, c.account).Bind(2, artifact_id).Bind(3, now);
-        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
-        // Same answer for "never listed", "not bought", "expired", "used up":
-        // authorisation must not reveal what the provider holds.
-        if (!row) return Status::PermissionDenied("no valid entitlement to load " + std::string(artifact_id));
-        int64_t ent = st->Int(0);
-        std::string kind = st->Text(1);
-        std::optional<int64_t> remaining = st->OptInt(2);
-        int64_t per_load = st->Int(3);
-        st.reset();
+        KVMART_ASSIGN_OR_RETURN(Impl::PickedEntitlement e, impl_->PickEntitlement(db, c.account, artifact_id, now));
+        const int64_t ent = e.id;
+        const std::string& kind = e.kind;
+        const std::optional<int64_t>& remaining = e.remaining;
+        const int64_t per_load = e.per_load;
         KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
         Money charged = Money::Zero(l.spec.currency);
         std::optional<int64_t> txn;
@@ -814,8 +1119,9 @@ StatusOr<LoadResult> SqliteMarket::Load(std::string_view api_key, std::string_vi
         rc.ledger_txn = txn.value_or(0);
         rc.entitlement = ent;
         rc.load = load;
+        KVMART_ASSIGN_OR_RETURN(std::string signed_rc, impl_->SignReceipt(db, rc));
         return json{{"load", load}, {"entitlement", ent}, {"tokens", l.spec.tokens}, {"charged", MoneyJson(charged)},
-                    {"receipt", impl_->SignReceipt(rc)}};
+                    {"receipt", signed_rc}};
       }));
   LoadResult out;
   out.load = r.at("load").get<int64_t>();
@@ -844,10 +1150,14 @@ StatusOr<std::string> SqliteMarket::FailLoad(std::string_view api_key, std::stri
   KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load.fail", api_key, idem, kScopeBuy, request,
       [&](Db* db, const Caller& c) -> StatusOr<json> {
         KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
-            "SELECT entitlement_id, account_id, artifact_id, charged, charge_txn, refunded FROM loads WHERE id=?"));
+            "SELECT entitlement_id, account_id, artifact_id, charged, charge_txn, refunded, state FROM loads WHERE id=?"));
         st->Bind(1, load);
         KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
         if (!row || st->Int(1) != c.account) return Status::NotFound("no load " + std::to_string(load) + " for this account");
+        // A reserved load is voided, not refunded: only a charged one has money to give back.
+        if (st->Text(6) != "posted") {
+          return Status::FailedPrecondition("load " + std::to_string(load) + " is " + st->Text(6) + ", not posted");
+        }
         if (st->Int(5) != 0) return Status::FailedPrecondition("load " + std::to_string(load) + " was already refunded");
         int64_t ent = st->Int(0);
         std::string artifact = st->Text(2);
@@ -889,7 +1199,8 @@ StatusOr<std::string> SqliteMarket::FailLoad(std::string_view api_key, std::stri
         rc.ledger_txn = refund_txn.value_or(0);
         rc.entitlement = ent;
         rc.load = load;
-        return json{{"receipt", impl_->SignReceipt(rc)}};
+        KVMART_ASSIGN_OR_RETURN(std::string signed_rc, impl_->SignReceipt(db, rc));
+        return json{{"receipt", signed_rc}};
       }));
   return r.at("receipt").get<std::string>();
 }
@@ -991,6 +1302,376 @@ StatusOr<std::pair<AccountId, uint32_t>> SqliteMarket::Authenticate(std::string_
   });
 }
 
+// --- two-phase loads ---
+
+StatusOr<LoadHold> SqliteMarket::ReserveLoad(std::string_view api_key, std::string_view idem,
+                                             std::string_view artifact_id) {
+  json request{{"artifact_id", artifact_id}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load.reserve", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) { return impl_->ReserveIn(db, c.account, artifact_id, nullptr); }));
+  return HoldFromJson(r);
+}
+
+StatusOr<LoadResult> SqliteMarket::PostLoad(std::string_view api_key, std::string_view idem, int64_t load) {
+  json request{{"load", load}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("load.post", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) { return impl_->ResolveIn(db, c.account, load, true, ""); }));
+  return LoadResultFromJson(r);
+}
+
+Status SqliteMarket::VoidLoad(std::string_view api_key, std::string_view idem, int64_t load, std::string_view reason) {
+  json request{{"load", load}};
+  return impl_->RunWrite("load.void", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) { return impl_->ResolveIn(db, c.account, load, false, reason); }).status();
+}
+
+StatusOr<int64_t> SqliteMarket::VoidExpiredLoads() {
+  return impl_->RunSystemWrite<int64_t>([&](Db* db) { return impl_->VoidExpired(db); });
+}
+
+// --- payouts ---
+
+StatusOr<Earnings> SqliteMarket::GetEarnings(std::string_view api_key, AccountId account) {
+  return impl_->RunRead<Earnings>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<Earnings> {
+    KVMART_RETURN_IF_ERROR(Impl::CanRead(c, account));
+    return impl_->EarningsIn(db, account);
+  });
+}
+
+StatusOr<PayoutResult> SqliteMarket::Payout(std::string_view api_key, std::string_view idem, const PayoutRequest& req) {
+  if (req.amount.micros() <= 0) return Status::InvalidArgument("payout amount must be > 0, got " + req.amount.ToString());
+  if (req.destination.size() > 200) return Status::InvalidArgument("payout destination must be at most 200 bytes");
+  json request{{"account", req.account}, {"amount", MoneyJson(req.amount)}, {"destination", req.destination}};
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("payout", api_key, idem, 0, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        const AccountId target = req.account == 0 ? c.account : req.account;
+        const bool admin = (c.scopes & kScopeAdmin) != 0;
+        if (target != c.account && !admin) return Status::PermissionDenied("key may not pay out account " + std::to_string(target));
+        if (!admin && (c.scopes & kScopePublish) == 0) return Status::PermissionDenied("API key lacks the 'publish' scope");
+        KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, target));
+        if (acct.system) return Status::InvalidArgument("cannot pay out a system account");
+        if (!(acct.currency == req.amount.currency())) {
+          return Status::InvalidArgument("account " + std::to_string(target) + " holds " + acct.currency.str());
+        }
+        KVMART_ASSIGN_OR_RETURN(Earnings e, impl_->EarningsIn(db, target));
+        if (req.amount.micros() < e.min_payout.micros()) {
+          return Status::InvalidArgument("payout of " + req.amount.ToString() + " is below the minimum payout of " +
+                                         e.min_payout.ToString());
+        }
+        if (req.amount.micros() > e.available.micros()) {
+          // InsufficientFunds makes it a 402 over HTTP, like any charge the account cannot cover.
+          return Status::InsufficientFunds("insufficient funds: payout of " + req.amount.ToString() + " exceeds the available " +
+                                           e.available.ToString() + " (balance " + e.balance.ToString() + ", held " +
+                                           e.held.ToString() + ", reserved " + e.pending.ToString() + ")");
+        }
+        KVMART_ASSIGN_OR_RETURN(AccountId ext, impl_->SystemAccount(db, "external", req.amount.currency()));
+        KVMART_ASSIGN_OR_RETURN(Money neg, CheckedNeg(req.amount));
+        KVMART_ASSIGN_OR_RETURN(int64_t txn, impl_->Post(db, "payout", "", std::nullopt,
+                                                         {{target, neg, "payout"}, {ext, req.amount, "external"}}));
+        KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare(
+            "INSERT INTO payouts(account_id, amount, currency, destination, txn_id, created_at) VALUES(?,?,?,?,?,?)"));
+        ins->Bind(1, target).Bind(2, req.amount.micros()).Bind(3, req.amount.currency().str()).Bind(4, req.destination)
+            .Bind(5, txn).Bind(6, impl_->Now());
+        KVMART_RETURN_IF_ERROR(ins->Run());
+        const int64_t payout = db->LastInsertId();
+        Receipt rc;
+        rc.kind = "payout";
+        rc.account = target;
+        rc.price_micros = req.amount.micros();
+        rc.currency = req.amount.currency().str();
+        rc.ledger_txn = txn;
+        KVMART_ASSIGN_OR_RETURN(std::string signed_rc, impl_->SignReceipt(db, rc));
+        return json{{"payout", payout}, {"account", target}, {"amount", MoneyJson(req.amount)},
+                    {"destination", req.destination}, {"receipt", signed_rc}};
+      }));
+  PayoutResult out;
+  out.payout = r.at("payout").get<int64_t>();
+  out.account = r.at("account").get<int64_t>();
+  out.amount = MoneyFromJson(r.at("amount"));
+  out.destination = r.at("destination").get<std::string>();
+  out.receipt = r.at("receipt").get<std::string>();
+  return out;
+}
+
+// --- storage billing ---
+
+StatusOr<StorageBillReport> SqliteMarket::BillStorage(int64_t period_start, int64_t period_seconds) {
+  if (period_seconds <= 0) return Status::InvalidArgument("storage billing period must be > 0 seconds");
+  if (period_start < 0) return Status::InvalidArgument("storage billing period start must be >= 0");
+  return impl_->RunSystemWrite<StorageBillReport>([&](Db* db) -> StatusOr<StorageBillReport> {
+    StorageBillReport rep;
+    rep.period_start = period_start;
+    rep.period_seconds = period_seconds;
+    const int64_t now = impl_->Now();
+    struct Row {
+      std::string artifact;
+      AccountId publisher;
+      int64_t bytes;
+      Currency currency;
+      std::optional<int64_t> unpaid_since, unlisted_at;
+    };
+    std::vector<Row> rows;
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+          "SELECT artifact_id, publisher, stored_bytes, currency, unpaid_since, unlisted_at FROM listings ORDER BY artifact_id"));
+      for (;;) {
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        KVMART_ASSIGN_OR_RETURN(Currency cur, Currency::Parse(st->Text(3)));
+        rows.push_back({st->Text(0), st->Int(1), st->Int(2), cur, st->OptInt(4), st->OptInt(5)});
+      }
+    }
+    for (const Row& l : rows) {
+      // This period's bill, once per (artifact, period_start).
+      KVMART_ASSIGN_OR_RETURN(auto has, db->Prepare("SELECT state FROM storage_bills WHERE artifact_id=? AND period_start=?"));
+      has->Bind(1, l.artifact).Bind(2, period_start);
+      KVMART_ASSIGN_OR_RETURN(bool exists, has->Step());
+      if (exists) {
+        if (has->Text(0) == "paid") ++rep.already_billed;
+      } else if (l.bytes > 0) {
+        KVMART_ASSIGN_OR_RETURN(Money amt, StorageCharge(impl_->opt.fees, l.bytes, period_seconds, l.currency));
+        KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare(
+            "INSERT INTO storage_bills(artifact_id, period_start, period_seconds, publisher, bytes, amount, state, created_at) "
+            "VALUES(?,?,?,?,?,?,'unpaid',?)"));
+        ins->Bind(1, l.artifact).Bind(2, period_start).Bind(3, period_seconds).Bind(4, l.publisher).Bind(5, l.bytes)
+            .Bind(6, amt.micros()).Bind(7, now);
+        KVMART_RETURN_IF_ERROR(ins->Run());
+      }
+      has.reset();
+      // Pay this artifact's open bills, oldest first, while the publisher can.
+      std::vector<std::pair<int64_t, int64_t>> open;  // (period_start, amount)
+      {
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "SELECT period_start, amount FROM storage_bills WHERE artifact_id=? AND state='unpaid' ORDER BY period_start"));
+        st->Bind(1, l.artifact);
+        for (;;) {
+          KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+          if (!row) break;
+          open.emplace_back(st->Int(0), st->Int(1));
+        }
+      }
+      size_t paid = 0;
+      for (const auto& [start, amount] : open) {
+        KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, l.publisher));
+        if (acct.balance - acct.pending + acct.credit_limit < amount) break;
+        std::optional<int64_t> txn;
+        if (amount > 0) {
+          KVMART_ASSIGN_OR_RETURN(json rc, impl_->PostProviderCharge(db, "storage", l.artifact, l.publisher, "publisher",
+                                                                     Money(amount, l.currency)));
+          rep.receipts.push_back(rc.at("receipt").get<std::string>());
+          KVMART_ASSIGN_OR_RETURN(auto rec, Receipt::FromJson(json::parse(rep.receipts.back())));
+          txn = rec.ledger_txn;
+        }
+        KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare(
+            "UPDATE storage_bills SET state='paid', txn_id=? WHERE artifact_id=? AND period_start=?"));
+        up->Bind(1, txn).Bind(2, l.artifact).Bind(3, start);
+        KVMART_RETURN_IF_ERROR(up->Run());
+        if (start == period_start) ++rep.billed;
+        ++paid;
+      }
+      if (paid < open.size()) {
+        if (open.back().first == period_start) ++rep.unpaid;
+        // Arrears: unlisted once they are older than the grace period. The
+        // artifact and its entitlements are kept: buyers who paid still load.
+        const int64_t since = l.unpaid_since.value_or(now);
+        KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE listings SET unpaid_since=?, unlisted_at=? WHERE artifact_id=?"));
+        std::optional<int64_t> unlisted = l.unlisted_at;
+        if (!unlisted && now - since >= impl_->opt.storage_grace_seconds) {
+          unlisted = now;
+          ++rep.unlisted;
+        }
+        up->Bind(1, since).Bind(2, unlisted).Bind(3, l.artifact);
+        KVMART_RETURN_IF_ERROR(up->Run());
+      } else if (l.unpaid_since || l.unlisted_at) {
+        KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE listings SET unpaid_since=NULL, unlisted_at=NULL WHERE artifact_id=?"));
+        up->Bind(1, l.artifact);
+        KVMART_RETURN_IF_ERROR(up->Run());
+        if (l.unlisted_at) ++rep.relisted;
+      }
+    }
+    return rep;
+  });
+}
+
+// --- HTTP 402 ---
+
+std::string PaymentQuoteMessage(const PaymentQuote& q) {
+  return CanonicalJson(json{{"v", "kvmart-x402-quote-v1"}, {"scheme", std::string(kPaymentScheme)},
+                            {"resource", q.artifact_id}, {"amount", q.amount.micros()},
+                            {"currency", q.amount.currency().str()}, {"nonce", q.nonce}, {"expires_at", q.expires_at}});
+}
+
+std::string PaymentAuthorizationMessage(const PaymentAuthorization& a) {
+  return CanonicalJson(json{{"v", "kvmart-x402-authorization-v1"}, {"scheme", std::string(kPaymentScheme)},
+                            {"resource", a.artifact_id}, {"amount", a.amount.micros()},
+                            {"currency", a.amount.currency().str()}, {"nonce", a.nonce}, {"expires_at", a.expires_at},
+                            {"payer", a.payer_public_key}, {"quote_signature", a.quote_signature}});
+}
+
+Status SqliteMarket::RegisterPaymentKey(std::string_view api_key, std::string_view idem, std::string_view public_key_hex) {
+  std::string raw;
+  if (!FromHex(public_key_hex, &raw) || raw.size() != 32 || ToHex(raw.data(), raw.size()) != public_key_hex) {
+    return Status::InvalidArgument("payment key must be an Ed25519 public key as 64 lower-case hex characters");
+  }
+  json request{{"public_key", public_key_hex}};
+  return impl_->RunWrite("payment_key.register", api_key, idem, kScopeBuy, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(auto get, db->Prepare("SELECT account_id FROM payment_keys WHERE public_key=?"));
+        get->Bind(1, public_key_hex);
+        KVMART_ASSIGN_OR_RETURN(bool row, get->Step());
+        if (row && get->Int(0) != c.account) return Status::AlreadyExists("payment key is registered to another account");
+        if (!row) {
+          KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare("INSERT INTO payment_keys(public_key, account_id, created_at) VALUES(?,?,?)"));
+          ins->Bind(1, public_key_hex).Bind(2, c.account).Bind(3, impl_->Now());
+          KVMART_RETURN_IF_ERROR(ins->Run());
+        }
+        return json{{"public_key", public_key_hex}, {"account", c.account}};
+      }).status();
+}
+
+StatusOr<PaymentQuote> SqliteMarket::IssuePaymentQuote(std::string_view artifact_id) {
+  KVMART_ASSIGN_OR_RETURN(Listing l, PublicListing(artifact_id));
+  PaymentQuote q;
+  q.artifact_id = std::string(artifact_id);
+  q.amount = l.per_load;
+  q.nonce = RandomNonceHex();
+  KVMART_ASSIGN_OR_RETURN(q.expires_at, CheckedAddI64(impl_->Now(), impl_->opt.payment_quote_seconds));
+  q.provider_signature = impl_->opt.provider_key.SignMessageHex(PaymentQuoteMessage(q));
+  return q;
+}
+
+StatusOr<PaidLoad> SqliteMarket::PayAndReserve(const PaymentAuthorization& a) {
+  // Everything that needs no database first: both signatures.
+  PaymentQuote q{a.artifact_id, a.amount, a.nonce, a.expires_at, a.quote_signature};
+  if (!VerifyMessageHex(PaymentQuoteMessage(q), a.quote_signature, impl_->provider_pk_hex)) {
+    return Status::InvalidArgument("payment: the quote (resource, amount, nonce, expiry) is not one this provider issued");
+  }
+  if (!VerifyMessageHex(PaymentAuthorizationMessage(a), a.signature, a.payer_public_key)) {
+    return Status::Unauthenticated("payment: the authorization signature does not verify under the payer key");
+  }
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunSystemWrite<json>([&](Db* db) -> StatusOr<json> {
+    const int64_t now = impl_->Now();
+    if (now >= a.expires_at) return Status::FailedPrecondition("payment: the quote expired at " + std::to_string(a.expires_at));
+    KVMART_ASSIGN_OR_RETURN(auto key, db->Prepare("SELECT account_id FROM payment_keys WHERE public_key=?"));
+    key->Bind(1, a.payer_public_key);
+    KVMART_ASSIGN_OR_RETURN(bool known, key->Step());
+    if (!known) return Status::Unauthenticated("payment: the payer key is not registered to any account");
+    const AccountId account = key->Int(0);
+    key.reset();
+    KVMART_ASSIGN_OR_RETURN(auto used, db->Prepare("SELECT 1 FROM payment_nonces WHERE nonce=?"));
+    used->Bind(1, a.nonce);
+    KVMART_ASSIGN_OR_RETURN(bool replayed, used->Step());
+    if (replayed) return Status::FailedPrecondition("payment: this quote's nonce was already used");
+    used.reset();
+    KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListing(db, a.artifact_id));
+    if (!(l.per_load == a.amount)) {
+      return Status::InvalidArgument("payment: authorized " + a.amount.ToString() + " but one load costs " +
+                                     l.per_load.ToString());
+    }
+    KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, account));
+    if (!(acct.currency == l.spec.currency)) return Status::InvalidArgument("payment: account holds " + acct.currency.str());
+    // Buy one metered load at the quoted price and reserve exactly that one.
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "INSERT INTO entitlements(account_id, artifact_id, kind, loads_remaining, expires_at, per_load, purchase_txn, "
+        "created_at) VALUES(?,?,'metered',1,0,?,NULL,?)"));
+    st->Bind(1, account).Bind(2, a.artifact_id).Bind(3, l.per_load.micros()).Bind(4, now);
+    KVMART_RETURN_IF_ERROR(st->Run());
+    const int64_t ent = db->LastInsertId();
+    KVMART_ASSIGN_OR_RETURN(Quote quote, impl_->MakeQuote(l, {a.artifact_id, PurchaseKind::kMetered, 1}));
+    Receipt rc;
+    rc.kind = "purchase";
+    rc.account = account;
+    rc.artifact_id = a.artifact_id;
+    rc.currency = l.spec.currency.str();
+    rc.entitlement = ent;
+    KVMART_ASSIGN_OR_RETURN(std::string purchase_rc, impl_->SignReceipt(db, rc));
+    Impl::PickedEntitlement forced{ent, "metered", 1, l.per_load.micros()};
+    KVMART_ASSIGN_OR_RETURN(json hold, impl_->ReserveIn(db, account, a.artifact_id, &forced));
+    KVMART_ASSIGN_OR_RETURN(auto burn, db->Prepare("INSERT INTO payment_nonces(nonce, account_id, load_id, created_at) VALUES(?,?,?,?)"));
+    burn->Bind(1, a.nonce).Bind(2, account).Bind(3, hold.at("load").get<int64_t>()).Bind(4, now);
+    KVMART_RETURN_IF_ERROR(burn->Run());
+    return json{{"account", account}, {"entitlement", ent}, {"quote", QuoteJson(quote)}, {"receipt", purchase_rc},
+                {"hold", hold}};
+  }));
+  PaidLoad out;
+  out.account = r.at("account").get<int64_t>();
+  out.purchase.entitlement = r.at("entitlement").get<int64_t>();
+  out.purchase.quote = QuoteFromJson(r.at("quote"));
+  out.purchase.receipt = r.at("receipt").get<std::string>();
+  KVMART_ASSIGN_OR_RETURN(out.hold, HoldFromJson(r.at("hold")));
+  return out;
+}
+
+StatusOr<LoadResult> SqliteMarket::PostPaidLoad(AccountId account, int64_t load) {
+  KVMART_ASSIGN_OR_RETURN(json r, impl_->RunSystemWrite<json>([&](Db* db) { return impl_->ResolveIn(db, account, load, true, ""); }));
+  return LoadResultFromJson(r);
+}
+
+Status SqliteMarket::VoidPaidLoad(AccountId account, int64_t load, std::string_view reason) {
+  return impl_->RunSystemWrite<json>([&](Db* db) { return impl_->ResolveIn(db, account, load, false, reason); }).status();
+}
+
+StatusOr<Listing> SqliteMarket::PublicListing(std::string_view artifact_id) {
+  if (!ValidArtifactId(artifact_id)) return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
+  KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
+  sqlite::ReadTxn txn(lease.get());
+  KVMART_RETURN_IF_ERROR(txn.Begin());
+  return impl_->GetOpenListing(lease.get(), artifact_id);
+}
+
+// --- statements ---
+
+StatusOr<AccountStatement> SqliteMarket::GetStatement(std::string_view api_key, AccountId account, int64_t from,
+                                                      int64_t to) {
+  if (from > to) return Status::InvalidArgument("statement: 'from' must not be after 'to'");
+  return impl_->RunRead<AccountStatement>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<AccountStatement> {
+    KVMART_RETURN_IF_ERROR(Impl::CanRead(c, account));
+    KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, account));
+    AccountStatement s;
+    s.account = account;
+    s.from = from;
+    s.to = to;
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+          "SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN txns t ON t.id=e.txn_id WHERE e.account_id=? AND t.created_at<?"));
+      st->Bind(1, account).Bind(2, from);
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      s.opening = Money(row ? st->Int(0) : 0, acct.currency);
+    }
+    int64_t running = s.opening.micros();
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+          "SELECT t.id, t.created_at, t.kind, t.artifact_id, e.amount, "
+          "COALESCE((SELECT receipt_id FROM receipts WHERE ledger_txn=t.id LIMIT 1), '') "
+          "FROM entries e JOIN txns t ON t.id=e.txn_id WHERE e.account_id=? AND t.created_at>=? AND t.created_at<? ORDER BY e.id"));
+      st->Bind(1, account).Bind(2, from).Bind(3, to);
+      for (;;) {
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        KVMART_ASSIGN_OR_RETURN(running, CheckedAddI64(running, st->Int(4)));
+        s.lines.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), Money(st->Int(4), acct.currency), st->Text(5)});
+      }
+    }
+    s.closing = Money(running, acct.currency);
+    {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+          "SELECT t.artifact_id, SUM(CASE t.kind WHEN 'load' THEN 1 WHEN 'refund' THEN -1 ELSE 0 END), "
+          "SUM(-(SELECT COALESCE(SUM(b.amount), 0) FROM entries b WHERE b.txn_id=t.id AND b.role='buyer')), "
+          "SUM((SELECT COALESCE(SUM(f.amount), 0) FROM entries f WHERE f.txn_id=t.id AND f.role='fee')), SUM(p.amount) "
+          "FROM entries p JOIN txns t ON t.id=p.txn_id WHERE p.account_id=? AND p.role='publisher' AND t.created_at>=? "
+          "AND t.created_at<? AND t.kind IN ('purchase','load','refund') GROUP BY t.artifact_id ORDER BY t.artifact_id"));
+      st->Bind(1, account).Bind(2, from).Bind(3, to);
+      for (;;) {
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        s.sales.push_back({st->Text(0), st->Int(1), Money(st->Int(2), acct.currency), Money(st->Int(3), acct.currency),
+                           Money(st->Int(4), acct.currency)});
+      }
+    }
+    return s;
+  });
+}
+
 Status SqliteMarket::CheckInvariants() {
   KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
   Db* db = lease.get();
@@ -1010,6 +1691,7 @@ Status SqliteMarket::CheckInvariants() {
       {"SELECT currency FROM accounts GROUP BY currency HAVING SUM(balance) != 0", "balances do not sum to zero"},
       {"SELECT id FROM entitlements WHERE loads_remaining < 0", "entitlement below zero"},
       {"SELECT l.id FROM loads l JOIN entitlements n ON n.id=l.entitlement_id WHERE n.kind='metered' AND l.charged>0 AND "
+       "l.state='posted' AND "
        "(l.charge_txn IS NULL OR (SELECT kind FROM txns WHERE id=l.charge_txn) != 'load' OR "
        "(SELECT -SUM(amount) FROM entries WHERE txn_id=l.charge_txn AND role='buyer') != l.charged)", "load without exactly one charge"},
       {"SELECT charge_txn FROM loads WHERE charge_txn IS NOT NULL GROUP BY charge_txn HAVING COUNT(*) != 1", "charge shared by loads"},
@@ -1018,6 +1700,17 @@ Status SqliteMarket::CheckInvariants() {
        "(SELECT ref_txn FROM txns WHERE id=l.refund_txn) != l.charge_txn)", "refund not tied to its charge"},
       {"SELECT ref_txn FROM txns WHERE kind='refund' GROUP BY ref_txn HAVING COUNT(*) != 1", "charge refunded more than once"},
       {"SELECT id FROM loads WHERE refunded=0 AND refund_txn IS NOT NULL", "refund on a load not marked refunded"},
+      {"SELECT a.id FROM accounts a LEFT JOIN (SELECT account_id, SUM(charged) s FROM loads WHERE state='pending' "
+       "GROUP BY account_id) p ON p.account_id=a.id WHERE a.pending != COALESCE(p.s, 0)", "hold differs from its pending loads"},
+      {"SELECT id FROM accounts WHERE balance - pending < -credit_limit", "holds exceed the available money"},
+      {"SELECT l.id FROM loads l LEFT JOIN load_resolutions r ON r.load_id=l.id WHERE l.phases=2 AND "
+       "((l.state='pending') != (r.load_id IS NULL) OR (r.load_id IS NOT NULL AND r.outcome != l.state))",
+       "two-phase load not resolved exactly once"},
+      {"SELECT r.load_id FROM load_resolutions r JOIN loads l ON l.id=r.load_id WHERE l.phases != 2", "resolution of a one-phase load"},
+      {"SELECT id FROM loads WHERE state='voided' AND (charge_txn IS NOT NULL OR charged != 0 OR refunded != 0)",
+       "voided load that moved money"},
+      {"SELECT id FROM loads WHERE state != 'posted' AND (SELECT COUNT(*) FROM receipts WHERE load_id=loads.id AND kind='load') != 0",
+       "receipt for a load that was not posted"},
   };
   for (const auto& c : kChecks) {
     KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(c.sql));

@@ -39,6 +39,17 @@ struct SqliteMarketOptions {
   bool synchronous_full = false;  // see the durability note above
   int busy_timeout_ms = 10'000;
   int max_busy_retries = 50;
+  // How long a reserved load may stay pending before the sweeper voids it
+  // (a crashed server's holds are released at the next Open after this).
+  int64_t reservation_seconds = 900;
+  // Payouts: the smallest amount paid out, and how long sale proceeds are held
+  // (a load can still be refunded or disputed) before they may be paid out.
+  int64_t min_payout_micros = 1'000'000;
+  int64_t payout_hold_seconds = 7 * 24 * 3600;
+  // Storage billing: how long a listing's arrears may stand before it is unlisted.
+  int64_t storage_grace_seconds = 7 * 24 * 3600;
+  // HTTP 402 quotes: how long a PAYMENT-REQUIRED quote may be accepted.
+  int64_t payment_quote_seconds = 120;
   // Unix seconds; injectable so tests can move time (expiry, statements).
   std::function<int64_t()> clock;
 };
@@ -51,7 +62,7 @@ class SqliteMarket final : public Market {
   ~SqliteMarket() override;
 
   // Schema version this build writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   using Market::Initialize;
   StatusOr<Bootstrap> Initialize(Currency currency, const KeepBootstrap& keep) override;
@@ -79,6 +90,20 @@ class SqliteMarket final : public Market {
   StatusOr<std::vector<ArtifactEarnings>> PublisherEarnings(std::string_view api_key, AccountId account) override;
   StatusOr<ProviderRevenue> ProviderRevenueFor(std::string_view api_key, Currency currency) override;
   StatusOr<std::pair<AccountId, uint32_t>> Authenticate(std::string_view api_key) override;
+  StatusOr<LoadHold> ReserveLoad(std::string_view api_key, std::string_view idem, std::string_view artifact_id) override;
+  StatusOr<LoadResult> PostLoad(std::string_view api_key, std::string_view idem, int64_t load) override;
+  Status VoidLoad(std::string_view api_key, std::string_view idem, int64_t load, std::string_view reason) override;
+  StatusOr<int64_t> VoidExpiredLoads() override;
+  StatusOr<Earnings> GetEarnings(std::string_view api_key, AccountId account) override;
+  StatusOr<PayoutResult> Payout(std::string_view api_key, std::string_view idem, const PayoutRequest& req) override;
+  StatusOr<StorageBillReport> BillStorage(int64_t period_start, int64_t period_seconds) override;
+  Status RegisterPaymentKey(std::string_view api_key, std::string_view idem, std::string_view public_key_hex) override;
+  StatusOr<PaidLoad> PayAndReserve(const PaymentAuthorization& auth) override;
+  StatusOr<PaymentQuote> IssuePaymentQuote(std::string_view artifact_id) override;
+  StatusOr<LoadResult> PostPaidLoad(AccountId account, int64_t load) override;
+  Status VoidPaidLoad(AccountId account, int64_t load, std::string_view reason) override;
+  StatusOr<AccountStatement> GetStatement(std::string_view api_key, AccountId account, int64_t from, int64_t to) override;
+  StatusOr<Listing> PublicListing(std::string_view artifact_id) override;
   Status CheckInvariants() override;
 
   struct Impl;  // defined in sqlite_market.cc; only Open can make one

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "engine/artifact_io.h"
 
@@ -113,8 +114,53 @@ StatusOr<std::vector<int32_t>> PromptTokens(Context& ctx, const PromptSpec& spec
   return ctx.parts.tokenizer->Encode(text);
 }
 
+LoadHold& LoadHold::operator=(LoadHold&& o) noexcept {
+  if (this != &o) {
+    Void("replaced");
+    market_ = std::exchange(o.market_, nullptr);
+    api_key_ = std::move(o.api_key_);
+    paid_account_ = o.paid_account_;
+    load_ = o.load_;
+  }
+  return *this;
+}
+
+StatusOr<market::LoadResult> LoadHold::Post() {
+  if (market_ == nullptr) return Status::FailedPrecondition("no reserved load to post");
+  market::Market* m = std::exchange(market_, nullptr);
+  if (api_key_.empty()) return m->PostPaidLoad(paid_account_, load_);
+  return m->PostLoad(api_key_, "post-" + std::to_string(load_), load_);
+}
+
+bool LoadHold::Void(std::string_view reason) {
+  if (market_ == nullptr) return false;
+  market::Market* m = std::exchange(market_, nullptr);
+  // A void that fails (database unreachable) leaves the hold to expire: the
+  // sweeper voids it, so the buyer is never charged for it either way.
+  Status s = api_key_.empty() ? m->VoidPaidLoad(paid_account_, load_, reason)
+                              : m->VoidLoad(api_key_, "void-" + std::to_string(load_), load_, reason);
+  return s.ok();
+}
+
+void PostPlanLoad(Context& ctx, KvPlan& plan) {
+  if (!plan.hold.armed()) return;
+  auto posted = plan.hold.Post();
+  if (!posted.ok()) {
+    ctx.log.Write("warn", "kv load could not be posted; not charged",
+                  {{"load", plan.hold.load()}, {"error", posted.status().ToString()}});
+    const std::string cur = plan.kv_usage.contains("price") ? plan.kv_usage["price"].value("currency", "USD") : "USD";
+    auto c = market::Currency::Parse(cur);
+    plan.kv_usage["price"] = MoneyJson(market::Money::Zero(c.ok() ? *c : market::Currency()));
+    plan.kv_usage["post_error"] = posted.status().message();
+    return;
+  }
+  plan.kv_usage["price"] = MoneyJson(posted->charged);
+  plan.kv_usage["receipt"] = json::parse(posted->receipt);
+  KeepReceipt(ctx, posted->receipt, "load");
+}
+
 StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec, const KvRequest& kv,
-                             std::unique_ptr<Session>* session) {
+                             std::unique_ptr<Session>* session, PrepaidHold* prepaid) {
   KvPlan plan;
   if (kv.mode == KvRequest::Mode::kNone) {
     KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
@@ -126,7 +172,21 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
   json purchase_receipt = nullptr;
   std::optional<mk::Quote> quote;
 
-  if (kv.mode == KvRequest::Mode::kAuto) {
+  // Two-phase: the load is reserved here, before the store is touched, and
+  // posted only when the answer is complete (PostPlanLoad); every failure in
+  // between voids it (LoadHold), so a failed load is never charged.
+  auto reserved = [&](const mk::LoadHold& h) {
+    plan.hold = LoadHold(&market, api_key, 0, h.load);
+    plan.kv_usage["load"] = h.load;
+    plan.kv_usage["price"] = MoneyJson(h.reserved);
+  };
+  if (prepaid != nullptr) {
+    plan.hold = std::move(prepaid->hold);
+    plan.kv_usage["load"] = plan.hold.load();
+    purchase_receipt = json::parse(prepaid->purchase_receipt);
+    auto q = market.PublicListing(artifact_id);
+    if (q.ok()) plan.kv_usage["price"] = MoneyJson(q->per_load);
+  } else if (kv.mode == KvRequest::Mode::kAuto) {
     KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
     std::vector<uint32_t> u(plan.prompt.begin(), plan.prompt.end());
     const store::PrefixMatch match = ctx.parts.store->Lookup(ctx.profile_digest, u);
@@ -134,7 +194,7 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
       ctx.metrics.auto_misses.fetch_add(1);
       plan.kv_usage = {{"auto", true}, {"artifact_id", nullptr}, {"tokens_reused", 0},
                        {"tokens_prefilled", plan.prompt.size()}, {"reason", reason}};
-      return plan;
+      return std::move(plan);
     };
     if (match.artifact_id.empty()) return miss("no published artifact is a prefix of this prompt");
     if (match.artifact_tokens >= plan.prompt.size()) return miss("the matching artifact leaves nothing to prefill");
@@ -144,71 +204,62 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
     auto q = market.GetQuote(api_key, {artifact_id, mk::PurchaseKind::kMetered, 1});
     if (!q.ok()) return miss("no purchasable listing for the matching artifact");
     quote = *q;
-    auto load = market.Load(api_key, idem, artifact_id);
-    if (!load.ok() && load.status().code() == Status::Code::kPermissionDenied) {
+    auto hold = market.ReserveLoad(api_key, idem, artifact_id);
+    if (!hold.ok() && hold.status().code() == Status::Code::kPermissionDenied) {
       if (kv.max_price && quote->per_load.micros() > kv.max_price->micros()) {
         return miss("the matching artifact costs " + quote->per_load.ToString() + " per load, above max_price");
       }
       KVMART_ASSIGN_OR_RETURN(mk::Purchase p, market.Buy(api_key, idem + "-buy", {artifact_id, mk::PurchaseKind::kMetered, 1}));
       KeepReceipt(ctx, p.receipt, "purchase");
       purchase_receipt = json::parse(p.receipt);
-      load = market.Load(api_key, idem, artifact_id);
+      hold = market.ReserveLoad(api_key, idem, artifact_id);
     }
-    if (!load.ok()) return load.status();
-    plan.kv_usage["load"] = load->load;
-    plan.kv_usage["price"] = MoneyJson(load->charged);
-    plan.kv_usage["receipt"] = json::parse(load->receipt);
-    KeepReceipt(ctx, load->receipt, "load");
+    if (!hold.ok()) return hold.status();
+    reserved(*hold);
   } else {
     // Authorisation before any lookup: an unknown artifact and a missing
     // entitlement give the same answer, whatever the store holds.
-    auto load = market.Load(api_key, idem, artifact_id);
-    if (!load.ok()) {
-      if (load.status().code() == Status::Code::kPermissionDenied) {
+    auto hold = market.ReserveLoad(api_key, idem, artifact_id);
+    if (!hold.ok()) {
+      if (hold.status().code() == Status::Code::kPermissionDenied) {
         return Status::PermissionDenied("no usable entitlement for artifact " + artifact_id);
       }
-      return load.status();
+      return hold.status();
     }
-    plan.kv_usage["load"] = load->load;
-    plan.kv_usage["price"] = MoneyJson(load->charged);
-    plan.kv_usage["receipt"] = json::parse(load->receipt);
-    KeepReceipt(ctx, load->receipt, "load");
+    reserved(*hold);
   }
-  const int64_t load_id = plan.kv_usage["load"].get<int64_t>();
-  auto refund = [&](const std::string& why) {
-    auto r = market.FailLoad(api_key, idem + "-refund", load_id);
-    if (r.ok()) {
-      KeepReceipt(ctx, *r, "refund");
-      plan.kv_usage["refund_receipt"] = json::parse(*r);
-    }
+  const int64_t load_id = plan.hold.load();
+  auto void_load = [&](const std::string& why) {
+    if (plan.hold.Void(why)) plan.kv_usage["voided"] = true;
     ctx.metrics.kv_load_failures.fetch_add(1);
-    ctx.log.Write("warn", "kv load failed, refunded", {{"artifact_id", artifact_id}, {"load", load_id}, {"reason", why}});
+    ctx.log.Write("warn", "kv load failed, voided (not charged)",
+                  {{"artifact_id", artifact_id}, {"load", load_id}, {"reason", why}});
   };
 
   auto manifest = ctx.parts.store->GetManifest(artifact_id);
   if (!manifest.ok()) {
-    refund(manifest.status().ToString());
-    return Status::NotFound("artifact " + artifact_id + " is not held by this provider (the load was refunded)");
+    void_load(manifest.status().ToString());
+    return Status::NotFound("artifact " + artifact_id + " is not held by this provider (the load was not charged)");
   }
   if (Status s = artifact::CheckProfileMatches(ctx.profile, manifest->profile); !s.ok()) {
-    refund("profile mismatch");
+    void_load("profile mismatch");
     return Status::InvalidArgument("artifact " + artifact_id +
                                    " was computed with another model or profile than this server's (the load was "
-                                   "refunded): " + s.message());
+                                   "not charged): " + s.message());
   }
   if (kv.mode == KvRequest::Mode::kArtifact) {
     auto prompt = ContinuationPrompt(ctx, spec, artifact_id, manifest->tokens);
     if (!prompt.ok()) {
-      refund("bad continuation");
+      void_load("bad continuation");
       return prompt.status();
     }
     plan.prompt = std::move(prompt).value();
   }
   if (plan.prompt.size() >= ctx.parts.engine->max_context()) {
-    refund("prompt too long");
+    void_load("prompt too long");
     return Status::InvalidArgument("prompt of " + std::to_string(plan.prompt.size()) +
                                    " tokens leaves no room in the context of " +
-                                   std::to_string(ctx.parts.engine->max_context()) + " (the load was refunded)");
+                                   std::to_string(ctx.parts.engine->max_context()) + " (the load was not charged)");
   }
   const size_t reused = manifest->tokens.size();
   if (!quote) {
@@ -222,9 +273,9 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
 
   if (Status s = ImportFromStore(ctx, **session, artifact_id, *manifest); !s.ok()) {
     // Never wrong KV: drop the half-filled session and prefill everything.
-    refund(s.ToString());
+    void_load(s.ToString());
     *session = ctx.parts.engine->NewSession();
-    plan.kv_usage["error"] = "artifact could not be loaded (" + s.message() + "); prefilled from scratch, refunded";
+    plan.kv_usage["error"] = "artifact could not be loaded (" + s.message() + "); prefilled from scratch, not charged";
     plan.kv_usage["price"] = MoneyJson(mk::Money::Zero(quote ? quote->per_load.currency() : mk::Currency()));
     plan.kv_usage["tokens_reused"] = 0;
     plan.kv_usage["tokens_prefilled"] = plan.prompt.size();

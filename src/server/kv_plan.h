@@ -27,6 +27,37 @@ struct KvRequest {
   std::optional<market::Money> max_price;  // auto: per-load budget (nullopt = any)
 };
 
+// One reserved load (two-phase: market::Market::ReserveLoad), resolved exactly
+// once: Post() when the buyer has its answer, Void() when anything failed. A
+// hold that goes out of scope unresolved (an error path, a client that went
+// away, an exception) is voided, so no code path can charge a failed load or
+// leave a hold behind; the market's sweeper covers a crashed process.
+class LoadHold {
+ public:
+  LoadHold() = default;
+  // api_key empty: a load paid over HTTP 402, resolved for `paid_account`.
+  LoadHold(market::Market* market, std::string api_key, market::AccountId paid_account, int64_t load)
+      : market_(market), api_key_(std::move(api_key)), paid_account_(paid_account), load_(load) {}
+  LoadHold(LoadHold&& o) noexcept { *this = std::move(o); }
+  LoadHold& operator=(LoadHold&& o) noexcept;
+  LoadHold(const LoadHold&) = delete;
+  LoadHold& operator=(const LoadHold&) = delete;
+  ~LoadHold() { Void("the request ended before the answer was delivered"); }
+
+  bool armed() const { return market_ != nullptr; }
+  int64_t load() const { return load_; }
+  // Charges the reserved price and returns the signed load receipt.
+  StatusOr<market::LoadResult> Post();
+  // Releases the hold (no charge, no receipt); returns whether one was released.
+  bool Void(std::string_view reason);
+
+ private:
+  market::Market* market_ = nullptr;
+  std::string api_key_;
+  market::AccountId paid_account_ = 0;
+  int64_t load_ = 0;
+};
+
 // Parses body["kv"]; Mode::kNone when absent.
 StatusOr<KvRequest> ParseKvRequest(const json& body);
 
@@ -35,6 +66,15 @@ struct KvPlan {
   std::vector<int32_t> prompt;  // every prompt token, reused ones included
   size_t reused = 0;            // leading tokens imported from the artifact
   json kv_usage;                // null when no kv was requested
+  LoadHold hold;                // the reserved load, until the answer is out
+};
+
+// A load paid in the request itself (HTTP 402, x402 "kvmart-ledger"): the
+// market has bought and reserved it; PlanAndLoad uses this hold instead of
+// reserving one with the API key.
+struct PrepaidHold {
+  LoadHold hold;  // moved into the plan
+  std::string purchase_receipt;
 };
 
 // Resolves the prompt and, for kv requests, meters the load and imports the
@@ -42,7 +82,13 @@ struct KvPlan {
 // load is refunded, the session is replaced by an empty one and the whole
 // prompt is prefilled instead (kv_usage says so). Errors are the HTTP answer.
 StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec,
-                             const KvRequest& kv, std::unique_ptr<Session>* session);
+                             const KvRequest& kv, std::unique_ptr<Session>* session,
+                             PrepaidHold* prepaid = nullptr);
+
+// Posts the plan's hold (the answer is complete) and records the load
+// receipt in kv_usage; a failure to post is logged and reported in kv_usage,
+// and the buyer is not charged.
+void PostPlanLoad(Context& ctx, KvPlan& plan);
 
 // The full prompt tokens of `spec` without any artifact.
 StatusOr<std::vector<int32_t>> PromptTokens(Context& ctx, const PromptSpec& spec);

@@ -289,38 +289,42 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
              auto idem = IdempotencyKey(req);
              if (!idem.ok()) return SendStatus(res, idem.status());
              // An export consumes one load of the buyer's entitlement (same
-             // authorisation as a load, before the store is touched).
-             auto load = ctx.parts.market->Load(key, *idem, id);
-             if (!load.ok()) {
-               if (load.status().code() == Status::Code::kPermissionDenied) {
+             // authorisation as a load, before the store is touched): reserved
+             // now, posted only once the bytes and the egress are settled.
+             auto hold = ctx.parts.market->ReserveLoad(key, *idem, id);
+             if (!hold.ok()) {
+               if (hold.status().code() == Status::Code::kPermissionDenied) {
                  return SendError(res, 403, "permission_error", "no usable entitlement for artifact " + id);
                }
-               return SendStatus(res, load.status());
+               return SendStatus(res, hold.status());
              }
-             KeepReceipt(ctx, load->receipt, "load");
+             auto void_load = [&](const std::string& why) {
+               (void)ctx.parts.market->VoidLoad(key, *idem + "-void", hold->load, why);
+             };
              auto art = ctx.parts.store->Export(id);
              StatusOr<std::vector<uint8_t>> bytes = art.ok() ? artifact::SerializeContainer(*art)
                                                              : StatusOr<std::vector<uint8_t>>(art.status());
              if (!bytes.ok()) {
-               auto r = ctx.parts.market->FailLoad(key, *idem + "-refund", load->load);
-               if (r.ok()) KeepReceipt(ctx, *r, "refund");
-               return SendError(res, 404, "not_found_error", "artifact cannot be exported (the load was refunded)");
+               void_load(bytes.status().ToString());
+               return SendError(res, 404, "not_found_error", "artifact cannot be exported (the load was not charged)");
              }
              // The egress is billed before a byte leaves; if the buyer cannot pay
-             // it, the load is refunded and nothing is sent.
+             // it, the load is voided and nothing is sent.
              res.set_header("X-Kvmart-Egress-Bytes", std::to_string(bytes->size()));
              if (ctx.options.export_micros_per_gb > 0) {
                auto egress = ctx.parts.market->ChargeEgress(key, *idem + "-egress", id,
                                                             static_cast<int64_t>(bytes->size()),
                                                             ctx.options.export_micros_per_gb);
                if (!egress.ok()) {
-                 auto r = ctx.parts.market->FailLoad(key, *idem + "-refund", load->load);
-                 if (r.ok()) KeepReceipt(ctx, *r, "refund");
+                 void_load(egress.status().ToString());
                  return SendStatus(res, egress.status());
                }
                KeepReceipt(ctx, *egress, "egress");
                res.set_header("X-Kvmart-Egress-Receipt", *egress);
              }
+             auto load = ctx.parts.market->PostLoad(key, *idem + "-post", hold->load);
+             if (!load.ok()) return SendStatus(res, load.status());
+             KeepReceipt(ctx, load->receipt, "load");
              res.set_header("X-Kvmart-Load-Receipt", load->receipt);
              res.set_content(std::string(bytes->begin(), bytes->end()), "application/octet-stream");
            });

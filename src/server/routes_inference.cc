@@ -11,6 +11,7 @@
 #include "server/context.h"
 #include "server/generation.h"
 #include "server/kv_plan.h"
+#include "server/x402.h"
 
 namespace kvmart::server {
 namespace {
@@ -141,15 +142,12 @@ struct Job {
   std::string id;
   int64_t created;
   std::string api_key;
+  json payment_response = nullptr;  // set for a load paid with PAYMENT-SIGNATURE
 };
 
-// A load was charged but the answer failed: give the money and the load back.
-void RefundIfCharged(Context& ctx, const Job& job) {
-  const json& ku = job.plan.kv_usage;
-  if (ku.is_null() || !ku.contains("load") || ku.contains("refund_receipt") || job.plan.reused == 0) return;
-  auto r = ctx.parts.market->FailLoad(job.api_key, "refund-" + job.id, ku["load"].get<int64_t>());
-  if (r.ok()) KeepReceipt(ctx, *r, "refund");
-  ctx.metrics.kv_load_failures.fetch_add(1);
+// A load was reserved but the answer failed: void it (no charge, no receipt).
+void VoidIfReserved(Context& ctx, Job& job, const std::string& why) {
+  if (job.plan.hold.Void(why)) ctx.metrics.kv_load_failures.fetch_add(1);
 }
 
 void Account(Context& ctx, const Job& job, const GenerateResult& g) {
@@ -196,12 +194,17 @@ bool RunStream(const std::shared_ptr<Job>& job, httplib::DataSink& sink) {
                     [&](const std::string& t) { return SendEvent(sink, Chunk(*job, DeltaChoice(*job, t, nullptr))); },
                     [&] { return job->watch.PeerClosed(); });
   if (!g.ok()) {
-    RefundIfCharged(ctx, *job);
+    VoidIfReserved(ctx, *job, g.status().ToString());
     const HttpStatus h = HttpStatusFor(g.status());
     SendEvent(sink, {{"error", {{"type", h.type}, {"message", g.status().message()}, {"code", h.code}}}});
   } else {
     Account(ctx, *job, *g);
-    if (g->cancelled) return false;
+    if (g->cancelled) {
+      VoidIfReserved(ctx, *job, "client went away");
+      return false;
+    }
+    // The whole answer has been streamed: post the load, then send its receipt.
+    PostPlanLoad(ctx, job->plan);
     json last = Chunk(*job, DeltaChoice(*job, "", g->finish_reason));
     if (job->req.chat) last["choices"][0]["delta"] = json::object();
     if (!job->plan.kv_usage.is_null()) last["kv_usage"] = job->plan.kv_usage;
@@ -222,17 +225,65 @@ bool RunStream(const std::shared_ptr<Job>& job, httplib::DataSink& sink) {
   return true;
 }
 
+// 402 with a fresh quote for one load of a listed artifact; `fallback` for an
+// artifact that is not listed (the same answer as before payments existed).
+void SendPaymentRequired(Context& ctx, httplib::Response& res, const std::string& artifact_id,
+                         const std::string& message, const Status& fallback) {
+  auto q = ctx.parts.market->IssuePaymentQuote(artifact_id);
+  if (!q.ok()) return SendStatus(res, fallback);
+  res.set_header("PAYMENT-REQUIRED", PaymentRequiredHeader(*q, ctx.parts.market->ProviderPublicKey(), message));
+  SendError(res, 402, "payment_required", message);
+}
+
 void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, httplib::Response& res) {
-  auto who = Authenticate(ctx, hreq);
-  if (!who.ok()) return SendStatus(res, who.status());
+  const std::string api_key = ApiKey(hreq);
+  const std::string payment = hreq.get_header_value("PAYMENT-SIGNATURE");
+  std::optional<std::pair<market::AccountId, uint32_t>> who;
+  if (!api_key.empty()) {
+    auto w = Authenticate(ctx, hreq);
+    if (!w.ok()) return SendStatus(res, w.status());
+    who = *w;
+  }
   auto body = ParseJsonObject(hreq);
-  if (!body.ok()) return SendStatus(res, body.status());
-  auto parsed = ParseRequest(ctx, *body, chat);
+  auto parsed = body.ok() ? ParseRequest(ctx, *body, chat) : StatusOr<CompletionRequest>(body.status());
+  // Pay-per-load (HTTP 402, x402 v2 headers): without a key the only thing on
+  // offer is one paid load of a listed artifact. Anything else keyless gets
+  // the same 401 as ever, before the body counts for anything.
+  const bool paid_kv = parsed.ok() && parsed->kv.mode == KvRequest::Mode::kArtifact;
+  if (!who && !(paid_kv)) return SendStatus(res, Authenticate(ctx, hreq).status());
   if (!parsed.ok()) return SendStatus(res, parsed.status());
+  std::optional<PrepaidHold> prepaid;
+  json payment_response;
+  if (paid_kv && (!who || !payment.empty())) {
+    const std::string& artifact = parsed->kv.artifact_id;
+    const Status unauth = who ? Status::PermissionDenied("no usable entitlement for artifact " + artifact)
+                              : Authenticate(ctx, hreq).status();
+    if (payment.empty()) {
+      // Given for any listed artifact, before any store lookup: the quote says
+      // nothing about whether the provider holds the KV.
+      return SendPaymentRequired(ctx, res, artifact, "payment required: one load of " + artifact, unauth);
+    }
+    auto auth = PaymentFromHeader(payment);
+    if (auth.ok() && auth->artifact_id != artifact) {
+      auth = Status::InvalidArgument("payment: the authorization is for " + auth->artifact_id + ", not " + artifact);
+    }
+    StatusOr<market::PaidLoad> paid = auth.ok() ? ctx.parts.market->PayAndReserve(*auth) : StatusOr<market::PaidLoad>(auth.status());
+    if (!paid.ok()) return SendPaymentRequired(ctx, res, artifact, paid.status().message(), unauth);
+    if (who && who->first != paid->account) {
+      (void)ctx.parts.market->VoidPaidLoad(paid->account, paid->hold.load, "payer is not the API key's account");
+      return SendStatus(res, Status::PermissionDenied("the payment key belongs to another account than the API key"));
+    }
+    KeepReceipt(ctx, paid->purchase.receipt, "purchase");
+    prepaid.emplace();
+    prepaid->hold = LoadHold(ctx.parts.market.get(), "", paid->account, paid->hold.load);
+    prepaid->purchase_receipt = paid->purchase.receipt;
+    payment_response = {{"success", true}, {"scheme", std::string(market::kPaymentScheme)},
+                        {"payer", auth->payer_public_key}, {"account_id", paid->account}, {"load", paid->hold.load}};
+  }
 
   auto job = std::make_shared<Job>(Job{&ctx, std::move(parsed).value(), {}, nullptr, {}, ConnectionWatch(hreq),
                                        (chat ? "chatcmpl-" : "cmpl-") + RandomHex(12),
-                                       static_cast<int64_t>(std::time(nullptr)), ApiKey(hreq)});
+                                       static_cast<int64_t>(std::time(nullptr)), api_key});
   auto slot = ctx.admission.Acquire([job] { return job->watch.PeerClosed(); });
   if (!slot.ok()) {
     if (slot.status().code() == Status::Code::kResourceExhausted) {
@@ -243,8 +294,15 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   }
   job->slot = std::move(slot).value();
   job->session = ctx.parts.engine->NewSession();
-  auto plan = PlanAndLoad(ctx, ApiKey(hreq), job->req.prompt, job->req.kv, &job->session);
-  if (!plan.ok()) return SendStatus(res, plan.status());
+  auto plan = PlanAndLoad(ctx, api_key, job->req.prompt, job->req.kv, &job->session, prepaid ? &*prepaid : nullptr);
+  if (!plan.ok()) {
+    // An authenticated caller without an entitlement may pay in the request.
+    if (plan.status().code() == Status::Code::kPermissionDenied && job->req.kv.mode == KvRequest::Mode::kArtifact) {
+      return SendPaymentRequired(ctx, res, job->req.kv.artifact_id, plan.status().message(), plan.status());
+    }
+    return SendStatus(res, plan.status());
+  }
+  job->payment_response = std::move(payment_response);
   job->plan = std::move(plan).value();
   if (job->plan.prompt.empty()) return SendError(res, 400, "invalid_request_error", "the prompt is empty");
   if (job->plan.prompt.size() >= ctx.parts.engine->max_context()) {
@@ -255,6 +313,13 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
 
   if (job->req.stream) {
     res.status = 200;
+    // Headers go out before the stream: the settlement (load receipt) comes
+    // in the last chunk's kv_usage.
+    if (!job->payment_response.is_null()) {
+      json pr = job->payment_response;
+      pr["status"] = "reserved";
+      res.set_header("PAYMENT-RESPONSE", PaymentResponseHeader(pr));
+    }
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider("text/event-stream", [job](size_t, httplib::DataSink& sink) {
       return RunStream(job, sink);
@@ -266,11 +331,28 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   auto g = Generate(*job->session, *ctx.parts.tokenizer, rest, job->req.gen, nullptr,
                     [&] { return job->watch.PeerClosed(); });
   if (!g.ok()) {
-    RefundIfCharged(ctx, *job);
+    VoidIfReserved(ctx, *job, g.status().ToString());
     return SendStatus(res, g.status());
   }
   Account(ctx, *job, *g);
-  if (g->cancelled) return SendError(res, 499, "client_closed_request", "client closed the connection");
+  if (g->cancelled) {
+    VoidIfReserved(ctx, *job, "client went away");
+    return SendError(res, 499, "client_closed_request", "client closed the connection");
+  }
+  // The answer is complete: post the load (the charge) and put its receipt in it.
+  PostPlanLoad(ctx, job->plan);
+  if (!job->payment_response.is_null()) {
+    json pr = job->payment_response;
+    const json& ku = job->plan.kv_usage;
+    pr["success"] = ku.contains("receipt");
+    if (ku.contains("receipt")) {
+      pr["transaction"] = ku["receipt"]["receipt_id"];
+      pr["receipt"] = ku["receipt"];
+    } else {
+      pr["error"] = ku.value("error", ku.value("post_error", std::string("the load was not charged")));
+    }
+    res.set_header("PAYMENT-RESPONSE", PaymentResponseHeader(pr));
+  }
   json choice = chat ? json{{"index", 0},
                             {"message", {{"role", "assistant"}, {"content", g->text}}},
                             {"logprobs", nullptr},

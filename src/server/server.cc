@@ -7,6 +7,8 @@
 #include <iostream>
 #include <thread>
 
+#include "server/market_scheduler.h"
+
 #include "engine/artifact_io.h"
 #include "server/context.h"
 
@@ -78,6 +80,7 @@ void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string
 struct Server::Impl {
   std::unique_ptr<Context> ctx;
   std::unique_ptr<httplib::Server> http;
+  std::unique_ptr<MarketScheduler> scheduler;  // while Run serves
   int port = -1;
   std::atomic<bool> in_run{false}, stopping{false};
 };
@@ -248,9 +251,16 @@ Status Server::Run() {
   ctx.log.Write("info", "listening",
                 {{"host", ctx.options.host}, {"port", impl_->port}, {"model", ctx.options.model_id},
                  {"profile_digest", ctx.profile_digest_hex}, {"tls", !ctx.options.tls_cert.empty()}});
+  if (ctx.options.market_maintenance_interval_s > 0) {
+    impl_->scheduler = std::make_unique<MarketScheduler>(
+        ctx.parts.market.get(), std::chrono::seconds(ctx.options.market_maintenance_interval_s),
+        ctx.options.storage_billing_period_s,
+        [&ctx](const char* what, const json& fields) { ctx.log.Write("info", what, fields); });
+  }
   // Returns after stop(): the listener is closed and the worker pool has
   // drained, i.e. every in-flight request has been answered.
   impl_->http->listen_after_bind();
+  impl_->scheduler.reset();  // joins the maintenance thread before the market closes
   impl_->in_run = false;
   ctx.log.Write("info", "stopped");
   return Status::Ok();

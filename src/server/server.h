@@ -41,6 +41,12 @@ struct ServerOptions {
   int64_t export_micros_per_gb = 0;  // egress tariff, see docs/API.md
   std::string tls_cert, tls_key;     // both set: HTTPS
   bool log_requests = true;          // one JSON line per request on stderr
+  // Market maintenance run by the server itself (no operator): every
+  // maintenance interval, expired load reservations are voided and storage is
+  // billed for the last completed period of storage_billing_period_s
+  // (0 = no automatic storage billing; 0 interval = no maintenance thread).
+  int64_t market_maintenance_interval_s = 60;
+  int64_t storage_billing_period_s = 3600;
 };
 
 // What the server runs on. It takes ownership.

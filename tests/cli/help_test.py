@@ -41,7 +41,9 @@ def walk(path):
         # starts with many spaces.
         if not re.match(r"^ {2}\S", line):
             continue
-        fields = re.split(r"\s{2,}", line.strip())
+        # A names column that just fills CLI11's width leaves one space before
+        # the description ("--destination TEXT REQUIRED the account...").
+        fields = re.split(r"\s{2,}|(?<=REQUIRED) ", line.strip())
         wrapped = i + 1 < len(lines) and re.match(r"^ {10,}\S", lines[i + 1])
         if len(fields) < 2 and not wrapped:
             problems.append(f"{name}: option without a description: {line.strip()}")

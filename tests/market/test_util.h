@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -33,7 +34,20 @@ inline std::string ArtifactId(int n) {
   return "kv1-" + std::string(64 - hex.size(), 'a') + hex;
 }
 
-using TempDir = ::kvmart::testing::TempDir;
+// Market tests need no durability: a RAM-backed /dev/shm keeps the ~10^5
+// commits of the model test to seconds; elsewhere the usual temp directory.
+inline std::filesystem::path TestTempBase() {
+  std::error_code ec;
+  if (std::getenv("TMPDIR") == nullptr && std::filesystem::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK) == 0) {
+    return "/dev/shm";
+  }
+  return std::filesystem::temp_directory_path();
+}
+
+class TempDir : public ::kvmart::testing::TempDir {
+ public:
+  TempDir() : ::kvmart::testing::TempDir(TestTempBase()) {}
+};
 
 struct Clock {
   std::shared_ptr<std::atomic<int64_t>> now = std::make_shared<std::atomic<int64_t>>(1'700'000'000);
@@ -50,7 +64,7 @@ class MarketFixture : public ::testing::Test {
 
   void Reopen(bool fresh = true) {
     market_.reset();
-    SqliteMarketOptions opt;
+    SqliteMarketOptions opt = options_;
     opt.provider_key = key_;
     opt.clock = clock_.fn();
     opt.synchronous_full = false;  // tests need speed, not power-loss safety
@@ -117,6 +131,7 @@ class MarketFixture : public ::testing::Test {
 
   TempDir dir_;
   Clock clock_;
+  SqliteMarketOptions options_;  // policy knobs a test sets before Reopen
   ProviderKey key_ = ProviderKey::Generate();
   std::unique_ptr<SqliteMarket> market_;
   std::string admin_, publisher_key_, buyer_key_, last_key_;

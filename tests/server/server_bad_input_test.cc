@@ -117,19 +117,40 @@ TEST_F(ServerBadInput, PostWithoutBodyReachesAuthentication) {
 }
 
 TEST_F(ServerBadInput, UnauthenticatedAndUnentitledLearnNothing) {
-  // No key / bad key: 401, the same body whether or not the artifact exists.
-  for (const std::string& key : {std::string(), std::string("kvm_") + std::string(64, '0'), std::string("junk")}) {
+  // A listed artifact the store does not hold: its answers must equal those
+  // for the held one (modulo the id), so nobody learns what is cached.
+  const std::string listed = "kv1-" + std::string(64, 'b');
+  market::PriceSpec spec;
+  spec.artifact_id = listed;
+  spec.tokens = 6;
+  spec.per_load_micros = 100;
+  ASSERT_TRUE(srv_->server().market().SetPrice(pub_.key, "list-not-held", spec).ok());
+  // A wrong key: 401, the same body whether or not the artifact exists.
+  for (const std::string& key : {std::string("kvm_") + std::string(64, '0'), std::string("junk")}) {
     Reply known = srv_->Post("/v1/chat/completions", Ask(id_), key);
     Reply unknown = srv_->Post("/v1/chat/completions", Ask(kUnknown), key);
     ExpectError(known, 401, "authentication_error");
     EXPECT_EQ(known.text, unknown.text);
   }
-  // Authenticated but not entitled: 403, the same body (modulo the id the
-  // caller sent) for a held artifact and an unknown one.
+  // No key: a listed artifact is offered for payment (402, PAYMENT-REQUIRED),
+  // held or not, before any lookup; an unlisted one is the usual 401.
+  Reply held = srv_->Post("/v1/chat/completions", Ask(id_), "");
+  Reply not_held = srv_->Post("/v1/chat/completions", Ask(listed), "");
+  ExpectError(held, 402, "payment_required");
+  EXPECT_TRUE(held.headers.count("PAYMENT-REQUIRED"));
+  EXPECT_EQ(Replace(held.text, id_, "ID"), Replace(not_held.text, listed, "ID"));
+  ExpectError(srv_->Post("/v1/chat/completions", Ask(kUnknown), ""), 401, "authentication_error");
+  // Authenticated but not entitled: the same 402 for a held and a not-held
+  // listed artifact; 403 for an unknown one.
   Reply known = srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key);
+  Reply known2 = srv_->Post("/v1/chat/completions", Ask(listed), buyer_.key);
   Reply unknown = srv_->Post("/v1/chat/completions", Ask(kUnknown), buyer_.key);
-  ExpectError(known, 403, "permission_error");
-  EXPECT_EQ(Replace(known.text, id_, "ID"), Replace(unknown.text, kUnknown, "ID"));
+  ExpectError(known, 402, "payment_required");
+  EXPECT_EQ(Replace(known.text, id_, "ID"), Replace(known2.text, listed, "ID"));
+  ExpectError(unknown, 403, "permission_error");
+  // The message is the same as for an unknown artifact.
+  EXPECT_EQ(known.body["error"]["message"].get<std::string>(),
+            Replace(unknown.body["error"]["message"].get<std::string>(), kUnknown, id_));
   // Buying an unknown artifact is a plain 404 (the catalog is public).
   ExpectError(srv_->Post("/v1/artifacts/" + kUnknown + "/purchase", json::object(), buyer_.key), 404,
               "not_found_error");
@@ -143,8 +164,10 @@ TEST_F(ServerBadInput, ExhaustedEntitlementRevokedKeyAndNoFunds) {
   EXPECT_EQ(srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key).status, 200);
   Reply exhausted = srv_->Post("/v1/chat/completions", Ask(id_), buyer_.key);
   Reply never = srv_->Post("/v1/chat/completions", Ask(kUnknown), buyer_.key);
-  ExpectError(exhausted, 403, "permission_error");
-  EXPECT_EQ(Replace(exhausted.text, id_, "ID"), Replace(never.text, kUnknown, "ID"));
+  ExpectError(exhausted, 402, "payment_required");  // listed: may pay for the next load
+  ExpectError(never, 403, "permission_error");
+  EXPECT_EQ(exhausted.body["error"]["message"].get<std::string>(),
+            Replace(never.body["error"]["message"].get<std::string>(), kUnknown, id_));
 
   // A buyer without money: the metered load cannot be charged → 402.
   auto poor = srv_->NewAccount("poor", "buy");
@@ -188,7 +211,7 @@ TEST_F(ServerBadInput, ArtifactOfAnotherModelIsRefusedAndRefunded) {
   Reply r = srv_->Post("/v1/chat/completions", Ask(other), buyer_.key);
   ExpectError(r, 400, "invalid_request_error");
   EXPECT_NE(r.body["error"]["message"].get<std::string>().find("another model"), std::string::npos);
-  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before);  // refunded
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before);  // voided, never charged
   Reply e = srv_->Get("/v1/entitlements", buyer_.key);
   EXPECT_EQ(e.body["data"][0]["loads_remaining"], 1);   // and the load given back
   EXPECT_TRUE(srv_->server().market().CheckInvariants().ok());
@@ -254,9 +277,12 @@ TEST(ServerDamagedBlock, RefundsAndStillAnswersExactly) {
   ASSERT_EQ(bad.status, 200) << bad.text;
   EXPECT_EQ(bad.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
   EXPECT_TRUE(bad.body["kv_usage"]["error"].is_string());
-  EXPECT_TRUE(bad.body["kv_usage"].contains("refund_receipt"));
+  // Two-phase: the reserved load is voided, so there is no charge receipt.
+  EXPECT_EQ(bad.body["kv_usage"]["voided"], true);
+  EXPECT_FALSE(bad.body["kv_usage"].contains("receipt"));
+  EXPECT_TRUE(good.body["kv_usage"]["receipt"].is_object());
   EXPECT_EQ(bad.body["kvmart_debug"]["logits_sha256"], good.body["kvmart_debug"]["logits_sha256"]);
-  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // charged, then refunded
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);  // reserved, then voided: never charged
   EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 

@@ -338,7 +338,7 @@ TEST_F(ServerE2E, ListingManifestHealthAndMetrics) {
 
 // Export with an egress tariff: one load of the entitlement plus the egress,
 // billed before a byte leaves; a buyer who cannot pay the egress gets 402, the
-// load is refunded and nothing is sent.
+// load is voided (never charged) and nothing is sent.
 TEST(ServerExport, BillsEgressBeforeSendingAndRefundsTheLoadWhenUnpaid) {
   server::ServerOptions o;
   o.export_enabled = true;
@@ -372,7 +372,7 @@ TEST(ServerExport, BillsEgressBeforeSendingAndRefundsTheLoadWhenUnpaid) {
   EXPECT_EQ(receipt->artifact_id, id);
 
   // $0.003 less the $0.002 load leaves 1000 micros, short of the egress: 402,
-  // the load is refunded and no bytes are sent.
+  // the load is voided (never charged) and no bytes are sent.
   const int64_t poor0 = srv.BalanceMicros(poor.key);
   Reply refused = srv.Get("/v1/artifacts/" + id + "/export", poor.key);
   EXPECT_EQ(refused.status, 402) << refused.text;

@@ -48,8 +48,9 @@ class TestServer {
  public:
   using StoreWrapper = std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)>;
   // tokenizer_json: another tokenizer.json for the server than the model's.
+  using MarketOptionsHook = std::function<void(market::SqliteMarketOptions&)>;
   explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr,
-                      const std::string& tokenizer_json = "") {
+                      const std::string& tokenizer_json = "", MarketOptionsHook market_options = nullptr) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.log_requests = std::getenv("KVMART_TEST_LOG") != nullptr;
@@ -62,6 +63,7 @@ class TestServer {
     parts.tokenizer =
         tokenizer::Tokenizer::Load(tokenizer_json.empty() ? model_dir_ + "/tokenizer.json" : tokenizer_json).value();
     market::SqliteMarketOptions mo;
+    if (market_options) market_options(mo);
     auto market = market::SqliteMarket::Open(tmp_.Sub("market.db"), mo).value();
     auto boot = market->Initialize(market::Currency()).value();
     admin_key_ = boot.admin_key;
