@@ -42,6 +42,7 @@ StatusOr<GenerateResult> Generate(Session& session, const tokenizer::Tokenizer& 
     r.prefilled += n;
   }
   const size_t max_context = session.engine().max_context();
+  auto last_token = t0;
   tokenizer::StreamDecoder decoder(tok, /*skip_special_tokens=*/false);
   size_t emitted = 0;
   r.finish_reason = "length";
@@ -63,7 +64,13 @@ StatusOr<GenerateResult> Generate(Session& session, const tokenizer::Tokenizer& 
                                                                 logits.size() * sizeof(float)))));
     }
     KVMART_ASSIGN_OR_RETURN(int32_t id, session.DecodeStep(params.sampling));
-    if (step == 0) r.ttft_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto now = std::chrono::steady_clock::now();
+    if (step == 0) {
+      r.ttft_seconds = std::chrono::duration<double>(now - t0).count();
+    } else {
+      r.inter_token_seconds.push_back(std::chrono::duration<double>(now - last_token).count());
+    }
+    last_token = now;
     if (std::find(params.eos_ids.begin(), params.eos_ids.end(), id) != params.eos_ids.end()) {
       r.finish_reason = "stop";
       break;

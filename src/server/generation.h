@@ -33,6 +33,7 @@ struct GenerateResult {
   std::vector<std::string> logits_sha256;  // debug: one per generated position
   size_t prefilled = 0;
   double ttft_seconds = 0;      // from the call to the first decoded token
+  std::vector<double> inter_token_seconds;  // between consecutive decoded tokens
   bool cancelled = false;       // the client went away; the result is partial
 };
 

@@ -48,7 +48,8 @@ void Histogram::Render(const std::string& name, const std::string& labels, std::
   *out += name + "_count" + braces + " " + std::to_string(count_) + "\n";
 }
 
-Metrics::Metrics() : ttft_cold_(LatencyBounds()), ttft_reused_(LatencyBounds()) {}
+Metrics::Metrics()
+    : ttft_cold_(LatencyBounds()), ttft_reused_(LatencyBounds()), queue_wait_(LatencyBounds()), inter_token_(LatencyBounds()) {}
 
 void Metrics::Request(const std::string& route, int status, double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -98,6 +99,12 @@ std::string Metrics::Render(const std::string& extra) const {
   out += "# TYPE kvmart_ttft_seconds histogram\n";
   ttft_cold_.Render("kvmart_ttft_seconds", "kv=\"cold\"", &out);
   ttft_reused_.Render("kvmart_ttft_seconds", "kv=\"reused\"", &out);
+  out += "# HELP kvmart_queue_wait_seconds Time a request waited for an engine session.\n";
+  out += "# TYPE kvmart_queue_wait_seconds histogram\n";
+  queue_wait_.Render("kvmart_queue_wait_seconds", "", &out);
+  out += "# HELP kvmart_inter_token_seconds Time between consecutive generated tokens of a request.\n";
+  out += "# TYPE kvmart_inter_token_seconds histogram\n";
+  inter_token_.Render("kvmart_inter_token_seconds", "", &out);
   counter("kvmart_tokens_prefilled_total", "Prompt tokens run through the model.", tokens_prefilled);
   counter("kvmart_tokens_reused_total", "Prompt tokens imported from artifacts instead of prefilled.", tokens_reused);
   counter("kvmart_tokens_generated_total", "Completion tokens generated.", tokens_generated);

@@ -38,6 +38,8 @@ class Metrics {
   // so ids never become label values.
   void Request(const std::string& route, int status, double seconds);
   void Ttft(double seconds, bool reused);
+  void QueueWait(double seconds) { queue_wait_.Observe(seconds); }   // admission wait of a request
+  void InterToken(double seconds) { inter_token_.Observe(seconds); }  // between generated tokens
   void Ledger(const std::string& kind);  // purchase | load | refund | deposit | egress
 
   std::atomic<uint64_t> tokens_prefilled{0};
@@ -61,6 +63,7 @@ class Metrics {
   std::map<std::string, Histogram> latency_;
   std::map<std::string, uint64_t> ledger_;
   Histogram ttft_cold_, ttft_reused_;
+  Histogram queue_wait_, inter_token_;
 };
 
 }  // namespace kvmart::server

@@ -155,6 +155,7 @@ void Account(Context& ctx, const Job& job, const GenerateResult& g) {
   ctx.metrics.tokens_reused.fetch_add(job.plan.reused);
   ctx.metrics.tokens_generated.fetch_add(g.tokens.size());
   if (!g.tokens.empty() || g.finish_reason == "stop") ctx.metrics.Ttft(g.ttft_seconds, job.plan.reused > 0);
+  for (double s : g.inter_token_seconds) ctx.metrics.InterToken(s);
   if (g.cancelled) {
     ctx.metrics.disconnects.fetch_add(1);
     ctx.log.Write("info", "client went away; generation stopped",
@@ -284,7 +285,9 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   auto job = std::make_shared<Job>(Job{&ctx, std::move(parsed).value(), {}, nullptr, {}, ConnectionWatch(hreq),
                                        (chat ? "chatcmpl-" : "cmpl-") + RandomHex(12),
                                        static_cast<int64_t>(std::time(nullptr)), api_key});
+  const auto queued = std::chrono::steady_clock::now();
   auto slot = ctx.admission.Acquire([job] { return job->watch.PeerClosed(); });
+  ctx.metrics.QueueWait(std::chrono::duration<double>(std::chrono::steady_clock::now() - queued).count());
   if (!slot.ok()) {
     if (slot.status().code() == Status::Code::kResourceExhausted) {
       ctx.metrics.rejected_429.fetch_add(1);

@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "model/synth.h"
+#include "../testing/files.h"
 #include "../testing/temp_dir.h"
 
 namespace kvmart {
@@ -15,11 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ReadAll(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void WriteAll(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary | std::ios::trunc) << s; }
+using testing::ReadAll;
+using testing::WriteAll;
 
 class CheckpointTest : public ::testing::Test {
  protected:

@@ -12,16 +12,14 @@
 #include "model/gguf_export.h"
 #include "model/safetensors.h"
 #include "model/synth.h"
+#include "../testing/files.h"
 #include "../testing/temp_dir.h"
 
 namespace kvmart {
 namespace {
 
-std::string ReadAll(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void WriteAll(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary | std::ios::trunc) << s; }
+using testing::ReadAll;
+using testing::WriteAll;
 
 // Rewrites a safetensors file's JSON header with `edit`, keeping its data.
 void EditSafetensorsHeader(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {

@@ -159,6 +159,9 @@ TEST(ServerConcurrency, BatchedAnswersAreBitIdenticalToAnswersAlone) {
   const double seqs = metric("kvmart_engine_pass_sequences_sum") - seqs0;
   ASSERT_GT(passes, 0);
   EXPECT_GT(seqs, passes) << "no forward pass carried two sessions";
+  // Every request's admission wait and every gap between its tokens are observed.
+  EXPECT_GE(metric("kvmart_queue_wait_seconds_count"), 2 * kClients);
+  EXPECT_GE(metric("kvmart_inter_token_seconds_count"), 2 * kClients * 5);
 }
 
 }  // namespace
