@@ -31,6 +31,7 @@ const char* SubCodeName(Status::SubCode subcode) {
     case Status::SubCode::kInsufficientFunds: return "InsufficientFunds";
     case Status::SubCode::kDiskFull: return "DiskFull";
     case Status::SubCode::kDataLoss: return "DataLoss";
+    case Status::SubCode::kKvPagesExhausted: return "KvPagesExhausted";
   }
   return "Unknown";
 }

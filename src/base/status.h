@@ -41,6 +41,7 @@ class [[nodiscard]] Status {
     kInsufficientFunds,  // kResourceExhausted: a balance cannot cover a charge
     kDiskFull,           // kResourceExhausted: the server's storage is full
     kDataLoss,           // kCorruption: stored bytes failed their checksum
+    kKvPagesExhausted,   // kResourceExhausted: every KV page of the engine is in use
   };
 
   Status() = default;
@@ -63,6 +64,9 @@ class [[nodiscard]] Status {
   }
   static Status DiskFull(std::string m) { return {Code::kResourceExhausted, SubCode::kDiskFull, std::move(m)}; }
   static Status DataLoss(std::string m) { return {Code::kCorruption, SubCode::kDataLoss, std::move(m)}; }
+  static Status KvPagesExhausted(std::string m) {
+    return {Code::kResourceExhausted, SubCode::kKvPagesExhausted, std::move(m)};
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -70,6 +74,7 @@ class [[nodiscard]] Status {
   bool IsInsufficientFunds() const { return subcode_ == SubCode::kInsufficientFunds; }
   bool IsDiskFull() const { return subcode_ == SubCode::kDiskFull; }
   bool IsDataLoss() const { return subcode_ == SubCode::kDataLoss; }
+  bool IsKvPagesExhausted() const { return subcode_ == SubCode::kKvPagesExhausted; }
   const std::string& message() const { return message_; }
   // "Corruption: model.safetensors: tensor x: ..." — for logs and CLI output.
   std::string ToString() const;

@@ -50,7 +50,9 @@ StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model,
   o.threads = threads;
   o.max_batch_tokens = max_batch_tokens;
   o.kv_cache_bytes = static_cast<size_t>(kv_cache_gb * 1e9);
-  o.kv_prefault_bytes = o.kv_cache_bytes;  // an explicit size is faulted in at start-up
+  // An explicit size is the pool: faulted in at start-up, and the limit.
+  o.kv_prefault_bytes = o.kv_cache_bytes;
+  o.kv_limit_bytes = o.kv_cache_bytes;
   return Engine::Create(std::move(model), o);
 }
 

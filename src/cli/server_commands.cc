@@ -188,8 +188,9 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   c->add_option("--max-batch-tokens", a->engine.max_batch_tokens,
                 "continuous batching: most new tokens in one forward pass shared by the active sessions (default 512)");
   c->add_option("--kv-cache-gb", a->engine.kv_cache_gb,
-                "KV page memory in GB: allocated and faulted in at start-up, kept between sessions "
-                "(default 0: pages are faulted in on first use and up to a quarter of RAM is kept)");
+                "KV page memory in GB: allocated and faulted in at start-up, the most sessions and resident "
+                "artifacts may use (beyond it: 503 with Retry-After) (default 0: no limit, pages faulted in "
+                "on first use, up to a quarter of RAM kept between sessions)");
   c->add_option("--store", a->store, "artifact store: disk (DIR/store) or memory (lost at exit)")
       ->check(CLI::IsMember({"disk", "memory"}))
       ->capture_default_str();

@@ -12,7 +12,7 @@
 namespace kvmart {
 
 Engine::Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context,
-               size_t kv_cache_bytes)
+               size_t kv_cache_bytes, size_t kv_limit_bytes)
     : model_(std::move(model)), ops_(ops), pool_(std::make_unique<ThreadPool>(threads)), max_context_(max_context) {
   const ModelConfig& mc = model_->config();
   if (kv_cache_bytes == 0) {
@@ -20,7 +20,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t 
     kv_cache_bytes = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 : size_t{1} << 30;
   }
   kv_pages_ = std::make_unique<KvPagePool>(
-      KvCache::PageElements(mc.num_hidden_layers, mc.num_key_value_heads, mc.head_dim), kv_cache_bytes);
+      KvCache::PageElements(mc.num_hidden_layers, mc.num_key_value_heads, mc.head_dim), kv_cache_bytes, kv_limit_bytes);
   // RoPE tables, once, deterministically: angle = pos · theta^(-2i/d) in double,
   // rounded to float. Each entry depends only on (pos, i).
   const ModelConfig& c = model_->config();
@@ -47,7 +47,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mo
   size_t max_ctx = model->config().max_position_embeddings;
   if (o.max_context > 0) max_ctx = std::min(max_ctx, o.max_context);
   auto engine = std::unique_ptr<Engine>(
-      new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes));
+      new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes, o.kv_limit_bytes));
   engine->max_batch_tokens_ = std::max<size_t>(1, o.max_batch_tokens);
   if (o.kv_prefault_bytes != 0) engine->kv_pages_->Prefault(o.kv_prefault_bytes);
   return engine;

@@ -35,6 +35,10 @@ struct EngineOptions {
   // Bytes of pages to allocate and fault in at start-up (a server sets this so
   // its first requests pay no page faults); 0 = none.
   size_t kv_prefault_bytes = 0;
+  // Most bytes of KV pages in use at once (0: no limit). At the limit, a
+  // session that needs a page gets ResourceExhausted (KvPagesExhausted) once
+  // the reclaimer (SetKvReclaimer) has nothing left to free.
+  size_t kv_limit_bytes = 0;
   // Concurrent sessions' forward requests are batched into one pass of at
   // most this many new tokens (a single larger request still runs, alone).
   size_t max_batch_tokens = 512;
@@ -91,6 +95,8 @@ class Engine {
   };
   BatchStats batch_stats() const;
   const KvPagePool& kv_pages() const { return *kv_pages_; }
+  // Called when the page limit is reached; returns false when it freed nothing.
+  void SetKvReclaimer(std::function<bool()> reclaim) { kv_pages_->SetReclaimer(std::move(reclaim)); }
 
  private:
   friend class Session;
@@ -105,7 +111,7 @@ class Engine {
   void ForwardBatch(std::span<ForwardRequest* const> batch);
 
   Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context,
-         size_t kv_cache_bytes);
+         size_t kv_cache_bytes, size_t kv_limit_bytes);
 
   std::shared_ptr<const Model> model_;
   const KernelOps& ops_;

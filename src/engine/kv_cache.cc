@@ -14,18 +14,35 @@ namespace kvmart {
 static_assert(kKvPageTokens % kAttentionPageQuantum == 0 && 256 % kKvPageTokens == 0,
               "a page holds whole attention quanta and an artifact block whole pages");
 
-KvPagePool::KvPagePool(size_t page_elements, size_t keep_bytes)
-    : page_elements_(page_elements), keep_pages_(keep_bytes / std::max<size_t>(1, page_elements * sizeof(uint16_t))) {}
+KvPagePool::KvPagePool(size_t page_elements, size_t keep_bytes, size_t limit_bytes)
+    : page_elements_(page_elements),
+      keep_pages_(keep_bytes / std::max<size_t>(1, page_elements * sizeof(uint16_t))),
+      limit_pages_(limit_bytes / std::max<size_t>(1, page_elements * sizeof(uint16_t))) {}
+
+void KvPagePool::SetReclaimer(std::function<bool()> reclaim) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reclaim_ = std::move(reclaim);
+}
 
 KvPagePool::Page KvPagePool::Acquire() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++in_use_;
-    if (!idle_.empty()) {
-      Page p = std::move(idle_.back());
-      idle_.pop_back();
-      return p;
+  for (;;) {
+    std::function<bool()> reclaim;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (limit_pages_ == 0 || in_use_ < limit_pages_) {
+        ++in_use_;
+        if (!idle_.empty()) {
+          Page p = std::move(idle_.back());
+          idle_.pop_back();
+          return p;
+        }
+        break;
+      }
+      reclaim = reclaim_;
     }
+    // At the limit: free something (outside the lock, since freeing pages
+    // comes back through Release), or give up.
+    if (!reclaim || !reclaim()) return nullptr;
   }
   // Uninitialised: every position is written before attention reads it.
   constexpr size_t kHuge = size_t{2} << 20;
@@ -39,7 +56,9 @@ KvPagePool::Page KvPagePool::Acquire() {
 void KvPagePool::Prefault(size_t bytes) {
   std::vector<Page> pages;
   for (size_t done = 0; done < bytes && pages.size() < keep_pages_; done += page_bytes()) {
-    pages.push_back(Acquire());
+    Page p = Acquire();
+    if (!p) break;
+    pages.push_back(std::move(p));
     std::memset(pages.back().get(), 0, page_bytes());
   }
   while (!pages.empty()) {
@@ -96,7 +115,12 @@ Status KvCache::Reserve(size_t tokens) {
   }
   const size_t block = 2 * kKvPageTokens * head_dim_;  // one (layer, kv head) of a page
   while ((shared_pages() + pages_.size()) * kKvPageTokens < tokens) {
-    pages_.push_back(pool_->Acquire());
+    KvPagePool::Page page = pool_->Acquire();
+    if (!page) {
+      return Status::KvPagesExhausted("every KV page is in use (" + std::to_string(pool_->pages_in_use()) +
+                                      " pages of " + std::to_string(pool_->page_bytes()) + " bytes); retry shortly");
+    }
+    pages_.push_back(std::move(page));
     uint16_t* base = pages_.back().get();
     for (size_t i = 0; i < num_layers_ * kv_heads_; ++i) {
       key_ptrs_[i].push_back(base + i * block);

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -39,7 +40,9 @@ inline constexpr size_t kKvPageTokens = 64;
 // page costs few TLB entries and few faults.
 class KvPagePool {
  public:
-  KvPagePool(size_t page_elements, size_t keep_bytes);
+  // `limit_bytes` (0: none) bounds the pages in use; at the limit, Acquire
+  // first asks the reclaimer (e.g. drop a resident artifact) to free some.
+  KvPagePool(size_t page_elements, size_t keep_bytes, size_t limit_bytes = 0);
   KvPagePool(const KvPagePool&) = delete;
   KvPagePool& operator=(const KvPagePool&) = delete;
 
@@ -47,8 +50,11 @@ class KvPagePool {
     void operator()(uint16_t* p) const { std::free(p); }
   };
   using Page = std::unique_ptr<uint16_t[], FreePage>;
+  // nullptr when the limit is reached and nothing could be reclaimed.
   Page Acquire();
   void Release(Page page);
+  // Called without the pool's lock; returns false when it has nothing left to free.
+  void SetReclaimer(std::function<bool()> reclaim);
   // Allocates and faults in `bytes` of pages now (start-up), so that the first
   // requests pay no page faults either.
   void Prefault(size_t bytes);
@@ -57,8 +63,9 @@ class KvPagePool {
   size_t pages_in_use() const;
 
  private:
-  size_t page_elements_, keep_pages_;
+  size_t page_elements_, keep_pages_, limit_pages_;
   size_t in_use_ = 0;
+  std::function<bool()> reclaim_;
   mutable std::mutex mu_;
   std::vector<Page> idle_;
 };

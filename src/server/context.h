@@ -28,6 +28,9 @@ struct Context {
   std::vector<int32_t> eos_ids;  // <|im_end|>, <|endoftext|>
 
   Context(const ServerOptions& o, ServerParts p);
+  ~Context() { parts.engine->SetKvReclaimer(nullptr); }  // it points at `resident`
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
 };
 
 using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;

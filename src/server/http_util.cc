@@ -25,6 +25,8 @@ HttpStatus HttpStatusFor(const Status& s) {
       // rolled back) is the server's storage, not the caller's rate.
       if (s.IsInsufficientFunds()) return {402, "insufficient_funds"};
       if (s.IsDiskFull()) return {507, "insufficient_storage"};
+      // The engine's KV memory is full for now: the server is busy, not the caller.
+      if (s.IsKvPagesExhausted()) return {503, "unavailable"};
       return {429, "rate_limit_error"};
     case C::kUnimplemented: return {501, "not_implemented"};
     case C::kAborted: return {503, "unavailable"};
@@ -43,6 +45,8 @@ void SendError(httplib::Response& res, int code, std::string_view type, std::str
 
 void SendStatus(httplib::Response& res, const Status& s) {
   const HttpStatus h = HttpStatusFor(s);
+  // Pages free as sessions finish, usually within seconds.
+  if (s.IsKvPagesExhausted()) res.set_header("Retry-After", "1");
   SendError(res, h.code, h.type, s.message());
 }
 

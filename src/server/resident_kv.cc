@@ -36,6 +36,22 @@ void ResidentKv::Erase(const std::string& artifact_id) {
   stats_.artifacts = map_.size();
 }
 
+bool ResidentKv::EvictOldest() {
+  std::shared_ptr<const KvPrefix> victim;  // released after the lock: that frees its pages
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (lru_.empty()) return false;
+    auto it = map_.find(lru_.back());
+    victim = std::move(it->second.prefix);
+    stats_.bytes -= it->second.bytes;
+    map_.erase(it);
+    lru_.pop_back();
+    stats_.evictions += 1;
+    stats_.artifacts = map_.size();
+  }
+  return true;
+}
+
 ResidentKv::Stats ResidentKv::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   Stats s = stats_;

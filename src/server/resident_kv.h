@@ -25,6 +25,9 @@ class ResidentKv {
   std::shared_ptr<const KvPrefix> Find(const std::string& artifact_id);
   void Insert(const std::string& artifact_id, std::shared_ptr<const KvPrefix> prefix, uint64_t bytes);
   void Erase(const std::string& artifact_id);
+  // Drops the least recently used prefix (its pages free once no session
+  // holds them); false when the map is empty.
+  bool EvictOldest();
 
   struct Stats {
     uint64_t artifacts = 0, bytes = 0, attaches = 0, evictions = 0;

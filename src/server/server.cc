@@ -28,6 +28,8 @@ Context::Context(const ServerOptions& o, ServerParts p)
       resident(o.resident_kv_bytes != 0 ? o.resident_kv_bytes : DefaultResidentBytes()),
       admission(o.max_sessions, o.max_queue, &metrics),
       log(&std::cerr) {
+  // Under KV-page pressure, resident artifacts give their pages back first.
+  parts.engine->SetKvReclaimer([this] { return resident.EvictOldest(); });
   profile = ArtifactProfile(parts.engine->model());
   profile_digest = artifact::ProfileDigest(profile);
   profile_digest_hex = ToHex(profile_digest);

@@ -130,5 +130,39 @@ TEST(SharedPrefix, SixteenConcurrentBuyersHoldOneCopyPlusTheirOwnPages) {
   EXPECT_EQ(engine->kv_pages().pages_in_use(), 0u);
 }
 
+// A bounded pool: beyond its pages a session gets KvPagesExhausted (nothing
+// half-written), the reclaimer is asked first, and freed pages serve again.
+TEST(SharedPrefix, ABoundedPoolRefusesCleanlyAndAsksTheReclaimerFirst) {
+  EngineOptions o;
+  o.kernels = SupportedKernelPaths().back();
+  o.threads = 2;
+  auto model = Models().Load("small");
+  const size_t page = KvCache::PageElements(model->config().num_hidden_layers, model->config().num_key_value_heads,
+                                            model->config().head_dim) * 2;
+  o.kv_limit_bytes = 3 * page;
+  auto engine = std::move(Engine::Create(model, o)).value();
+  auto a = engine->NewSession();
+  ASSERT_TRUE(a->Prefill(RandomTextTokens(2 * kKvPageTokens, 3, 151936)).ok());
+  auto b = engine->NewSession();
+  int asked = 0;
+  engine->SetKvReclaimer([&] {
+    ++asked;
+    return false;
+  });
+  Status st = b->Prefill(RandomTextTokens(2 * kKvPageTokens, 4, 151936));
+  EXPECT_EQ(st.code(), Status::Code::kResourceExhausted);
+  EXPECT_TRUE(st.IsKvPagesExhausted()) << st.ToString();
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(b->size(), 0u);  // nothing was appended
+  // A reclaimer that frees the first session's pages lets the second proceed.
+  engine->SetKvReclaimer([&] {
+    if (!a) return false;
+    a.reset();
+    return true;
+  });
+  ASSERT_TRUE(b->Prefill(RandomTextTokens(2 * kKvPageTokens, 4, 151936)).ok());
+  EXPECT_EQ(engine->kv_pages().pages_in_use(), 2u);
+}
+
 }  // namespace
 }  // namespace kvmart

@@ -327,6 +327,41 @@ TEST(ServerResidentKv, LaterLoadsAttachTheResidentCopy) {
   EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
+// KV memory full: a request that needs more pages than are free is answered
+// 503 with Retry-After, its metered load is voided (nothing charged), resident
+// artifacts were given back first, and the server keeps serving.
+TEST(ServerKvPages, ExhaustedPoolAnswers503AndChargesNothing) {
+  // The tiny model's page: 2 layers x 2 kv heads x (K + V) x 64 positions x 32 dims x 2 bytes.
+  const size_t page = 2 * 2 * 2 * 64 * 32 * 2;
+  TestServer srv(Models(), server::ServerOptions{}, nullptr, "", nullptr, 4 * page);
+  auto pub = srv.NewAccount("publisher", "publish");
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  std::vector<int> doc(300);  // 5 pages: more than the whole pool
+  for (int i = 0; i < 300; ++i) doc[i] = 3000 + i;
+  Reply p = srv.Post("/v1/artifacts", {{"tokens", doc}, {"price", {{"per_load", "0.01"}}}}, pub.key);
+  ASSERT_EQ(p.status, 503) << p.text;  // the provider's own prefill does not fit either
+  bool retry = false;
+  for (const auto& [k, v] : p.headers) retry |= (k == "Retry-After" && std::stoi(v) >= 1);
+  EXPECT_TRUE(retry);
+  std::vector<int> small(150);  // 3 pages: fits
+  for (int i = 0; i < 150; ++i) small[i] = 4000 + i;
+  Reply q = srv.Post("/v1/artifacts", {{"tokens", small}, {"price", {{"per_load", "0.01"}}}}, pub.key);
+  ASSERT_EQ(q.status, 201) << q.text;
+  const std::string id = q.body["artifact_id"];
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 3}}, buyer.key).status, 201);
+  const int64_t before = srv.BalanceMicros(buyer.key);
+  // 150 + 200 prompt tokens need 6 pages: refused, load voided.
+  std::vector<int> question(200, 17);
+  Reply r = srv.Post("/v1/completions", {{"prompt", question}, {"max_tokens", 2}, {"kv", {{"artifact", id}}}}, buyer.key);
+  EXPECT_EQ(r.status, 503) << r.text;
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before);
+  // A load that fits still works: the refused one gave its pages back.
+  Reply ok = srv.Post("/v1/completions", {{"prompt", {1, 2, 3}}, {"max_tokens", 2}, {"kv", {{"artifact", id}}}}, buyer.key);
+  EXPECT_EQ(ok.status, 200) << ok.text;
+  EXPECT_EQ(srv.BalanceMicros(buyer.key), before - 10000);
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
+}
+
 TEST_F(ServerBadInput, ClientDisconnectFreesTheSession) {
   json body = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}}}},
                {"max_tokens", 4000}, {"temperature", 0}, {"stream", true}};

@@ -47,10 +47,12 @@ inline SyntheticModels& Models() {
 class TestServer {
  public:
   using StoreWrapper = std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)>;
-  // tokenizer_json: another tokenizer.json for the server than the model's.
+  // tokenizer_json: another tokenizer.json for the server than the model's;
+  // kv_limit_bytes: the engine's KV page limit (0: none).
   using MarketOptionsHook = std::function<void(market::SqliteMarketOptions&)>;
   explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr,
-                      const std::string& tokenizer_json = "", MarketOptionsHook market_options = nullptr) {
+                      const std::string& tokenizer_json = "", MarketOptionsHook market_options = nullptr,
+                      size_t kv_limit_bytes = 0) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.log_requests = std::getenv("KVMART_TEST_LOG") != nullptr;
@@ -59,6 +61,7 @@ class TestServer {
     EngineOptions eo;
     eo.threads = 1;
     eo.kernels = ParseKernelPath("auto").value();
+    eo.kv_limit_bytes = kv_limit_bytes;
     parts.engine = Engine::Create(models.Load("tiny"), eo).value();
     parts.tokenizer =
         tokenizer::Tokenizer::Load(tokenizer_json.empty() ? model_dir_ + "/tokenizer.json" : tokenizer_json).value();
