@@ -1123,13 +1123,7 @@ StatusOr<LoadResult> SqliteMarket::Load(std::string_view api_key, std::string_vi
         return json{{"load", load}, {"entitlement", ent}, {"tokens", l.spec.tokens}, {"charged", MoneyJson(charged)},
                     {"receipt", signed_rc}};
       }));
-  LoadResult out;
-  out.load = r.at("load").get<int64_t>();
-  out.entitlement = r.at("entitlement").get<int64_t>();
-  out.tokens_reused = r.at("tokens").get<int64_t>();
-  out.charged = MoneyFromJson(r.at("charged"));
-  out.receipt = r.at("receipt").get<std::string>();
-  return out;
+  return LoadResultFromJson(r);
 }
 
 StatusOr<std::string> SqliteMarket::ChargeEgress(std::string_view api_key, std::string_view idem,
