@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "common/usage.h"
-#include "market/sqlite_market.h"
+#include "market/sql_market.h"
 
 using namespace kvmart;
 using namespace kvmart::market;
@@ -58,9 +58,9 @@ struct Result {
 Result Run(const std::string& dir, bool full, int threads, int loads_per_thread) {
   std::string path = dir + "/bench-" + std::to_string(full) + "-" + std::to_string(threads) + ".db";
   std::filesystem::remove(path);
-  SqliteMarketOptions opt;
+  MarketOptions opt;
   opt.synchronous_full = full;
-  auto mo = SqliteMarket::Open(path, opt);
+  auto mo = SqlMarket::Open(path, opt);
   if (!mo.ok()) Die(mo.status(), "open");
   auto& m = **mo;
   auto boot = m.Initialize(Currency());

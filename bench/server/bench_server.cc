@@ -19,7 +19,7 @@
 
 #include "common/usage.h"
 #include "engine/engine.h"
-#include "market/sqlite_market.h"
+#include "market/sql_market.h"
 #include "model/synth.h"
 #include "store/store.h"
 #include "server/server.h"
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   const auto question = parts.tokenizer->Encode("\n\nQuestion: what does one metered load cost, and who is paid?\nAnswer:").value();
   char tmpl[] = "/tmp/kvmart-bench-server-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  auto market = market::SqliteMarket::Open(dir + "/market.db", {}).value();
+  auto market = market::SqlMarket::Open(dir + "/market.db", {}).value();
   const std::string admin = market->Initialize(market::Currency()).value().admin_key;
   parts.market = std::move(market);
   store::StoreOptions so;

@@ -2,15 +2,11 @@
 
 namespace kvmart::sqlite {
 
-bool IsBusy(const Status& s) {
-  return s.code() == Status::Code::kAborted && s.message().rfind(kBusyMessage, 0) == 0;
-}
-
 Status Db::Error(int rc, std::string_view what) const {
   int primary = rc & 0xff;
   std::string msg = std::string(what) + ": " + sqlite3_errstr(rc);
   if (db_ != nullptr) msg += std::string(" (") + sqlite3_errmsg(db_.get()) + ")";
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return Status::Aborted(std::string(kBusyMessage) + ": " + msg);
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return sql::Conflict("database busy: " + msg);
   if (primary == SQLITE_CONSTRAINT) return Status::FailedPrecondition("constraint violated: " + msg);
   // A full disk (or a file size limit) is a capacity problem, not an I/O fault;
   // the transaction rolled back, so nothing was written or charged.
@@ -33,6 +29,17 @@ StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool synchronous
   // Fewer, larger checkpoints: each one fsyncs, and a metered load dirties ~10
   // pages, so the default (1000 pages) would checkpoint every ~100 loads.
   KVMART_RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint=8000"));
+  return db;
+}
+
+StatusOr<std::unique_ptr<Db>> Db::OpenReadOnly(const std::string& path, int busy_timeout_ms) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto db = std::make_unique<Db>();
+  db->db_.reset(raw);
+  if (rc != SQLITE_OK) return db->Error(rc, "open " + path);
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
+  sqlite3_extended_result_codes(raw, 1);
   return db;
 }
 
@@ -129,6 +136,47 @@ Status ReadTxn::Begin() {
 
 ReadTxn::~ReadTxn() {
   if (open_) (void)db_->Exec("COMMIT");
+}
+
+namespace {
+
+// sql::Statement over a borrowed Stmt (which resets itself when destroyed).
+class Statement final : public sql::Statement {
+ public:
+  Statement(Db* db, std::unique_ptr<Stmt> st) : db_(db), st_(std::move(st)) {}
+  sql::Statement& Bind(int i, int64_t v) override { st_->Bind(i, v); return *this; }
+  sql::Statement& Bind(int i, std::string_view v) override { st_->Bind(i, v); return *this; }
+  sql::Statement& BindBlob(int i, const void* p, size_t n) override { st_->BindBlob(i, p, n); return *this; }
+  sql::Statement& BindNull(int i) override { st_->BindNull(i); return *this; }
+  using sql::Statement::Bind;
+  StatusOr<bool> Step() override { return st_->Step(); }
+  int64_t Changes() const override { return db_->Changes(); }
+  int64_t Int(int col) const override { return st_->Int(col); }
+  bool IsNull(int col) const override { return st_->IsNull(col); }
+  std::string Text(int col) const override { return st_->Text(col); }
+  std::string Blob(int col) const override { return st_->Blob(col); }
+
+ private:
+  Db* db_;
+  std::unique_ptr<Stmt> st_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path, bool synchronous_full,
+                                                       int busy_timeout_ms) {
+  KVMART_ASSIGN_OR_RETURN(auto db, Db::Open(path, synchronous_full, busy_timeout_ms));
+  return std::make_unique<Connection>(std::move(db));
+}
+
+StatusOr<std::unique_ptr<Connection>> Connection::OpenReadOnly(const std::string& path, int busy_timeout_ms) {
+  KVMART_ASSIGN_OR_RETURN(auto db, Db::OpenReadOnly(path, busy_timeout_ms));
+  return std::make_unique<Connection>(std::move(db));
+}
+
+StatusOr<std::unique_ptr<sql::Statement>> Connection::Prepare(const char* sql) {
+  KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
+  return std::unique_ptr<sql::Statement>(std::make_unique<Statement>(db_.get(), std::move(st)));
 }
 
 }  // namespace kvmart::sqlite

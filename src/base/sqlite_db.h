@@ -1,8 +1,9 @@
 // Thin RAII layer over the SQLite C API: a connection with a cache of prepared
 // statements, a statement handle that resets itself, and an IMMEDIATE transaction
-// that rolls back unless committed. Shared by the market's and the store's SQLite
-// back ends; its own library (kvmart_sqlite), so modules without a database do
-// not link SQLite.
+// that rolls back unless committed. Shared by the store's catalog and the
+// server's database; the market reaches SQLite through Connection below, its
+// implementation of the back-end-neutral base/sql.h. Its own library
+// (kvmart_sqlite), so modules without a database do not link SQLite.
 #pragma once
 
 #include <sqlite3.h>
@@ -14,13 +15,13 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "base/sql.h"
 #include "base/status.h"
 
 namespace kvmart::sqlite {
 
-// SQLITE_BUSY/LOCKED surface as Aborted with this prefix so callers can retry.
-inline constexpr std::string_view kBusyMessage = "database busy";
-bool IsBusy(const Status& s);
+// SQLITE_BUSY/LOCKED surface as sql::Conflict (Aborted) so callers can retry.
+inline bool IsBusy(const Status& s) { return sql::IsRetryable(s); }
 
 struct StmtDeleter {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
@@ -67,11 +68,14 @@ class Db {
  public:
   // Opens (creating) the file, sets WAL, the sync level and busy_timeout.
   static StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool synchronous_full, int busy_timeout_ms);
+  // Opens an existing file read-only (audits): nothing is created or changed.
+  static StatusOr<std::unique_ptr<Db>> OpenReadOnly(const std::string& path, int busy_timeout_ms);
 
   Status Exec(const char* sql);
   // Prepared once per connection and cached, keyed by the SQL text.
   StatusOr<std::unique_ptr<Stmt>> Prepare(const char* sql);
   int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_.get()); }
+  int64_t Changes() const { return sqlite3_changes64(db_.get()); }
   sqlite3* raw() const { return db_.get(); }
   Status Error(int rc, std::string_view what) const;
 
@@ -109,6 +113,26 @@ class ReadTxn {
  private:
   Db* db_;
   bool open_ = false;
+};
+
+// sql::Connection over one Db: the market's SQLite back end.
+class Connection final : public sql::Connection {
+ public:
+  static StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, bool synchronous_full, int busy_timeout_ms);
+  static StatusOr<std::unique_ptr<Connection>> OpenReadOnly(const std::string& path, int busy_timeout_ms);
+  explicit Connection(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+
+  sql::Dialect dialect() const override { return sql::Dialect::kSqlite; }
+  Status Exec(std::string_view sql) override { return db_->Exec(std::string(sql).c_str()); }
+  StatusOr<std::unique_ptr<sql::Statement>> Prepare(const char* sql) override;
+  Status BeginWrite() override { return db_->Exec("BEGIN IMMEDIATE"); }
+  Status BeginRead() override { return db_->Exec("BEGIN"); }
+  // A file does not hang up.
+  bool healthy() const override { return true; }
+  Db* db() const { return db_.get(); }
+
+ private:
+  std::unique_ptr<Db> db_;
 };
 
 }  // namespace kvmart::sqlite

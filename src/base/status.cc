@@ -21,6 +21,7 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kUnimplemented: return "Unimplemented";
     case Status::Code::kInternal: return "Internal";
     case Status::Code::kAborted: return "Aborted";
+    case Status::Code::kUnavailable: return "Unavailable";
   }
   return "Unknown";
 }

@@ -32,6 +32,7 @@ class [[nodiscard]] Status {
     kUnimplemented,
     kInternal,
     kAborted,
+    kUnavailable,  // a back end (database, cluster) cannot be reached now; retry later
   };
 
   // Refinements of a code that callers act on differently. Each belongs to one
@@ -59,6 +60,7 @@ class [[nodiscard]] Status {
   static Status Unimplemented(std::string m) { return {Code::kUnimplemented, std::move(m)}; }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
+  static Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Status InsufficientFunds(std::string m) {
     return {Code::kResourceExhausted, SubCode::kInsufficientFunds, std::move(m)};
   }

@@ -14,7 +14,7 @@ namespace kvmart::cli {
 void RegisterEngineCommands(CLI::App& app, int* exit_code);     // synth export-gguf generate exactness demo
 void RegisterTokenizerCommands(CLI::App& app, int* exit_code);  // tokenize detokenize
 void RegisterArtifactCommands(CLI::App& app, int* exit_code);   // keygen inspect
-void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ...
+void RegisterMarketCommands(CLI::App& app, int* exit_code);     // market ..., admin migrate
 void RegisterPublishCommands(CLI::App& app, int* exit_code);    // publish verify ask
 void RegisterStoreCommands(CLI::App& app, int* exit_code);      // store put|ls|stat|pin|gc|verify
 void RegisterServerCommands(CLI::App& app, int* exit_code);     // serve

@@ -14,6 +14,13 @@ DataDir ResolveDataDir(const std::string& flag, const char* kvmart_home, const c
   return {(base / ".local/share/kvmart").string()};
 }
 
+std::string DataDir::MarketLocation(const std::string& db_flag) const {
+  if (!db_flag.empty()) return db_flag;
+  const char* env = std::getenv("KVMART_DB");
+  if (env != nullptr && *env != '\0') return env;
+  return MarketDb();
+}
+
 DataDir ResolveDataDir(const std::string& flag) {
   return ResolveDataDir(flag, std::getenv("KVMART_HOME"), std::getenv("HOME"));
 }

@@ -1,7 +1,9 @@
 // The data directory every `kvmart` command shares, and the secrets in it.
 //
 //   DIR = --data if given, else $KVMART_HOME, else ~/.local/share/kvmart
-//   DIR/market.db      the market (SQLite)
+//   DIR/market.db      the market (SQLite), unless --db or $KVMART_DB names
+//                      another: a SQLite path or a postgresql:// URL shared
+//                      by many nodes
 //   DIR/provider.key   the provider's receipt-signing key (hex, mode 0600)
 //   DIR/admin.key      the bootstrap admin API key (mode 0600), written by
 //                      whichever of `market init` and `serve` initialises
@@ -24,6 +26,8 @@ namespace kvmart::cli {
 struct DataDir {
   std::string root;
   std::string MarketDb() const { return root + "/market.db"; }
+  // Where the market lives: db_flag if given, else $KVMART_DB, else MarketDb().
+  std::string MarketLocation(const std::string& db_flag) const;
   std::string ProviderKey() const { return root + "/provider.key"; }
   std::string AdminKey() const { return root + "/admin.key"; }
   std::string ArtifactKey() const { return root + "/artifact.key"; }

@@ -20,8 +20,9 @@
 #include "base/sha256.h"
 #include "cli/commands.h"
 #include "cli/data_dir.h"
+#include "base/postgres_db.h"
 #include "market/audit.h"
-#include "market/sqlite_market.h"
+#include "market/sql_market.h"
 
 namespace kvmart::cli {
 
@@ -46,14 +47,15 @@ struct Opts {
   int64_t from = 0, to = INT64_MAX, seconds = 0, load = 0;
   std::string destination, db;
   int64_t period = 3600, period_start = -1;
+  bool check = false;
 };
 
-StatusOr<std::unique_ptr<mk::SqliteMarket>> OpenMarket(const Opts& o, bool create) {
+StatusOr<std::unique_ptr<mk::SqlMarket>> OpenMarket(const Opts& o, bool create) {
   KVMART_ASSIGN_OR_RETURN(mk::ProviderKey key, LoadOrCreateProviderKey(DataDir{o.data}, create));
-  mk::SqliteMarketOptions opt;
+  mk::MarketOptions opt;
   opt.provider_key = key;
   opt.synchronous_full = o.sync_full;
-  return mk::SqliteMarket::Open(o.data + "/market.db", opt);
+  return mk::SqlMarket::Open(DataDir{o.data}.MarketLocation(o.db), opt);
 }
 
 std::string Idem(const Opts& o) {
@@ -120,6 +122,7 @@ CLI::App* Leaf(CLI::App* parent, const std::string& name, const std::string& des
   c->add_flag("--json", o->json_out, "JSON output");
   c->add_option("--key", o->key, "API key (default: $KVMART_API_KEY)");
   c->add_flag("--sync-full", o->sync_full, "fsync every commit (synchronous=FULL)");
+  c->add_option("--db", o->db, "market database: a SQLite file or postgresql://… (default $KVMART_DB, else DIR/market.db)");
   c->callback([o, exit_code, body] {
     o->data = ResolveDataDir(o->data).root;
     if (sodium_init() < 0) {
@@ -430,9 +433,11 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
       if (!k.ok()) return Fail(Status::InvalidArgument("give --public-key, or --data with provider.key"));
       pk = k->PublicKeyHex();
     }
-    const std::string db = o.db.empty() ? DataDir{o.data}.MarketDb() : o.db;
+    const std::string db = DataDir{o.data}.MarketLocation(o.db);
     std::error_code ec;
-    if (!std::filesystem::exists(db, ec)) return Fail(Status::NotFound(db + " does not exist"));
+    if (!postgres::IsPostgresUrl(db) && !std::filesystem::exists(db, ec)) {
+      return Fail(Status::NotFound(db + " does not exist"));
+    }
     auto r = mk::AuditMarketDatabase(db, pk);
     if (!r.ok()) return Fail(r.status());
     json j{{"ok", r->ok()}, {"accounts", r->accounts}, {"transactions", r->transactions}, {"entries", r->entries},
@@ -449,8 +454,32 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
     Emit(o, j, "audit ok: " + counts + "\n");
     return 0;
   });
-  audit->add_option("--db", p->db, "market database (default DIR/market.db)");
   audit->add_option("--public-key", p->public_key, "provider public key (hex); default from --data/provider.key");
+
+  // Schema migrations, run once per deployment before the nodes start (a node
+  // started with an older schema migrates it itself unless told not to; one
+  // with a newer schema than its build refuses to start).
+  CLI::App* admin = app.add_subcommand("admin", "operations on a deployment's shared databases");
+  admin->require_subcommand(1);
+  auto* migrate = Leaf(admin, "migrate", "bring the market database's schema up to this build's version", o, exit_code,
+                       [](const Opts& o) {
+    const std::string db = DataDir{o.data}.MarketLocation(o.db);
+    auto r = mk::SqlMarket::MigrateSchema(db, /*apply=*/!o.check);
+    if (!r.ok()) return Fail(r.status());
+    json j{{"from", r->from}, {"to", r->to}, {"target", r->target}, {"applied", !o.check}};
+    std::string text;
+    if (o.check) {
+      text = r->from == r->target ? "schema is current (version " + std::to_string(r->from) + ")\n"
+                                  : "schema is version " + std::to_string(r->from) + ", this build writes " +
+                                        std::to_string(r->target) + "; run without --check to migrate\n";
+    } else {
+      text = r->from == r->to ? "schema already at version " + std::to_string(r->to) + "\n"
+                              : "migrated schema " + std::to_string(r->from) + " -> " + std::to_string(r->to) + "\n";
+    }
+    Emit(o, j, text);
+    return o.check && r->from != r->target ? 3 : 0;
+  });
+  migrate->add_flag("--check", p->check, "only report the version; exit 3 when a migration is due");
 
   CLI::App* receipt = market->add_subcommand("receipt", "receipts");
   receipt->require_subcommand(1);

@@ -18,7 +18,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/data_dir.h"
-#include "market/sqlite_market.h"
+#include "market/sql_market.h"
 #include "store/memory_store.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
@@ -32,7 +32,7 @@ namespace mk = kvmart::market;
 struct ServeArgs {
   EngineFlags engine;
   std::string data, listen = "127.0.0.1:8080", store = "disk", port_file, model_id = "kvmart";
-  std::string tls_cert, tls_key, export_price_per_gb;
+  std::string tls_cert, tls_key, export_price_per_gb, db;
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
   int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
@@ -89,10 +89,11 @@ int RunServe(const ServeArgs& a) {
 
   auto pkey = LoadOrCreateProviderKey(data, /*create=*/true);
   if (!pkey.ok()) return Fail(pkey.status());
-  mk::SqliteMarketOptions mo;
+  mk::MarketOptions mo;
   mo.provider_key = *pkey;
   mo.reservation_seconds = a.load_reservation;
-  auto market = mk::SqliteMarket::Open(data.MarketDb(), mo);
+  const std::string market_location = data.MarketLocation(a.db);
+  auto market = mk::SqlMarket::Open(market_location, mo);
   if (!market.ok()) return Fail(market.status());
   auto boot = InitializeMarket(**market, mk::Currency(), data);
   if (boot.ok()) {
@@ -179,6 +180,9 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   a->engine.Add(c);
   c->add_option("--data", a->data,
                 "data directory: market, keys, store/ (default $KVMART_HOME, else ~/.local/share/kvmart)");
+  c->add_option("--db", a->db,
+                "market database: a SQLite file or a postgresql:// URL shared by many nodes "
+                "(default $KVMART_DB, else DIR/market.db)");
   c->add_option("--listen", a->listen, "HOST:PORT to listen on (port 0 = any free port)");
   c->add_option("--max-sessions", a->max_sessions,
                 "requests using the engine at once (their steps are batched into shared forward passes)");

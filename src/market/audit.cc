@@ -1,7 +1,5 @@
 #include "market/audit.h"
 
-#include <sqlite3.h>
-
 #include <map>
 #include <memory>
 #include <set>
@@ -10,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/postgres_db.h"
+#include "base/sqlite_db.h"
 #include "market/receipts.h"
 
 namespace kvmart::market {
@@ -17,41 +17,29 @@ namespace {
 
 using nlohmann::json;
 
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using DbPtr = std::unique_ptr<sqlite3, DbClose>;
-using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
-
-// A read-only query; the audit reads whole tables, so no statement cache.
+// A read-only query; the audit reads whole tables once, so the statement
+// cache of the connection is of no use but does no harm.
 class Query {
  public:
-  static StatusOr<Query> Make(sqlite3* db, const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
-      return Status::Corruption(std::string("audit: cannot read the database (") + sqlite3_errmsg(db) + "): " + sql);
+  static StatusOr<Query> Make(sql::Connection* db, const char* text) {
+    auto st = db->Prepare(text);
+    if (!st.ok()) {
+      return Status::Corruption("audit: cannot read the database (" + st.status().ToString() + "): " + text);
     }
-    return Query(StmtPtr(s));
+    return Query(std::move(st).value());
   }
   StatusOr<bool> Next() {
-    int rc = sqlite3_step(s_.get());
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return Status::IOError(std::string("audit: ") + sqlite3_errmsg(sqlite3_db_handle(s_.get())));
+    auto r = s_->Step();
+    if (!r.ok()) return Status::IOError("audit: " + r.status().ToString());
+    return *r;
   }
-  int64_t Int(int c) const { return sqlite3_column_int64(s_.get(), c); }
-  bool Null(int c) const { return sqlite3_column_type(s_.get(), c) == SQLITE_NULL; }
-  std::string Text(int c) const {
-    const unsigned char* t = sqlite3_column_text(s_.get(), c);
-    return t == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(s_.get(), c));
-  }
+  int64_t Int(int c) const { return s_->Int(c); }
+  bool Null(int c) const { return s_->IsNull(c); }
+  std::string Text(int c) const { return s_->Text(c); }
 
  private:
-  explicit Query(StmtPtr s) : s_(std::move(s)) {}
-  StmtPtr s_;
+  explicit Query(std::unique_ptr<sql::Statement> s) : s_(std::move(s)) {}
+  std::unique_ptr<sql::Statement> s_;
 };
 
 struct Account {
@@ -73,7 +61,7 @@ int ReceiptSign(const std::string& kind) { return (kind == "deposit" || kind == 
 
 class Auditor {
  public:
-  Auditor(sqlite3* db, std::string pk) : db_(db), pk_(std::move(pk)) {}
+  Auditor(sql::Connection* db, std::string pk) : db_(db), pk_(std::move(pk)) {}
 
   StatusOr<AuditReport> Run() {
     KVMART_RETURN_IF_ERROR(Begin());
@@ -92,12 +80,8 @@ class Auditor {
  private:
   Status Begin() {
     // One snapshot for the whole audit, even if the server keeps writing.
-    char* err = nullptr;
-    if (sqlite3_exec(db_, "BEGIN", nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string m = err != nullptr ? err : "?";
-      sqlite3_free(err);
-      return Status::IOError("audit: " + m);
-    }
+    Status st = db_->BeginRead();
+    if (!st.ok()) return Status::IOError("audit: " + st.ToString());
     return Status::Ok();
   }
 
@@ -293,7 +277,7 @@ class Auditor {
     return std::string();
   }
 
-  sqlite3* db_;
+  sql::Connection* db_;
   std::string pk_;
   AuditReport rep_;
   std::map<int64_t, Account> accounts_;
@@ -303,12 +287,17 @@ class Auditor {
 
 }  // namespace
 
-StatusOr<AuditReport> AuditMarketDatabase(const std::string& path, const std::string& public_key_hex) {
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
-  DbPtr db(raw);
-  if (rc != SQLITE_OK) return Status::IOError("audit: cannot open " + path + ": " + (raw ? sqlite3_errmsg(raw) : "?"));
-  sqlite3_busy_timeout(db.get(), 10'000);
+StatusOr<AuditReport> AuditMarketDatabase(const std::string& location, const std::string& public_key_hex) {
+  std::unique_ptr<sql::Connection> db;
+  if (postgres::IsPostgresUrl(location)) {
+    auto c = postgres::Connection::Open(location);
+    if (!c.ok()) return Status::IOError("audit: " + c.status().ToString());
+    db = std::move(c).value();
+  } else {
+    auto c = sqlite::Connection::OpenReadOnly(location, 10'000);
+    if (!c.ok()) return Status::IOError("audit: cannot open " + location + ": " + c.status().ToString());
+    db = std::move(c).value();
+  }
   Auditor a(db.get(), public_key_hex);
   return a.Run();
 }

@@ -1,5 +1,6 @@
-// An independent audit of a market database: it reads the SQLite file directly
-// (read-only, without SqliteMarket's code paths) and replays the ledger from its
+// An independent audit of a market database: it reads the tables directly
+// (a read-only SQLite file or one PostgreSQL snapshot, without SqlMarket's
+// code paths) and replays the ledger from its
 // entries, so a bug in the market's own bookkeeping or a hand-edited database
 // cannot vouch for itself.
 //
@@ -39,6 +40,7 @@ struct AuditReport {
 // taken from the database being audited). A database that cannot be read is an
 // error Status; a readable one that breaks an invariant is a report whose
 // `violation` names the first failure.
-StatusOr<AuditReport> AuditMarketDatabase(const std::string& path, const std::string& public_key_hex);
+// location: a SQLite file path or a postgresql:// URL.
+StatusOr<AuditReport> AuditMarketDatabase(const std::string& location, const std::string& public_key_hex);
 
 }  // namespace kvmart::market

@@ -309,7 +309,7 @@ class Market {
   // --- two-phase loads (what the server uses) ---
   // Reserves one load of artifact_id BEFORE any cache lookup: the same
   // authorisation and the same PermissionDenied as Load, but nothing is charged
-  // yet. The hold expires after SqliteMarketOptions::reservation_seconds.
+  // yet. The hold expires after MarketOptions::reservation_seconds.
   virtual StatusOr<LoadHold> ReserveLoad(std::string_view api_key, std::string_view idem,
                                          std::string_view artifact_id) = 0;
   // The buyer got the answer: the hold becomes the charge and the receipt is

@@ -30,6 +30,7 @@ HttpStatus HttpStatusFor(const Status& s) {
       return {429, "rate_limit_error"};
     case C::kUnimplemented: return {501, "not_implemented"};
     case C::kAborted: return {503, "unavailable"};
+    case C::kUnavailable: return {503, "unavailable"};
     default: return {500, "server_error"};
   }
 }

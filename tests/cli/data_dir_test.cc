@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "base/secret_file.h"
-#include "market/sqlite_market.h"
+#include "market/sql_market.h"
 #include "testing/temp_dir.h"
 
 namespace kvmart::cli {
@@ -43,10 +43,10 @@ TEST(DataDirTest, InitializeMarketKeepsTheAdminKeyOrInitialisesNothing) {
   ASSERT_GE(sodium_init(), 0);
   testing::TempDir tmp;
   const DataDir d{tmp.path()};
-  market::SqliteMarketOptions opt;
+  market::MarketOptions opt;
   opt.provider_key = *LoadOrCreateProviderKey(d, true);
   opt.synchronous_full = false;
-  auto m = market::SqliteMarket::Open(d.MarketDb(), opt);
+  auto m = market::SqlMarket::Open(d.MarketDb(), opt);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
 
   // admin.key cannot be written (a directory stands in its place): the

@@ -108,11 +108,11 @@ TEST_F(ConcurrencyTest, ProcessesNeverOverspend) {
     if (pid == 0) {
       close(fds[0]);
       // A child process opens the file itself: connections never cross fork.
-      SqliteMarketOptions opt;
+      MarketOptions opt;
       opt.provider_key = key_;
       opt.clock = clock_.fn();
       opt.synchronous_full = false;
-      auto m = SqliteMarket::Open(dir_.Sub("market.db"), opt);
+      auto m = SqlMarket::Open(Location(), opt);
       Tally t{-1, -1, -1};
       if (m.ok()) t = Work(m->get(), buyer_key_, art, "p" + std::to_string(i));
       bool ok = write(fds[1], &t, sizeof t) == static_cast<ssize_t>(sizeof t);

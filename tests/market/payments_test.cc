@@ -117,11 +117,11 @@ TEST_F(PaymentsTest, TheSchemaRefusesASecondResolution) {
   ASSERT_OK(h);
   ASSERT_OK(market_->PostLoad(buyer_key_, "p", h->load));
   // Bypass the C++ checks: the database itself refuses.
-  auto db = sqlite::Db::Open(dir_.Sub("market.db"), false, 1000);
+  auto db = db_->Raw();
   ASSERT_OK(db);
-  EXPECT_FALSE((*db)->Exec(("UPDATE loads SET state='voided' WHERE id=" + std::to_string(h->load)).c_str()).ok());
-  EXPECT_FALSE((*db)->Exec(("INSERT INTO load_resolutions(load_id, outcome, resolved_at) VALUES(" +
-                            std::to_string(h->load) + ", 'voided', 0)").c_str()).ok());
+  EXPECT_FALSE((*db)->Exec("UPDATE loads SET state='voided' WHERE id=" + std::to_string(h->load)).ok());
+  EXPECT_FALSE((*db)->Exec("INSERT INTO load_resolutions(load_id, outcome, resolved_at) VALUES(" +
+                           std::to_string(h->load) + ", 'voided', 0)").ok());
   ASSERT_OK(market_->CheckInvariants());
 }
 

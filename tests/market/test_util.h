@@ -1,5 +1,10 @@
-// Shared fixtures for market tests: a fresh SQLite market in a temp directory,
-// a controllable clock, and a ledger snapshot to prove "nothing changed".
+// Shared fixtures for market tests: a fresh market database, a controllable
+// clock, and a ledger snapshot to prove "nothing changed".
+//
+// One suite, two back ends: the same binary runs once per back end, chosen by
+// $KVMART_TEST_MARKET_BACKEND (sqlite, the default, or postgres; CTest
+// registers both runs). On PostgreSQL each test gets a schema of its own on
+// the suite's server (tests/testing/postgres.sh), dropped when it ends.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,8 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "market/sqlite_market.h"
+#include "base/postgres_db.h"
+#include "base/sqlite_db.h"
+#include "market/sql_market.h"
 #include "testing/temp_dir.h"
+
+#include <sodium.h>
+
+#include <fstream>
 
 namespace kvmart::market::testing {
 
@@ -49,6 +60,87 @@ class TempDir : public ::kvmart::testing::TempDir {
   TempDir() : ::kvmart::testing::TempDir(TestTempBase()) {}
 };
 
+enum class Backend { kSqlite, kPostgres };
+
+inline Backend TestBackend() {
+  const char* b = std::getenv("KVMART_TEST_MARKET_BACKEND");
+  return b != nullptr && std::string_view(b) == "postgres" ? Backend::kPostgres : Backend::kSqlite;
+}
+
+// The suite's PostgreSQL server: $KVMART_TEST_POSTGRES_URL, else the URL that
+// tests/testing/postgres.sh wrote into the build tree. Its absence is an error,
+// never a skip.
+inline StatusOr<std::string> TestPostgresUrl() {
+  const char* env = std::getenv("KVMART_TEST_POSTGRES_URL");
+  if (env != nullptr && *env != '\0') return std::string(env);
+  const std::string file = std::string(KVMART_BINARY_DIR) + "/testing/postgres/url";
+  std::ifstream in(file);
+  std::string url;
+  if (!(in >> url) || url.empty()) {
+    return Status::Unavailable("no test PostgreSQL server: " + file +
+                               " is missing (ctest starts one through tests/testing/postgres.sh; or set "
+                               "KVMART_TEST_POSTGRES_URL)");
+  }
+  return url;
+}
+
+// One market database for one test: a file in the test's temp directory
+// (SQLite) or a schema of its own on the suite's server (PostgreSQL).
+class TestDatabase {
+ public:
+  static StatusOr<std::unique_ptr<TestDatabase>> Create(const ::kvmart::testing::TempDir& dir,
+                                                        Backend backend = TestBackend()) {
+    auto db = std::unique_ptr<TestDatabase>(new TestDatabase());
+    db->backend_ = backend;
+    if (backend == Backend::kSqlite) {
+      db->location_ = dir.Sub("market.db");
+      return db;
+    }
+    KVMART_ASSIGN_OR_RETURN(db->server_url_, TestPostgresUrl());
+    KVMART_ASSIGN_OR_RETURN(db->admin_, postgres::Connection::Open(db->server_url_));
+    unsigned char r[6];
+    randombytes_buf(r, sizeof r);
+    db->schema_ = "t" + std::to_string(::getpid()) + "_";
+    for (unsigned char c : r) db->schema_ += "0123456789abcdef"[c >> 4], db->schema_ += "0123456789abcdef"[c & 15];
+    KVMART_RETURN_IF_ERROR(db->admin_->Exec("CREATE SCHEMA " + db->schema_));
+    db->location_ = db->server_url_ + "?options=-csearch_path%3D" + db->schema_;
+    return db;
+  }
+  ~TestDatabase() {
+    if (admin_ != nullptr && admin_->healthy()) (void)admin_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
+  }
+
+  Backend backend() const { return backend_; }
+  const std::string& location() const { return location_; }
+
+  // Empty again, as if just created.
+  Status Recreate() {
+    if (backend_ == Backend::kSqlite) {
+      std::error_code ec;
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(location_ + suffix, ec);
+      return Status::Ok();
+    }
+    KVMART_RETURN_IF_ERROR(admin_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE"));
+    return admin_->Exec("CREATE SCHEMA " + schema_);
+  }
+
+  // A connection beside the market's, to read or tamper with the tables.
+  StatusOr<std::unique_ptr<sql::Connection>> Raw() const {
+    if (backend_ == Backend::kSqlite) {
+      KVMART_ASSIGN_OR_RETURN(auto c, sqlite::Connection::Open(location_, false, 1000));
+      return std::unique_ptr<sql::Connection>(std::move(c));
+    }
+    KVMART_ASSIGN_OR_RETURN(auto c, postgres::Connection::Open(location_));
+    return std::unique_ptr<sql::Connection>(std::move(c));
+  }
+
+ private:
+  TestDatabase() = default;
+  Backend backend_ = Backend::kSqlite;
+  std::string location_, server_url_, schema_;
+  std::unique_ptr<postgres::Connection> admin_;
+};
+
 struct Clock {
   std::shared_ptr<std::atomic<int64_t>> now = std::make_shared<std::atomic<int64_t>>(1'700'000'000);
   std::function<int64_t()> fn() const {
@@ -64,11 +156,16 @@ class MarketFixture : public ::testing::Test {
 
   void Reopen(bool fresh = true) {
     market_.reset();
-    SqliteMarketOptions opt = options_;
+    if (db_ == nullptr) {
+      auto db = TestDatabase::Create(dir_);
+      ASSERT_TRUE(db.ok()) << db.status().ToString();
+      db_ = std::move(db).value();
+    }
+    MarketOptions opt = options_;
     opt.provider_key = key_;
     opt.clock = clock_.fn();
     opt.synchronous_full = false;  // tests need speed, not power-loss safety
-    auto m = SqliteMarket::Open(dir_.Sub("market.db"), opt);
+    auto m = SqlMarket::Open(db_->location(), opt);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     market_ = std::move(m).value();
     if (!fresh) return;
@@ -129,11 +226,15 @@ class MarketFixture : public ::testing::Test {
     return out;
   }
 
+  const std::string& Location() const { return db_->location(); }
+  Backend backend() const { return db_->backend(); }
+
   TempDir dir_;
+  std::unique_ptr<TestDatabase> db_;  // after dir_: a SQLite file lives in it
   Clock clock_;
-  SqliteMarketOptions options_;  // policy knobs a test sets before Reopen
+  MarketOptions options_;  // policy knobs a test sets before Reopen
   ProviderKey key_ = ProviderKey::Generate();
-  std::unique_ptr<SqliteMarket> market_;
+  std::unique_ptr<SqlMarket> market_;
   std::string admin_, publisher_key_, buyer_key_, last_key_;
   AccountId provider_ = 0, publisher_ = 0, buyer_ = 0;
   int64_t last_key_id_ = 0;

@@ -22,7 +22,7 @@ class Payment402 : public ::testing::Test {
   void SetUp() override {
     now_->store(static_cast<int64_t>(std::time(nullptr)));
     auto now = now_;
-    srv_ = std::make_unique<TestServer>(Models(), server::ServerOptions{}, nullptr, "", [now](market::SqliteMarketOptions& o) {
+    srv_ = std::make_unique<TestServer>(Models(), server::ServerOptions{}, nullptr, "", [now](market::MarketOptions& o) {
       o.clock = [now] { return now->load(); };
     });
     pub_ = srv_->NewAccount("publisher", "publish");
@@ -212,7 +212,7 @@ namespace {
 // Payouts and statements over HTTP: bad input is a clear error and moves
 // nothing; a retry replays; the statement balances from opening to closing.
 TEST(ServerPayouts, PayoutsAndStatementsOverHttp) {
-  TestServer srv(Models(), server::ServerOptions{}, nullptr, "", [](market::SqliteMarketOptions& o) {
+  TestServer srv(Models(), server::ServerOptions{}, nullptr, "", [](market::MarketOptions& o) {
     o.payout_hold_seconds = 0;
     o.min_payout_micros = 100'000;
   });

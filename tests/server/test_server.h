@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "engine/engine.h"
-#include "market/sqlite_market.h"
+#include "market/sql_market.h"
 #include "store/store.h"
 #include "server/server.h"
 #include "testing/synthetic_model.h"
@@ -49,7 +49,7 @@ class TestServer {
   using StoreWrapper = std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)>;
   // tokenizer_json: another tokenizer.json for the server than the model's;
   // kv_limit_bytes: the engine's KV page limit (0: none).
-  using MarketOptionsHook = std::function<void(market::SqliteMarketOptions&)>;
+  using MarketOptionsHook = std::function<void(market::MarketOptions&)>;
   explicit TestServer(SyntheticModels& models, server::ServerOptions options = {}, StoreWrapper wrap = nullptr,
                       const std::string& tokenizer_json = "", MarketOptionsHook market_options = nullptr,
                       size_t kv_limit_bytes = 0) {
@@ -65,9 +65,9 @@ class TestServer {
     parts.engine = Engine::Create(models.Load("tiny"), eo).value();
     parts.tokenizer =
         tokenizer::Tokenizer::Load(tokenizer_json.empty() ? model_dir_ + "/tokenizer.json" : tokenizer_json).value();
-    market::SqliteMarketOptions mo;
+    market::MarketOptions mo;
     if (market_options) market_options(mo);
-    auto market = market::SqliteMarket::Open(tmp_.Sub("market.db"), mo).value();
+    auto market = market::SqlMarket::Open(tmp_.Sub("market.db"), mo).value();
     auto boot = market->Initialize(market::Currency()).value();
     admin_key_ = boot.admin_key;
     provider_key_ = boot.provider_public_key;

@@ -1,19 +1,25 @@
-// The SQLite back end of Market: one file, WAL journal, durable commits.
+// The market's ledger logic on SQL, written once for both back ends
+// (base/sql.h):
+//   - SQLite (a file path: the embedded default, one machine);
+//   - PostgreSQL (a postgresql:// URL: many stateless nodes, one ledger).
 //
-// Durability: WAL with synchronous=NORMAL by default. Every COMMIT has written
-// its frames to the WAL before it returns, so an acknowledged load survives a
-// crash of the process, and a transaction is always all-or-nothing; the WAL is
-// fsynced at each checkpoint. What NORMAL gives up is the last commits since the
-// previous fsync on an OS crash or power loss (the ledger stays consistent, just
-// earlier). FULL (synchronous_full = true) fsyncs at every commit and survives
-// power loss, at one fsync per load: on the development disk that caps a single
-// writer at a few hundred to ~2,000 commits/s, below the 2,000 loads/s target,
-// so it is the option for deployments with a fast-fsync (NVMe/battery) disk.
+// SQLite durability: WAL with synchronous=NORMAL by default. Every COMMIT has
+// written its frames to the WAL before it returns, so an acknowledged load
+// survives a crash of the process, and a transaction is always all-or-nothing;
+// the WAL is fsynced at each checkpoint. What NORMAL gives up is the last
+// commits since the previous fsync on an OS crash or power loss (the ledger
+// stays consistent, just earlier). FULL (synchronous_full = true) fsyncs at
+// every commit and survives power loss, at one fsync per load. PostgreSQL's
+// durability is the server's (synchronous_commit, fsync, replication).
 // docs/MARKET.md and docs/PERFORMANCE.md give the figures.
 //
-// Concurrency: each call borrows a connection from a small pool (threads) and
-// every write runs under BEGIN IMMEDIATE with busy_timeout and a bounded retry,
-// so several threads and several processes may share one file safely.
+// Concurrency: each call borrows a connection from a small pool (threads).
+// SQLite writes run under BEGIN IMMEDIATE with busy_timeout; PostgreSQL writes
+// run SERIALIZABLE. Either way a transaction the database could not serialise
+// is run again whole (bounded, with jittered backoff), so threads, processes
+// and nodes may share one ledger safely. Balances and entitlements are read
+// inside the transaction that spends them, on the one primary the URL names:
+// never from a replica.
 #pragma once
 
 #include <functional>
@@ -26,19 +32,23 @@
 #include "market/pricing.h"
 #include "market/receipts.h"
 
-namespace kvmart::sqlite {
-class Db;
-}
-
 namespace kvmart::market {
 
-struct SqliteMarketOptions {
+struct MarketOptions {
   ProviderKey provider_key = ProviderKey::Generate();  // signs receipts
   CostModel cost_model;
   FeeSchedule fees;
   bool synchronous_full = false;  // see the durability note above
   int busy_timeout_ms = 10'000;
+  // Retries of a transaction that met a busy database (SQLite) or a
+  // serialisation failure (PostgreSQL) before the call gives up with Aborted.
   int max_busy_retries = 50;
+  // PostgreSQL: how long dialling the server may take.
+  int connect_timeout_seconds = 5;
+  // Open brings an older schema up to date; false refuses it instead (nodes
+  // of a fleet leave that to `kvmart admin migrate`). A newer schema than the
+  // build's is always refused.
+  bool migrate = true;
   // How long a reserved load may stay pending before the sweeper voids it
   // (a crashed server's holds are released at the next Open after this).
   int64_t reservation_seconds = 900;
@@ -54,14 +64,26 @@ struct SqliteMarketOptions {
   std::function<int64_t()> clock;
 };
 
-class SqliteMarket final : public Market {
- public:
-  // Opens or creates the database at path and migrates its schema. A database
-  // already bound to another provider key is refused (FailedPrecondition).
-  static StatusOr<std::unique_ptr<SqliteMarket>> Open(const std::string& path, SqliteMarketOptions options);
-  ~SqliteMarket() override;
+// What `kvmart admin migrate` did: schema versions before and after.
+struct SchemaMigration {
+  int64_t from = 0;
+  int64_t to = 0;
+  int64_t target = 0;  // this build's version
+};
 
-  // Schema version this build writes (PRAGMA user_version).
+class SqlMarket final : public Market {
+ public:
+  // Opens (creating) the market at `location` — a SQLite file path or a
+  // postgresql:// URL — and migrates its schema. A database already bound to
+  // another provider key is refused (FailedPrecondition); an unreachable
+  // server is Unavailable.
+  static StatusOr<std::unique_ptr<SqlMarket>> Open(const std::string& location, MarketOptions options);
+  // Reads the schema version and, when `apply`, migrates it to this build's.
+  static StatusOr<SchemaMigration> MigrateSchema(const std::string& location, bool apply);
+  ~SqlMarket() override;
+
+  // Schema version this build writes (SQLite: PRAGMA user_version; PostgreSQL:
+  // the schema_version table).
   static constexpr int kSchemaVersion = 2;
 
   using Market::Initialize;
@@ -106,8 +128,8 @@ class SqliteMarket final : public Market {
   StatusOr<Listing> PublicListing(std::string_view artifact_id) override;
   Status CheckInvariants() override;
 
-  struct Impl;  // defined in sqlite_market.cc; only Open can make one
-  explicit SqliteMarket(std::unique_ptr<Impl> impl);
+  struct Impl;  // defined in sql_market.cc; only Open can make one
+  explicit SqlMarket(std::unique_ptr<Impl> impl);
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -7,9 +7,9 @@
 namespace kvmart::market::testing {
 namespace {
 
-class SqliteMarketTest : public MarketFixture {};
+class MarketTest : public MarketFixture {};
 
-TEST_F(SqliteMarketTest, MeteredPurchaseAndLoadsMoveMoneyAndReceiptsVerify) {
+TEST_F(MarketTest, MeteredPurchaseAndLoadsMoveMoneyAndReceiptsVerify) {
   const std::string art = ArtifactId(1);
   List(art, 1000, 4096);
   ASSERT_OK(market_->Deposit(admin_, "d1", buyer_, Usd(2500)));
@@ -67,7 +67,7 @@ TEST_F(SqliteMarketTest, MeteredPurchaseAndLoadsMoveMoneyAndReceiptsVerify) {
   EXPECT_TRUE(market_->Statement(buyer_key_, buyer_, 0, 1)->empty());
 }
 
-TEST_F(SqliteMarketTest, BundleAndUnlimitedArePrepaidAndExpire) {
+TEST_F(MarketTest, BundleAndUnlimitedArePrepaidAndExpire) {
   const std::string art = ArtifactId(2);
   List(art, 100);
   ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(100'000)));
@@ -94,7 +94,7 @@ TEST_F(SqliteMarketTest, BundleAndUnlimitedArePrepaidAndExpire) {
   ASSERT_OK(market_->CheckInvariants());
 }
 
-TEST_F(SqliteMarketTest, DefaultPriceComesFromTheCostModel) {
+TEST_F(MarketTest, DefaultPriceComesFromTheCostModel) {
   PriceSpec p;
   p.artifact_id = ArtifactId(3);
   p.tokens = 10'000;
@@ -108,7 +108,7 @@ TEST_F(SqliteMarketTest, DefaultPriceComesFromTheCostModel) {
   EXPECT_CODE(market_->GetQuote(buyer_key_, {p.artifact_id, PurchaseKind::kBundle, 1}), kFailedPrecondition);
 }
 
-TEST_F(SqliteMarketTest, EgressIsChargedOnceRoundedUpToTheProvider) {
+TEST_F(MarketTest, EgressIsChargedOnceRoundedUpToTheProvider) {
   const std::string art = ArtifactId(9);
   List(art, 500);
   ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1000)));
@@ -138,7 +138,7 @@ TEST_F(SqliteMarketTest, EgressIsChargedOnceRoundedUpToTheProvider) {
   ASSERT_OK(market_->CheckInvariants());
 }
 
-TEST_F(SqliteMarketTest, FailedLoadIsRefundedOnceAndRestoresTheEntitlement) {
+TEST_F(MarketTest, FailedLoadIsRefundedOnceAndRestoresTheEntitlement) {
   const std::string art = ArtifactId(4);
   List(art, 500);
   ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1000)));
@@ -169,7 +169,7 @@ TEST_F(SqliteMarketTest, FailedLoadIsRefundedOnceAndRestoresTheEntitlement) {
   ASSERT_OK(market_->CheckInvariants());
 }
 
-TEST_F(SqliteMarketTest, IdempotentRetryMovesNoMoneyAndConflictingReuseIsRejected) {
+TEST_F(MarketTest, IdempotentRetryMovesNoMoneyAndConflictingReuseIsRejected) {
   const std::string art = ArtifactId(5);
   List(art, 100);
   auto d1 = market_->Deposit(admin_, "dep", buyer_, Usd(1000));
@@ -207,7 +207,7 @@ TEST_F(SqliteMarketTest, IdempotentRetryMovesNoMoneyAndConflictingReuseIsRejecte
   EXPECT_CODE(market_->Deposit(admin_, "", buyer_, Usd(1)), kInvalidArgument);
 }
 
-TEST_F(SqliteMarketTest, BadInputLeavesTheLedgerUnchanged) {
+TEST_F(MarketTest, BadInputLeavesTheLedgerUnchanged) {
   const std::string art = ArtifactId(6);
   List(art, 100);
   ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1000)));
@@ -262,7 +262,7 @@ TEST_F(SqliteMarketTest, BadInputLeavesTheLedgerUnchanged) {
   ASSERT_OK(market_->CheckInvariants());
 }
 
-TEST_F(SqliteMarketTest, StorageIsBilledToThePublisherAndCannotOverdraw) {
+TEST_F(MarketTest, StorageIsBilledToThePublisherAndCannotOverdraw) {
   const std::string art = ArtifactId(9);
   List(art, 100);  // 1 GB stored
   auto before = Snapshot();
@@ -278,7 +278,7 @@ TEST_F(SqliteMarketTest, StorageIsBilledToThePublisherAndCannotOverdraw) {
   ASSERT_OK(market_->CheckInvariants());
 }
 
-TEST_F(SqliteMarketTest, CreditLimitAllowsABoundedNegativeBalance) {
+TEST_F(MarketTest, CreditLimitAllowsABoundedNegativeBalance) {
   const std::string art = ArtifactId(10);
   List(art, 300);
   MakeAccount("credit", kScopeBuy, /*credit=*/500);
@@ -292,12 +292,14 @@ TEST_F(SqliteMarketTest, CreditLimitAllowsABoundedNegativeBalance) {
 // The admin key exists only in Initialize's result: if keeping it fails, the
 // market must stay uninitialised so that a second Initialize can hand out
 // (and keep) a new one, instead of a market nobody can administer.
-TEST(SqliteMarketInitialize, AFailedKeepLeavesTheMarketUninitialised) {
+TEST(MarketInitialize, AFailedKeepLeavesTheMarketUninitialised) {
   TempDir dir;
-  SqliteMarketOptions opt;
+  auto db = TestDatabase::Create(dir);
+  ASSERT_OK(db);
+  MarketOptions opt;
   opt.provider_key = ProviderKey::Generate();
   opt.synchronous_full = false;
-  auto m = SqliteMarket::Open(dir.Sub("market.db"), opt);
+  auto m = SqlMarket::Open((*db)->location(), opt);
   ASSERT_OK(m);
   std::string seen;
   auto failed = (*m)->Initialize(Currency(), [&](const Bootstrap& b) {
@@ -320,7 +322,7 @@ TEST(SqliteMarketInitialize, AFailedKeepLeavesTheMarketUninitialised) {
   EXPECT_CODE((*m)->Initialize(Currency()), kAlreadyExists);
 }
 
-TEST_F(SqliteMarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
+TEST_F(MarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
   const std::string art = ArtifactId(11);
   List(art, 100);
   ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1000)));
@@ -331,8 +333,8 @@ TEST_F(SqliteMarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
   ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1000)));
   EXPECT_EQ(Balance(buyer_).micros(), 1000);
   // A different provider key is refused for this file.
-  SqliteMarketOptions opt;
-  EXPECT_CODE(SqliteMarket::Open(dir_.Sub("market.db"), opt), kFailedPrecondition);
+  MarketOptions opt;
+  EXPECT_CODE(SqlMarket::Open(Location(), opt), kFailedPrecondition);
 }
 
 }  // namespace
