@@ -186,7 +186,15 @@ StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& url, i
   return c;
 }
 
-bool Connection::healthy() const { return !broken_ && PQstatus(conn_.get()) == CONNECTION_OK; }
+bool Connection::healthy() const {
+  if (broken_) return false;
+  // Reads whatever the server sent while the connection sat idle, without
+  // blocking: a server that restarted or killed this session has sent its
+  // FATAL notice and closed the socket, and the connection turns bad here,
+  // before a transaction is tried on it.
+  if (PQconsumeInput(conn_.get()) == 0) broken_ = true;
+  return !broken_ && PQstatus(conn_.get()) == CONNECTION_OK;
+}
 
 Status Connection::Error(const PGresult* res, std::string_view what) {
   const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;

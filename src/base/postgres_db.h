@@ -64,7 +64,7 @@ class Connection final : public sql::Connection {
   };
   std::unique_ptr<PGconn, PgConnDeleter> conn_;
   std::unordered_map<std::string, Prepared> cache_;
-  bool broken_ = false;
+  mutable bool broken_ = false;  // healthy() notices a hang-up while idle
 };
 
 }  // namespace kvmart::postgres

@@ -375,6 +375,12 @@ class Market {
   // the sum of its pending loads, and every two-phase load is resolved at most
   // once (exactly once when it is no longer pending).
   virtual Status CheckInvariants() = 0;
+
+  // One round trip to the database the market lives in (readiness probes):
+  // Unavailable when its server cannot be reached.
+  virtual Status CheckHealth() = 0;
+  // Where the market lives, for operators: a file path, or a URL without its password.
+  virtual std::string Backend() const = 0;
 };
 
 }  // namespace kvmart::market

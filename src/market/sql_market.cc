@@ -497,10 +497,12 @@ struct SqlMarket::Impl {
   StatusOr<Lease> Acquire() {
     {
       std::lock_guard<std::mutex> lock(mu);
-      if (!idle.empty()) {
+      // Connections the server hung up on while idle (a restart) are dropped
+      // here, so the first call after the database is back succeeds.
+      while (!idle.empty()) {
         auto db = std::move(idle.back());
         idle.pop_back();
-        return Lease(this, std::move(db));
+        if (db->healthy()) return Lease(this, std::move(db));
       }
     }
     KVMART_ASSIGN_OR_RETURN(auto db, Dial());
@@ -1088,8 +1090,16 @@ std::string Describe(const std::string& location) {
   const size_t scheme = location.find("://") + 3;
   const size_t at = location.find('@', scheme);
   const size_t colon = location.find(':', scheme);
-  if (at == std::string::npos || colon == std::string::npos || colon > at) return location;
-  return location.substr(0, colon + 1) + "***" + location.substr(at);
+  std::string out = location;
+  if (at != std::string::npos && colon != std::string::npos && colon < at) {
+    out = location.substr(0, colon + 1) + "***" + location.substr(at);
+  }
+  // A password may also come as a query parameter.
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    const size_t end = out.find('&', p);
+    out.replace(p + 9, (end == std::string::npos ? out.size() : end) - (p + 9), "***");
+  }
+  return out;
 }
 
 }  // namespace
@@ -1938,6 +1948,16 @@ StatusOr<AccountStatement> SqlMarket::GetStatement(std::string_view api_key, Acc
     }
     return s;
   });
+}
+
+Status SqlMarket::CheckHealth() {
+  KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
+  KVMART_ASSIGN_OR_RETURN(auto st, lease.get()->Prepare("SELECT 1"));
+  return st->Run();
+}
+
+std::string SqlMarket::Backend() const {
+  return std::string(impl_->dialect == sql::Dialect::kPostgres ? "postgresql " : "sqlite ") + Describe(impl_->location);
 }
 
 Status SqlMarket::CheckInvariants() {

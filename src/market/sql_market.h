@@ -127,6 +127,8 @@ class SqlMarket final : public Market {
   StatusOr<AccountStatement> GetStatement(std::string_view api_key, AccountId account, int64_t from, int64_t to) override;
   StatusOr<Listing> PublicListing(std::string_view artifact_id) override;
   Status CheckInvariants() override;
+  Status CheckHealth() override;
+  std::string Backend() const override;
 
   struct Impl;  // defined in sql_market.cc; only Open can make one
   explicit SqlMarket(std::unique_ptr<Impl> impl);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <thread>
 
@@ -207,12 +208,21 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
     SendJson(res, {{"status", "ok"}});
   });
   AddRoute(http, ctx, "GET", "/readyz", "/readyz", [&ctx](const httplib::Request&, httplib::Response& res) {
-    // The engine, store and market are in-process and opened before Bind, so a
-    // listening server is ready; report the load so balancers can shed.
-    SendJson(res, {{"status", "ready"},
-                   {"model", ctx.options.model_id},
-                   {"queue_depth", ctx.metrics.queue_depth.load()},
-                   {"active_sessions", ctx.metrics.active_sessions.load()}});
+    // The engine and store are in-process and opened before Bind; the market
+    // may live on a database server, so it is asked (one round trip). Not
+    // ready while it cannot be reached: a balancer sends requests elsewhere.
+    const auto started = std::chrono::steady_clock::now();
+    const Status market = ctx.parts.market->CheckHealth();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    json body{{"status", market.ok() ? "ready" : "unavailable"},
+              {"model", ctx.options.model_id},
+              {"queue_depth", ctx.metrics.queue_depth.load()},
+              {"active_sessions", ctx.metrics.active_sessions.load()},
+              {"backends", {{"market", {{"backend", ctx.parts.market->Backend()},
+                                        {"ok", market.ok()},
+                                        {"ms", std::round(ms * 1000.0) / 1000.0}}}}}};
+    if (!market.ok()) body["backends"]["market"]["error"] = market.ToString();
+    SendJson(res, body, market.ok() ? 200 : 503);
   });
   AddRoute(http, ctx, "GET", "/metrics", "/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
     res.set_content(ctx.metrics.Render(StoreMetricsText(ctx) + EngineMetricsText(ctx)), "text/plain; version=0.0.4");

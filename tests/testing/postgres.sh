@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# postgres.sh start|stop|url STATE_DIR
+# postgres.sh start|stop|pause|resume|url STATE_DIR
 # A throw-away PostgreSQL server for the test suite, on loopback only.
 #
 #   start: initdb a fresh cluster, start it on a free 127.0.0.1 port (and a
@@ -8,6 +8,8 @@
 #          not installed (`make setup` installs it): tests that need it never
 #          turn into skips.
 #   stop:  stops that server and removes its cluster.
+#   pause / resume: stops the server (fast shutdown: sessions are cut) and
+#          starts it again on the same port, for tests of a database outage.
 #   url:   prints the URL.
 #
 # PostgreSQL refuses to run as root, so under root the cluster belongs to the
@@ -19,7 +21,7 @@ set -euo pipefail
 cmd="${1:-}"
 state="${2:-}"
 if [ -z "$cmd" ] || [ -z "$state" ]; then
-  echo "usage: postgres.sh start|stop|url STATE_DIR" >&2
+  echo "usage: postgres.sh start|stop|pause|resume|url STATE_DIR" >&2
   exit 2
 fi
 
@@ -97,11 +99,20 @@ EOF
     case "$cluster" in /tmp/kvmart-test-pg.*) rm -rf "$cluster" ;; esac
     rm -f "$state/pgdata_path" "$state/url"
     ;;
+  pause | resume)
+    cluster=$(cat "$state/pgdata_path")
+    bin=$(find_bin) || exit 1
+    if [ "$cmd" = pause ]; then
+      as_owner "$bin/pg_ctl" -D "$cluster/data" -m fast -w stop >/dev/null
+    else
+      as_owner "$bin/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 start >/dev/null
+    fi
+    ;;
   url)
     cat "$state/url"
     ;;
   *)
-    echo "usage: postgres.sh start|stop|url STATE_DIR" >&2
+    echo "usage: postgres.sh start|stop|pause|resume|url STATE_DIR" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Two `kvmart serve` nodes on one PostgreSQL market, and a database outage.
+#   postgres_nodes.sh KVMART MODEL_DIR POSTGRES_SH
+#
+# - `kvmart admin migrate` on an empty database: --check says a migration is
+#   due (exit 3), the migration runs once, --check then passes;
+# - node A and node B share the provider key and the ledger: an account made
+#   on A is funded on B, an idempotent retry on A moves nothing;
+# - a node with another provider key is refused at start;
+# - PostgreSQL stops: calls that need the ledger get 503 and /readyz says the
+#   market is unavailable; a deposit attempted meanwhile moves nothing;
+#   PostgreSQL starts again: both nodes serve again without a restart, and the
+#   deposit retried under its idempotency key is booked once;
+# - `kvmart market audit --db` replays the shared ledger clean.
+# The test owns its PostgreSQL server (tests/testing/postgres.sh), because it
+# stops it.
+set -euo pipefail
+KVMART=$1 MODEL=$2 PGSH=$3
+W=$(mktemp -d "${TMPDIR:-/tmp}/kvmart-pgnodes-XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$PGSH" stop "$W/pg" || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+fail() {
+  echo "postgres_nodes: FAILED: $*" >&2
+  for n in a b; do [ -f "$W/$n/server.log" ] && { echo "--- node $n log" >&2; tail -15 "$W/$n/server.log" >&2; }; done
+  exit 1
+}
+
+"$PGSH" start "$W/pg" >/dev/null
+DB=$(cat "$W/pg/url")
+mkdir -p "$W/a" "$W/b" "$W/c"
+
+set +e
+"$KVMART" admin migrate --db "$DB" --data "$W/a" --check >"$W/check1" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 3 ] || fail "migrate --check on an empty database exited $rc, want 3: $(cat "$W/check1")"
+"$KVMART" admin migrate --db "$DB" --data "$W/a" | grep -q "migrated schema 0 -> 2" || fail "migrate did not migrate"
+"$KVMART" admin migrate --db "$DB" --data "$W/a" --check | grep -q "schema is current" || fail "migrate --check after migrating"
+
+start_node() {  # name
+  local n=$1
+  "$KVMART" serve --model "$MODEL" --data "$W/$n" --db "$DB" --listen 127.0.0.1:0 --port-file "$W/$n/port" \
+    --threads 1 >"$W/$n/server.log" 2>&1 &
+  PIDS+=($!)
+  local pid=$!
+  for _ in $(seq 1 300); do
+    [ -s "$W/$n/port" ] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+start_node a || fail "node a did not start"
+A="http://127.0.0.1:$(cat "$W/a/port")"
+ADMIN=$(cat "$W/a/admin.key")
+
+# A third node with its own provider key would sign receipts the ledger's
+# key does not vouch for: refused.
+if "$KVMART" serve --model "$MODEL" --data "$W/c" --db "$DB" --listen 127.0.0.1:0 --threads 1 >"$W/c/log" 2>&1; then
+  fail "a node with another provider key started"
+fi
+grep -q "provider" "$W/c/log" || fail "the refusal does not name the provider key: $(tail -2 "$W/c/log")"
+
+cp "$W/a/provider.key" "$W/b/provider.key"
+start_node b || fail "node b did not start"
+B="http://127.0.0.1:$(cat "$W/b/port")"
+
+code() { curl -s -o "$W/body" -w '%{http_code}' "$@"; }
+# A created resource is 201, its idempotent replay 200.
+deposit() {  # node idempotency-key amount
+  local got
+  got=$(code "$1/v1/accounts/$BUYER_ID/deposits" -H "Authorization: Bearer $ADMIN" -H "Idempotency-Key: $2" \
+    -d "{\"amount\":\"$3\"}")
+  [ "$got" = 200 ] || [ "$got" = 201 ] || { echo "$got"; return 1; }
+}
+
+[ "$(code "$A/readyz")" = 200 ] || fail "readyz on a: $(cat "$W/body")"
+jq -e '.backends.market.ok == true and (.backends.market.backend | startswith("postgresql "))' "$W/body" >/dev/null ||
+  fail "readyz does not report the PostgreSQL market: $(cat "$W/body")"
+grep -q '\*\*\*\|postgres@' "$W/body" && ! grep -q 'password' "$W/body" || fail "readyz body: $(cat "$W/body")"
+
+[ "$(code "$A/v1/accounts" -H "Authorization: Bearer $ADMIN" -H "Idempotency-Key: acct-1" \
+  -d '{"name":"buyer","scopes":"buy"}')" = 201 ] || fail "account on a: $(cat "$W/body")"
+BUYER=$(jq -r .api_key "$W/body")
+BUYER_ID=$(jq -r .account_id "$W/body")
+
+deposit "$B" dep-1 5.00 || fail "deposit on b: $(cat "$W/body")"
+# The same deposit retried through the other node: a replay.
+deposit "$A" dep-1 5.00 || fail "replayed deposit on a: $(cat "$W/body")"
+balance() {  # node
+  [ "$(code "$1/v1/accounts/me" -H "Authorization: Bearer $BUYER")" = 200 ] || fail "balance on $1: $(cat "$W/body")"
+  jq -r .balance.micros "$W/body"
+}
+[ "$(balance "$A")" = 5000000 ] || fail "balance on a is $(balance "$A"), want 5000000"
+[ "$(balance "$B")" = 5000000 ] || fail "balance on b is $(balance "$B"), want 5000000"
+
+# The database goes away.
+"$PGSH" pause "$W/pg"
+got=$(code "$A/v1/accounts/me" -H "Authorization: Bearer $BUYER")
+[ "$got" = 503 ] || fail "balance during the outage: HTTP $got, want 503: $(cat "$W/body")"
+jq -e '.error.type == "unavailable"' "$W/body" >/dev/null || fail "outage error body: $(cat "$W/body")"
+got=$(code "$B/v1/accounts/$BUYER_ID/deposits" -H "Authorization: Bearer $ADMIN" -H "Idempotency-Key: dep-2" \
+  -d '{"amount":"1.00"}')
+[ "$got" = 503 ] || fail "deposit during the outage: HTTP $got, want 503: $(cat "$W/body")"
+got=$(code "$B/readyz")
+[ "$got" = 503 ] || fail "readyz during the outage: HTTP $got, want 503"
+jq -e '.status == "unavailable" and .backends.market.ok == false' "$W/body" >/dev/null ||
+  fail "readyz during the outage: $(cat "$W/body")"
+
+# It comes back; the nodes were not restarted.
+"$PGSH" resume "$W/pg"
+[ "$(code "$B/readyz")" = 200 ] || fail "readyz on b after the outage: $(cat "$W/body")"
+[ "$(balance "$A")" = 5000000 ] || fail "the failed deposit moved money"
+deposit "$B" dep-2 1.00 || fail "deposit retried after the outage: $(cat "$W/body")"
+deposit "$A" dep-2 1.00 || fail "deposit replayed after the outage: $(cat "$W/body")"
+[ "$(balance "$B")" = 6000000 ] || fail "balance after the outage is $(balance "$B"), want 6000000"
+
+"$KVMART" market audit --db "$DB" --data "$W/a" | grep -q "audit ok" || fail "audit of the shared ledger"
+
+for p in "${PIDS[@]}"; do kill -TERM "$p"; done
+for p in "${PIDS[@]}"; do wait "$p" || fail "a node did not exit 0 after SIGTERM"; done
+PIDS=()
+echo "postgres_nodes: two nodes on one PostgreSQL ledger, outage answered with 503 and recovered without a restart"
