@@ -4,7 +4,12 @@
 // bare durable one-row commits on the same disk, i.e. the ceiling any ledger
 // write that must survive power loss can reach here.
 //
-//   build/kvmart-bench-market [--loads N] [--sync full|normal|both] [--dir DIR]
+// With --postgres URL, a second table: the same workload on SQLite and on the
+// PostgreSQL server the URL names, at 1, 4 and 16 concurrent clients (threads,
+// each with its own buyer). The database the URL names is used as scratch:
+// each run gets a fresh schema, dropped after.
+//
+//   build/kvmart-bench-market [--loads N] [--sync full|normal|both] [--dir DIR] [--postgres URL]
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -17,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/postgres_db.h"
 #include "common/usage.h"
 #include "market/sql_market.h"
 
@@ -55,9 +61,8 @@ struct Result {
   double buys_per_s;
 };
 
-Result Run(const std::string& dir, bool full, int threads, int loads_per_thread) {
-  std::string path = dir + "/bench-" + std::to_string(full) + "-" + std::to_string(threads) + ".db";
-  std::filesystem::remove(path);
+Result Run(const std::string& path, bool full, int threads, int loads_per_thread) {
+  if (!postgres::IsPostgresUrl(path)) std::filesystem::remove(path);
   MarketOptions opt;
   opt.synchronous_full = full;
   auto mo = SqlMarket::Open(path, opt);
@@ -115,10 +120,64 @@ Result Run(const std::string& dir, bool full, int threads, int loads_per_thread)
     }
   });
   if (auto s = m.CheckInvariants(); !s.ok()) Die(s, "invariants");
-  std::filesystem::remove(path);
-  std::filesystem::remove(path + "-wal");
-  std::filesystem::remove(path + "-shm");
+  if (!postgres::IsPostgresUrl(path)) {
+    std::filesystem::remove(path);
+    std::filesystem::remove(path + "-wal");
+    std::filesystem::remove(path + "-shm");
+  }
   return {threads * loads_per_thread / load_s, threads * loads_per_thread / two_phase_s, threads * buys / buy_s};
+}
+
+// A fresh schema on the server for one run: the URL that selects it, and its name.
+std::pair<std::string, std::string> FreshSchema(postgres::Connection& admin, const std::string& url, int n) {
+  const std::string schema = "kvmart_bench_" + std::to_string(getpid()) + "_" + std::to_string(n);
+  if (Status s = admin.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema); !s.ok()) {
+    Die(s, "create schema");
+  }
+  return {url + (url.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema, schema};
+}
+
+// Bare one-row commits on the server, one client: the round-trip-and-commit
+// ceiling of any ledger write there.
+double BarePostgresCommits(postgres::Connection& c, int n) {
+  if (Status s = c.Exec("CREATE TEMP TABLE bare_commits(x BIGINT)"); !s.ok()) Die(s, "bare table");
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    if (Status s = c.Exec("BEGIN; INSERT INTO bare_commits VALUES(1); COMMIT"); !s.ok()) Die(s, "bare commit");
+  }
+  return n / Seconds(t0);
+}
+
+void CompareBackends(const std::string& dir, const std::string& url, int loads) {
+  auto admin = postgres::Connection::Open(url);
+  if (!admin.ok()) Die(admin.status(), "connect to PostgreSQL");
+  auto show = [&](const char* setting) {
+    auto st = (*admin)->Prepare(setting);
+    if (!st.ok() || !(*st)->Step().value_or(false)) return std::string("?");
+    return (*st)->Text(0);
+  };
+  std::printf("\nPostgreSQL %s (fsync=%s, synchronous_commit=%s) vs SQLite synchronous=FULL (F) and NORMAL (N)\n",
+              show("SHOW server_version").c_str(), show("SHOW fsync").c_str(), show("SHOW synchronous_commit").c_str());
+  std::printf("bare one-row commits/s, one client: PostgreSQL %.0f, SQLite FULL %.0f\n",
+              BarePostgresCommits(**admin, loads), BareCommits(dir + "/bare-cmp.db", true, loads));
+  std::printf("%-10s %-8s %14s %16s %14s %14s\n", "backend", "clients", "loads/s", "2-phase loads/s", "purchases/s",
+              "2p vs sqlite-F");
+  int n = 0;
+  for (int clients : {1, 4, 16}) {
+    const int per = std::max(1, loads / clients);
+    Result full = Run(dir + "/cmp-full.db", true, clients, per);
+    Result normal = Run(dir + "/cmp-normal.db", false, clients, per);
+    auto [pg_url, schema] = FreshSchema(**admin, url, n++);
+    Result pg = Run(pg_url, false, clients, per);
+    (void)(*admin)->Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+    const Result* rows[] = {&full, &normal, &pg};
+    const char* names[] = {"sqlite-F", "sqlite-N", "postgres"};
+    for (int i = 0; i < 3; ++i) {
+      std::printf("%-10s %-8d %14.0f %16.0f %14.0f %13.2fx\n", names[i], clients, rows[i]->loads_per_s,
+                  rows[i]->two_phase_per_s, rows[i]->buys_per_s, rows[i]->two_phase_per_s / full.two_phase_per_s);
+    }
+    std::fflush(stdout);
+  }
 }
 
 }  // namespace
@@ -127,14 +186,17 @@ int main(int argc, char** argv) {
   int loads = 3000;
   std::string sync = "both";
   std::string dir = std::filesystem::temp_directory_path().string();
+  std::string pg_url;
   const kvmart::bench::Usage usage(
-      "usage: kvmart-bench-market [--loads N] [--sync full|normal|both] [--dir DIR]\n"
-      "Metered loads per second through the SQLite market, per synchronous mode.\n");
+      "usage: kvmart-bench-market [--loads N] [--sync full|normal|both] [--dir DIR] [--postgres URL]\n"
+      "Metered loads per second through the SQLite market, per synchronous mode; with --postgres,\n"
+      "SQLite against that PostgreSQL server at 1, 4 and 16 clients.\n");
   usage.HandleHelp(argc, argv);
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--loads")) loads = std::atoi(usage.Value(argc, argv, &i).c_str());
     else if (!std::strcmp(argv[i], "--sync")) sync = usage.Value(argc, argv, &i);
     else if (!std::strcmp(argv[i], "--dir")) dir = usage.Value(argc, argv, &i);
+    else if (!std::strcmp(argv[i], "--postgres")) pg_url = usage.Value(argc, argv, &i);
     else usage.Fail(std::string("unknown option ") + argv[i]);
   }
   dir += "/kvmart-bench-market-" + std::to_string(getpid());
@@ -147,12 +209,14 @@ int main(int argc, char** argv) {
     if ((sync == "full" && !full) || (sync == "normal" && full)) continue;
     double bare = BareCommits(dir + "/bare.db", full, loads);
     for (int threads : {1, 2}) {
-      Result r = Run(dir, full, threads, loads / threads);
+      Result r = Run(dir + "/bench-" + std::to_string(full) + "-" + std::to_string(threads) + ".db", full, threads,
+                     loads / threads);
       std::printf("%-8s %-8d %14.0f %16.0f %7.2fx %14.0f %16.0f %9.2fx\n", full ? "FULL" : "NORMAL", threads,
                   r.loads_per_s, r.two_phase_per_s, r.two_phase_per_s / r.loads_per_s, r.buys_per_s, bare,
                   r.loads_per_s / bare);
     }
   }
+  if (!pg_url.empty()) CompareBackends(dir, pg_url, loads);
   std::filesystem::remove_all(dir);
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "base/postgres_db.h"
 
+#include <sys/socket.h>
+
 #include <charconv>
 #include <optional>
 #include <vector>
@@ -193,6 +195,13 @@ bool Connection::healthy() const {
   // FATAL notice and closed the socket, and the connection turns bad here,
   // before a transaction is tried on it.
   if (PQconsumeInput(conn_.get()) == 0) broken_ = true;
+  // The FATAL notice may be consumed above with the end of the stream still
+  // unread: a peek that reads 0 bytes is the server's close.
+  if (!broken_) {
+    char byte = 0;
+    const int fd = PQsocket(conn_.get());
+    if (fd < 0 || ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) broken_ = true;
+  }
   return !broken_ && PQstatus(conn_.get()) == CONNECTION_OK;
 }
 

@@ -72,7 +72,7 @@ class Connection {
   // Prepared once per connection and cached, keyed by the SQL text.
   virtual StatusOr<std::unique_ptr<Statement>> Prepare(const char* sql) = 0;
   // A write transaction that cannot lose an update: SQLite takes the write
-  // lock up front (BEGIN IMMEDIATE), PostgreSQL runs SERIALIZABLE.
+  // lock up front (BEGIN IMMEDIATE), PostgreSQL takes the ledger's writer lock.
   virtual Status BeginWrite() = 0;
   // A consistent snapshot for multi-statement reads.
   virtual Status BeginRead() = 0;

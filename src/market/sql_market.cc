@@ -448,7 +448,7 @@ struct SqlMarket::Impl {
   // SQLite admits one writer at a time anyway. Queueing this process's writers
   // on a mutex hands the lock over at once, where SQLite's busy handler would
   // make the loser sleep and poll; other processes still meet busy_timeout.
-  // PostgreSQL writers run side by side (SERIALIZABLE sorts out conflicts).
+  // PostgreSQL writers queue on the server's writer lock instead (every node's).
   std::mutex write_mu;
 
   int64_t Now() const { return opt.clock ? opt.clock() : SystemNow(); }

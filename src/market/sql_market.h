@@ -14,12 +14,13 @@
 // docs/MARKET.md and docs/PERFORMANCE.md give the figures.
 //
 // Concurrency: each call borrows a connection from a small pool (threads).
-// SQLite writes run under BEGIN IMMEDIATE with busy_timeout; PostgreSQL writes
-// run SERIALIZABLE. Either way a transaction the database could not serialise
-// is run again whole (bounded, with jittered backoff), so threads, processes
-// and nodes may share one ledger safely. Balances and entitlements are read
-// inside the transaction that spends them, on the one primary the URL names:
-// never from a replica.
+// Writes are serial: SQLite runs them under BEGIN IMMEDIATE with
+// busy_timeout, PostgreSQL under one advisory writer lock shared by every
+// node (base/postgres_db.h says why); reads run on snapshots beside them. A
+// transaction the database could not serialise is run again whole (bounded,
+// with jittered backoff), so threads, processes and nodes may share one
+// ledger safely. Balances and entitlements are read inside the transaction
+// that spends them, on the one primary the URL names: never from a replica.
 #pragma once
 
 #include <functional>

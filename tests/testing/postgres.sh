@@ -12,6 +12,9 @@
 #          starts it again on the same port, for tests of a database outage.
 #   url:   prints the URL.
 #
+# KVMART_PG_DURABLE=1 keeps PostgreSQL's default durability (fsync, full page
+# writes, synchronous commit), for benchmarks.
+#
 # PostgreSQL refuses to run as root, so under root the cluster belongs to the
 # `postgres` user (created by the Debian package) and lives under /tmp, where
 # that user can write. Durability is off (fsync, full_page_writes): a test
@@ -73,14 +76,14 @@ case "$cmd" in
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$cluster'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 200
 shared_buffers = 64MB
 max_locks_per_transaction = 256
 max_pred_locks_per_transaction = 256
 EOF
+    if [ "${KVMART_PG_DURABLE:-0}" != 1 ]; then
+      printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$cluster/data/postgresql.conf"
+    fi
     as_owner "$bin/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 start >/dev/null || {
       cat "$cluster/server.log" >&2
       exit 1
