@@ -257,6 +257,17 @@ struct Bootstrap {
   std::string provider_public_key;
 };
 
+// Counters of the market's database work since Open, for /metrics. A
+// transaction run again after a conflict counts once per attempt.
+struct MarketStats {
+  uint64_t write_transactions = 0;
+  uint64_t read_transactions = 0;
+  uint64_t conflicts_retried = 0;  // busy (SQLite) or serialisation failures (PostgreSQL) run again
+  uint64_t unavailable = 0;        // attempts that failed because the database could not be reached
+  uint64_t backend_errors = 0;     // other failures of the database itself (I/O, disk full, corruption, internal)
+  uint64_t transaction_micros = 0;  // time spent in those transactions, waiting for the writer included
+};
+
 class Market {
  public:
   virtual ~Market() = default;
@@ -381,6 +392,8 @@ class Market {
   virtual Status CheckHealth() = 0;
   // Where the market lives, for operators: a file path, or a URL without its password.
   virtual std::string Backend() const = 0;
+  // What the market's database has done since Open (/metrics).
+  virtual MarketStats Stats() const = 0;
 };
 
 }  // namespace kvmart::market

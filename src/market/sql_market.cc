@@ -1,5 +1,6 @@
 #include "market/sql_market.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -453,6 +454,26 @@ struct SqlMarket::Impl {
 
   int64_t Now() const { return opt.clock ? opt.clock() : SystemNow(); }
 
+  // --- counters for /metrics ---
+  std::atomic<uint64_t> write_txns{0}, read_txns{0}, retried{0}, unavailable{0}, backend_errors{0}, txn_micros{0};
+  void Count(bool write, const Status& s, std::chrono::steady_clock::time_point started) {
+    (write ? write_txns : read_txns).fetch_add(1, std::memory_order_relaxed);
+    txn_micros.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   std::chrono::steady_clock::now() - started)
+                                                   .count()),
+                         std::memory_order_relaxed);
+    if (s.ok()) return;
+    if (sql::IsRetryable(s)) {
+      retried.fetch_add(1, std::memory_order_relaxed);
+    } else if (s.code() == Status::Code::kUnavailable) {
+      unavailable.fetch_add(1, std::memory_order_relaxed);
+    } else if (s.code() == Status::Code::kIOError || s.IsDiskFull() || s.code() == Status::Code::kCorruption ||
+               s.code() == Status::Code::kInternal) {
+      // Not ResourceExhausted as such: that is also "insufficient funds".
+      backend_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
   std::unique_lock<std::mutex> WriterLock() {
     if (dialect == sql::Dialect::kSqlite) return std::unique_lock<std::mutex>(write_mu);
     return std::unique_lock<std::mutex>();
@@ -869,6 +890,7 @@ struct SqlMarket::Impl {
     Status last;
     for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
       Backoff(attempt);
+      const auto started = std::chrono::steady_clock::now();
       StatusOr<T> r = [&]() -> StatusOr<T> {
         KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
         Db* db = lease.get();
@@ -879,6 +901,7 @@ struct SqlMarket::Impl {
         KVMART_RETURN_IF_ERROR(txn.Commit());
         return out;
       }();
+      Count(true, r.status(), started);
       if (r.ok() || !sql::IsRetryable(r.status())) return r;
       last = r.status();
     }
@@ -937,7 +960,9 @@ struct SqlMarket::Impl {
     Status last;
     for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
       Backoff(attempt);
+      const auto started = std::chrono::steady_clock::now();
       StatusOr<json> r = TryWrite(op, api_key, idem, scope, req_hash, fn);
+      Count(true, r.status(), started);
       if (r.ok() || !sql::IsRetryable(r.status())) return r;
       last = r.status();
     }
@@ -987,6 +1012,7 @@ struct SqlMarket::Impl {
   StatusOr<T> RunRead(std::string_view api_key, uint32_t scope, Fn&& fn) {
     Status last;
     for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
+      const auto started = std::chrono::steady_clock::now();
       StatusOr<T> r = [&]() -> StatusOr<T> {
         KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
         Db* db = lease.get();
@@ -995,6 +1021,7 @@ struct SqlMarket::Impl {
         KVMART_ASSIGN_OR_RETURN(Caller caller, Auth(db, api_key, scope));
         return fn(db, caller);
       }();
+      Count(false, r.status(), started);
       if (r.ok() || !sql::IsRetryable(r.status())) return r;
       last = r.status();
     }
@@ -1951,9 +1978,25 @@ StatusOr<AccountStatement> SqlMarket::GetStatement(std::string_view api_key, Acc
 }
 
 Status SqlMarket::CheckHealth() {
-  KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
-  KVMART_ASSIGN_OR_RETURN(auto st, lease.get()->Prepare("SELECT 1"));
-  return st->Run();
+  const auto started = std::chrono::steady_clock::now();
+  Status s = [&]() -> Status {
+    KVMART_ASSIGN_OR_RETURN(Impl::Lease lease, impl_->Acquire());
+    KVMART_ASSIGN_OR_RETURN(auto st, lease.get()->Prepare("SELECT 1"));
+    return st->Run();
+  }();
+  impl_->Count(false, s, started);
+  return s;
+}
+
+MarketStats SqlMarket::Stats() const {
+  MarketStats m;
+  m.write_transactions = impl_->write_txns.load(std::memory_order_relaxed);
+  m.read_transactions = impl_->read_txns.load(std::memory_order_relaxed);
+  m.conflicts_retried = impl_->retried.load(std::memory_order_relaxed);
+  m.unavailable = impl_->unavailable.load(std::memory_order_relaxed);
+  m.backend_errors = impl_->backend_errors.load(std::memory_order_relaxed);
+  m.transaction_micros = impl_->txn_micros.load(std::memory_order_relaxed);
+  return m;
 }
 
 std::string SqlMarket::Backend() const {

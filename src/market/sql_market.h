@@ -130,6 +130,7 @@ class SqlMarket final : public Market {
   Status CheckInvariants() override;
   Status CheckHealth() override;
   std::string Backend() const override;
+  MarketStats Stats() const override;
 
   struct Impl;  // defined in sql_market.cc; only Open can make one
   explicit SqlMarket(std::unique_ptr<Impl> impl);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <iostream>
 #include <thread>
@@ -116,6 +117,30 @@ std::string StoreMetricsText(Context& ctx) {
   return out;
 }
 
+// The market's database: transactions, retries, failures, time.
+std::string MarketMetricsText(Context& ctx) {
+  const market::MarketStats m = ctx.parts.market->Stats();
+  const bool pg = ctx.parts.market->Backend().rfind("postgresql", 0) == 0;
+  const std::string backend = std::string("{backend=\"") + (pg ? "postgresql" : "sqlite") + "\"";
+  std::string out;
+  auto head = [&](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  head("kvmart_market_transactions_total", "counter", "Market database transactions, by kind (attempts).");
+  out += "kvmart_market_transactions_total" + backend + ",kind=\"write\"} " + std::to_string(m.write_transactions) + "\n";
+  out += "kvmart_market_transactions_total" + backend + ",kind=\"read\"} " + std::to_string(m.read_transactions) + "\n";
+  head("kvmart_market_conflicts_retried_total", "counter", "Transactions run again after a busy database or a serialisation failure.");
+  out += "kvmart_market_conflicts_retried_total" + backend + "} " + std::to_string(m.conflicts_retried) + "\n";
+  head("kvmart_market_backend_errors_total", "counter", "Failed market transactions, by cause.");
+  out += "kvmart_market_backend_errors_total" + backend + ",cause=\"unavailable\"} " + std::to_string(m.unavailable) + "\n";
+  out += "kvmart_market_backend_errors_total" + backend + ",cause=\"other\"} " + std::to_string(m.backend_errors) + "\n";
+  head("kvmart_market_transaction_seconds_total", "counter", "Time in market transactions (with _transactions_total: the mean).");
+  char secs[64];
+  std::snprintf(secs, sizeof secs, "%.6f", static_cast<double>(m.transaction_micros) / 1e6);
+  out += "kvmart_market_transaction_seconds_total" + backend + "} " + secs + "\n";
+  return out;
+}
+
 // Continuous batching and the KV page pool.
 std::string EngineMetricsText(Context& ctx) {
   const Engine& e = *ctx.parts.engine;
@@ -225,7 +250,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
     SendJson(res, body, market.ok() ? 200 : 503);
   });
   AddRoute(http, ctx, "GET", "/metrics", "/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
-    res.set_content(ctx.metrics.Render(StoreMetricsText(ctx) + EngineMetricsText(ctx)), "text/plain; version=0.0.4");
+    res.set_content(ctx.metrics.Render(StoreMetricsText(ctx) + EngineMetricsText(ctx) + MarketMetricsText(ctx)), "text/plain; version=0.0.4");
   });
   AddMarketRoutes(http, ctx);
   AddArtifactRoutes(http, ctx);

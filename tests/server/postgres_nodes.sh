@@ -113,6 +113,11 @@ got=$(code "$B/readyz")
 jq -e '.status == "unavailable" and .backends.market.ok == false' "$W/body" >/dev/null ||
   fail "readyz during the outage: $(cat "$W/body")"
 
+# The outage is counted where operators look.
+curl -s "$B/metrics" >"$W/metrics"
+n=$(sed -n 's/^kvmart_market_backend_errors_total{backend="postgresql",cause="unavailable"} \([0-9]*\)$/\1/p' "$W/metrics")
+[ "${n:-0}" -ge 1 ] || fail "metrics do not count the outage: $(grep kvmart_market "$W/metrics")"
+
 # It comes back; the nodes were not restarted.
 "$PGSH" resume "$W/pg"
 [ "$(code "$B/readyz")" = 200 ] || fail "readyz on b after the outage: $(cat "$W/body")"
