@@ -11,6 +11,8 @@
 #   market is unavailable; a deposit attempted meanwhile moves nothing;
 #   PostgreSQL starts again: both nodes serve again without a restart, and the
 #   deposit retried under its idempotency key is booked once;
+# - a node SIGKILLed while it streams an answer from a bought artifact leaves
+#   no charge: its hold expires and the other node voids it;
 # - `kvmart market audit --db` replays the shared ledger clean.
 # The test owns its PostgreSQL server (tests/testing/postgres.sh), because it
 # stops it.
@@ -43,10 +45,12 @@ set -e
 "$KVMART" admin migrate --db "$DB" --data "$W/a" | grep -q "migrated schema 0 -> 2" || fail "migrate did not migrate"
 "$KVMART" admin migrate --db "$DB" --data "$W/a" --check | grep -q "schema is current" || fail "migrate --check after migrating"
 
+# Holds expire after 3 s and each node sweeps every second, so a killed
+# node's hold is voided within the test.
 start_node() {  # name
   local n=$1
   "$KVMART" serve --model "$MODEL" --data "$W/$n" --db "$DB" --listen 127.0.0.1:0 --port-file "$W/$n/port" \
-    --threads 1 >"$W/$n/server.log" 2>&1 &
+    --threads 1 --load-reservation-seconds 3 --market-maintenance-interval 1 >"$W/$n/server.log" 2>&1 &
   PIDS+=($!)
   local pid=$!
   for _ in $(seq 1 300); do
@@ -126,9 +130,55 @@ deposit "$B" dep-2 1.00 || fail "deposit retried after the outage: $(cat "$W/bod
 deposit "$A" dep-2 1.00 || fail "deposit replayed after the outage: $(cat "$W/body")"
 [ "$(balance "$B")" = 6000000 ] || fail "balance after the outage is $(balance "$B"), want 6000000"
 
+# A bought artifact, one load that completes on a, then a killed node.
+[ "$(code "$A/v1/accounts" -H "Authorization: Bearer $ADMIN" -H "Idempotency-Key: acct-pub" \
+  -d '{"name":"publisher","scopes":"publish"}')" = 201 ] || fail "publisher account: $(cat "$W/body")"
+PUB=$(jq -r .api_key "$W/body")
+got=$(code "$A/v1/artifacts" -H "Authorization: Bearer $PUB" -H "Idempotency-Key: pub-1" -d '{
+  "messages": [{"role": "system", "content": "You answer questions about the document."},
+               {"role": "user", "content": "Document: The river Mira rises in the hills and runs 140 km west."}],
+  "price": {"per_load": "0.002"}}')
+[ "$got" = 201 ] || [ "$got" = 200 ] || fail "publish on a: HTTP $got $(cat "$W/body")"
+ART=$(jq -r .artifact_id "$W/body")
+[ "$(code "$B/v1/artifacts/$ART/purchase" -H "Authorization: Bearer $BUYER" -H "Idempotency-Key: buy-1" \
+  -d '{"kind":"metered","quantity":3}')" = 201 ] || fail "purchase on b: $(cat "$W/body")"
+ask() {  # node max_tokens stream
+  printf '{"max_tokens":%s,"temperature":0,"stream":%s,"kv":{"artifact":"%s"},
+    "messages":[{"role":"user","content":"How long is the river?"}]}' "$2" "$3" "$ART" >"$W/ask.json"
+}
+ask "$A" 4 false
+[ "$(code "$A/v1/chat/completions" -H "Authorization: Bearer $BUYER" -d @"$W/ask.json")" = 200 ] ||
+  fail "a load on a: $(cat "$W/body")"
+[ "$(balance "$B")" = 5998000 ] || fail "after one load the balance is $(balance "$B"), want 5998000"
+
+ask "$A" 400 true
+curl -sN "$A/v1/chat/completions" -H "Authorization: Bearer $BUYER" -d @"$W/ask.json" >"$W/stream.txt" &
+CURL=$!
+for _ in $(seq 1 300); do [ "$(grep -c '^data: ' "$W/stream.txt" 2>/dev/null)" -ge 3 ] && break; sleep 0.02; done
+[ "$(grep -c '^data: ' "$W/stream.txt")" -ge 3 ] || fail "the stream on a did not start: $(head -c 300 "$W/stream.txt")"
+[ "$(code "$B/v1/earnings" -H "Authorization: Bearer $BUYER")" = 200 ] || fail "earnings: $(cat "$W/body")"
+[ "$(jq -r .reserved.micros "$W/body")" = 2000 ] || fail "no hold while a streams: $(cat "$W/body")"
+kill -KILL "${PIDS[0]}"
+wait "${PIDS[0]}" 2>/dev/null || true
+wait "$CURL" 2>/dev/null || true
+grep -q 'data: \[DONE\]' "$W/stream.txt" && fail "the killed node finished its stream"
+PIDS=("${PIDS[@]:1}")
+voided=0
+for _ in $(seq 1 100); do
+  code "$B/v1/earnings" -H "Authorization: Bearer $BUYER" >/dev/null
+  if [ "$(jq -r .reserved.micros "$W/body")" = 0 ]; then voided=1; break; fi
+  sleep 0.1
+done
+[ "$voided" = 1 ] || fail "the killed node's hold was not voided: $(cat "$W/body")"
+[ "$(balance "$B")" = 5998000 ] || fail "the lost request was charged: balance $(balance "$B")"
+# Its entitlement came back: two loads left of three.
+[ "$(code "$B/v1/entitlements" -H "Authorization: Bearer $BUYER")" = 200 ] || fail "entitlements: $(cat "$W/body")"
+[ "$(jq -r '[.data[] | select(.artifact_id == "'"$ART"'") | .loads_remaining] | add' "$W/body")" = 2 ] ||
+  fail "entitlement after the lost request: $(cat "$W/body")"
+
 "$KVMART" market audit --db "$DB" --data "$W/a" | grep -q "audit ok" || fail "audit of the shared ledger"
 
 for p in "${PIDS[@]}"; do kill -TERM "$p"; done
 for p in "${PIDS[@]}"; do wait "$p" || fail "a node did not exit 0 after SIGTERM"; done
 PIDS=()
-echo "postgres_nodes: two nodes on one PostgreSQL ledger, outage answered with 503 and recovered without a restart"
+echo "postgres_nodes: two nodes on one PostgreSQL ledger; an outage answered with 503 and recovered without a restart; a node killed mid-answer left no charge"
