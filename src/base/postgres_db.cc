@@ -148,6 +148,22 @@ bool IsPostgresUrl(std::string_view s) {
   return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
 }
 
+std::string RedactUrl(const std::string& location) {
+  if (!IsPostgresUrl(location)) return location;
+  const size_t scheme = location.find("://") + 3;
+  const size_t at = location.find('@', scheme);
+  const size_t colon = location.find(':', scheme);
+  std::string out = location;
+  if (at != std::string::npos && colon != std::string::npos && colon < at) {
+    out = location.substr(0, colon + 1) + "***" + location.substr(at);
+  }
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    const size_t end = out.find('&', p);
+    out.replace(p + 9, (end == std::string::npos ? out.size() : end) - (p + 9), "***");
+  }
+  return out;
+}
+
 std::string NumberPlaceholders(std::string_view sql, int* count) {
   std::string out;
   out.reserve(sql.size() + 16);

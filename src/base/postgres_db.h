@@ -38,6 +38,9 @@ namespace kvmart::postgres {
 
 // "postgresql://…" or "postgres://…" (libpq's URI forms).
 bool IsPostgresUrl(std::string_view s);
+// The location for messages and /readyz: a URL's password (in the authority
+// or as a password= parameter) replaced by ***; anything else unchanged.
+std::string RedactUrl(const std::string& location);
 
 // The statement text with each `?` outside quotes replaced by $1, $2, …; also
 // returns how many there were.

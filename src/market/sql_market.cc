@@ -1112,22 +1112,7 @@ std::unique_ptr<SqlMarket::Impl> NewImpl(const std::string& location, MarketOpti
 }
 
 // Where a market lives, for messages: a URL without its password.
-std::string Describe(const std::string& location) {
-  if (!postgres::IsPostgresUrl(location)) return location;
-  const size_t scheme = location.find("://") + 3;
-  const size_t at = location.find('@', scheme);
-  const size_t colon = location.find(':', scheme);
-  std::string out = location;
-  if (at != std::string::npos && colon != std::string::npos && colon < at) {
-    out = location.substr(0, colon + 1) + "***" + location.substr(at);
-  }
-  // A password may also come as a query parameter.
-  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
-    const size_t end = out.find('&', p);
-    out.replace(p + 9, (end == std::string::npos ? out.size() : end) - (p + 9), "***");
-  }
-  return out;
-}
+std::string Describe(const std::string& location) { return postgres::RedactUrl(location); }
 
 }  // namespace
 

@@ -105,6 +105,7 @@ std::string StoreMetricsText(Context& ctx) {
   line("kvmart_store_block_hits_total", "counter", "KV blocks served by the store, by tier.", "{tier=\"memory\"}",
        m.hits_memory);
   line("kvmart_store_block_hits_total", "", "", "{tier=\"disk\"}", m.hits_disk);
+  line("kvmart_store_block_hits_total", "", "", "{tier=\"shared\"}", m.hits_shared);
   line("kvmart_store_lookup_misses_total", "counter", "Prefix lookups that matched nothing.", "", m.misses);
   line("kvmart_store_checksum_failures_total", "counter", "Blocks that failed XXH3/SHA-256/decode.", "",
        m.checksum_failures);
@@ -114,6 +115,14 @@ std::string StoreMetricsText(Context& ctx) {
   line("kvmart_store_evictions_total", "counter", "Memory-tier evictions.", "", m.evictions);
   line("kvmart_store_artifacts", "gauge", "Artifacts in the catalog.", "", m.artifacts);
   line("kvmart_store_blocks", "gauge", "Blocks in the catalog.", "", m.blocks);
+  line("kvmart_store_catalog_refreshes_total", "counter",
+       "Index re-reads after another node changed the shared catalog.", "", m.catalog_refreshes);
+  line("kvmart_store_catalog_errors_total", "counter", "Shared-catalog checks or re-reads that failed.", "",
+       m.catalog_errors);
+  line("kvmart_store_shared_misses_total", "counter", "Blocks the shared tier did not hold.", "", m.shared_misses);
+  line("kvmart_store_shared_rejected_total", "counter",
+       "Blocks from the shared tier that failed XXH3/SHA-256 (deleted there).", "", m.shared_rejected);
+  line("kvmart_store_shared_errors_total", "counter", "Shared-tier operations that failed.", "", m.shared_errors);
   return out;
 }
 
@@ -233,21 +242,30 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
     SendJson(res, {{"status", "ok"}});
   });
   AddRoute(http, ctx, "GET", "/readyz", "/readyz", [&ctx](const httplib::Request&, httplib::Response& res) {
-    // The engine and store are in-process and opened before Bind; the market
-    // may live on a database server, so it is asked (one round trip). Not
-    // ready while it cannot be reached: a balancer sends requests elsewhere.
-    const auto started = std::chrono::steady_clock::now();
-    const Status market = ctx.parts.market->CheckHealth();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    json body{{"status", market.ok() ? "ready" : "unavailable"},
+    // The engine is in-process; the market and the store's catalog and block
+    // tier may live on servers, so each is asked (a round trip each). Not
+    // ready while one cannot be reached: a balancer sends requests elsewhere.
+    auto timed = [](auto&& check, double* ms) {
+      const auto started = std::chrono::steady_clock::now();
+      Status st = check();
+      *ms = std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count() *
+                       1000.0) / 1000.0;
+      return st;
+    };
+    double market_ms = 0, store_ms = 0;
+    const Status market = timed([&] { return ctx.parts.market->CheckHealth(); }, &market_ms);
+    const Status store = timed([&] { return ctx.parts.store->CheckHealth(); }, &store_ms);
+    const bool ok = market.ok() && store.ok();
+    json body{{"status", ok ? "ready" : "unavailable"},
               {"model", ctx.options.model_id},
               {"queue_depth", ctx.metrics.queue_depth.load()},
               {"active_sessions", ctx.metrics.active_sessions.load()},
-              {"backends", {{"market", {{"backend", ctx.parts.market->Backend()},
-                                        {"ok", market.ok()},
-                                        {"ms", std::round(ms * 1000.0) / 1000.0}}}}}};
+              {"backends",
+               {{"market", {{"backend", ctx.parts.market->Backend()}, {"ok", market.ok()}, {"ms", market_ms}}},
+                {"store", {{"backend", ctx.parts.store->Backend()}, {"ok", store.ok()}, {"ms", store_ms}}}}}};
     if (!market.ok()) body["backends"]["market"]["error"] = market.ToString();
-    SendJson(res, body, market.ok() ? 200 : 503);
+    if (!store.ok()) body["backends"]["store"]["error"] = store.ToString();
+    SendJson(res, body, ok ? 200 : 503);
   });
   AddRoute(http, ctx, "GET", "/metrics", "/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
     res.set_content(ctx.metrics.Render(StoreMetricsText(ctx) + EngineMetricsText(ctx) + MarketMetricsText(ctx)), "text/plain; version=0.0.4");

@@ -2,12 +2,16 @@
 
 #include <cstring>
 
+#include "base/postgres_db.h"
+#include "base/sqlite_db.h"
+
 namespace kvmart::store {
 namespace {
 
-// Migration i takes the schema from version i to i+1. Append only: a released
-// migration is never edited, so every existing catalog reaches the same schema.
-constexpr const char* kMigrations[] = {
+// Migration i takes the schema from version i to i+1, one list per back end
+// (only the DDL differs). Append only: a released migration is never edited,
+// so every existing catalog reaches the same schema.
+constexpr const char* kSqliteMigrations[] = {
     // 0 → 1: the initial schema.
     R"sql(
 CREATE TABLE artifacts(
@@ -45,8 +49,59 @@ CREATE TABLE quotas(
   publisher TEXT PRIMARY KEY,
   bytes     INTEGER NOT NULL);
 )sql",
+    // 1 → 2: the generation number other nodes watch.
+    R"sql(
+CREATE TABLE catalog_generation(g INTEGER NOT NULL);
+INSERT INTO catalog_generation(g) VALUES(0);
+)sql",
 };
-static_assert(std::size(kMigrations) == kCatalogSchemaVersion);
+
+constexpr const char* kPostgresMigrations[] = {
+    // 0 → 1: the initial schema (the SQLite one in PostgreSQL's types).
+    R"sql(
+CREATE TABLE artifacts(
+  artifact_id    TEXT PRIMARY KEY,
+  profile_digest TEXT NOT NULL,
+  publisher      TEXT NOT NULL,
+  token_count    BIGINT NOT NULL,
+  num_blocks     BIGINT NOT NULL,
+  raw_bytes      BIGINT NOT NULL,
+  stored_bytes   BIGINT NOT NULL,
+  codec          TEXT NOT NULL,
+  title          TEXT,
+  created_at     TEXT NOT NULL,
+  published_at   BIGINT NOT NULL,
+  pinned         BIGINT NOT NULL DEFAULT 0,
+  expires_at     BIGINT,
+  manifest       TEXT NOT NULL);
+CREATE INDEX artifacts_publisher ON artifacts(publisher);
+CREATE TABLE blocks(
+  chain_hash     BYTEA NOT NULL,
+  xxh3           BYTEA NOT NULL,
+  codec          TEXT NOT NULL,
+  raw_bytes      BIGINT NOT NULL,
+  stored_bytes   BIGINT NOT NULL,
+  payload_sha256 BYTEA NOT NULL,
+  refcount       BIGINT NOT NULL CHECK (refcount > 0),
+  PRIMARY KEY (chain_hash, xxh3));
+CREATE TABLE artifact_blocks(
+  artifact_id TEXT NOT NULL REFERENCES artifacts(artifact_id) ON DELETE CASCADE,
+  idx         BIGINT NOT NULL,
+  chain_hash  BYTEA NOT NULL,
+  xxh3        BYTEA NOT NULL,
+  PRIMARY KEY (artifact_id, idx));
+CREATE TABLE quotas(
+  publisher TEXT PRIMARY KEY,
+  bytes     BIGINT NOT NULL);
+)sql",
+    // 1 → 2
+    R"sql(
+CREATE TABLE catalog_generation(g BIGINT NOT NULL);
+INSERT INTO catalog_generation(g) VALUES(0);
+)sql",
+};
+static_assert(std::size(kSqliteMigrations) == kCatalogSchemaVersion);
+static_assert(std::size(kPostgresMigrations) == kCatalogSchemaVersion);
 
 template <size_t N>
 void CopyBlob(const std::string& blob, std::array<uint8_t, N>* out) {
@@ -56,19 +111,60 @@ void CopyBlob(const std::string& blob, std::array<uint8_t, N>* out) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, bool durable) {
-  KVMART_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(path, durable, /*busy_timeout_ms=*/5000));
-  std::unique_ptr<Catalog> c(new Catalog(std::move(db)));  // private constructor
-  KVMART_RETURN_IF_ERROR(c->Migrate());
+Catalog::~Catalog() = default;
+
+Status Catalog::BumpGeneration(sql::Connection* db) {
+  KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("UPDATE catalog_generation SET g = g + 1 RETURNING g"));
+  KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return Status::Corruption("catalog " + Describe() + ": no generation row");
+  pending_generation_ = st->Int(0);
+  return Status::Ok();
+}
+
+Status Catalog::CommitChange(sql::WriteTxn* txn) {
+  KVMART_RETURN_IF_ERROR(txn->Commit());
+  last_generation_ = pending_generation_;
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& location, bool durable) {
+  std::unique_ptr<Catalog> c(new Catalog(location, durable));  // private constructor
+  KVMART_RETURN_IF_ERROR(c->Conn().status());
+  KVMART_RETURN_IF_ERROR(c->Migrate().WithContext("catalog " + c->Describe()));
   return c;
 }
 
+bool Catalog::shared() const { return postgres::IsPostgresUrl(location_); }
+
+std::string Catalog::Describe() const { return postgres::RedactUrl(location_); }
+
+StatusOr<sql::Connection*> Catalog::Conn() {
+  if (conn_ != nullptr && conn_->healthy()) return conn_.get();
+  conn_.reset();
+  if (shared()) {
+    auto pg = postgres::Connection::Open(location_);
+    if (!pg.ok()) return pg.status().WithContext("catalog " + Describe());
+    conn_ = std::move(pg).value();
+  } else {
+    KVMART_ASSIGN_OR_RETURN(conn_, sqlite::Connection::Open(location_, durable_, /*busy_timeout_ms=*/5000));
+  }
+  return conn_.get();
+}
+
 Status Catalog::Migrate() {
-  sqlite::WriteTxn txn(db_.get());
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  const bool pg = db->dialect() == sql::Dialect::kPostgres;
+  sql::WriteTxn txn(db);
   KVMART_RETURN_IF_ERROR(txn.Begin());
   int64_t version = 0;
-  {
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare("PRAGMA user_version"));
+  if (pg) {
+    // The market shares the database; its schema_version is its own.
+    KVMART_RETURN_IF_ERROR(db->Exec("CREATE TABLE IF NOT EXISTS catalog_version(version BIGINT NOT NULL)"));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT version FROM catalog_version"));
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row) version = st->Int(0);
+  } else {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("PRAGMA user_version"));
     KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
     if (row) version = st->Int(0);
   }
@@ -76,17 +172,40 @@ Status Catalog::Migrate() {
     return Status::FailedPrecondition("catalog schema version " + std::to_string(version) +
                                       " is newer than this kvmart (" + std::to_string(kCatalogSchemaVersion) + ")");
   if (version == kCatalogSchemaVersion) return Status::Ok();
-  for (int64_t v = version; v < kCatalogSchemaVersion; ++v) KVMART_RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
-  KVMART_RETURN_IF_ERROR(db_->Exec(("PRAGMA user_version=" + std::to_string(kCatalogSchemaVersion)).c_str()));
+  for (int64_t v = version; v < kCatalogSchemaVersion; ++v)
+    KVMART_RETURN_IF_ERROR(db->Exec(pg ? kPostgresMigrations[v] : kSqliteMigrations[v]));
+  if (pg) {
+    KVMART_RETURN_IF_ERROR(db->Exec("DELETE FROM catalog_version"));
+    KVMART_RETURN_IF_ERROR(
+        db->Exec("INSERT INTO catalog_version(version) VALUES(" + std::to_string(kCatalogSchemaVersion) + ")"));
+  } else {
+    KVMART_RETURN_IF_ERROR(db->Exec("PRAGMA user_version=" + std::to_string(kCatalogSchemaVersion)));
+  }
   return txn.Commit();
 }
 
-Status Catalog::ForEachArtifact(const std::function<Status(CatalogArtifact)>& fn) {
-  sqlite::ReadTxn txn(db_.get());
+StatusOr<int64_t> Catalog::Generation() {
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT g FROM catalog_generation"));
+  KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return Status::Corruption("catalog " + Describe() + ": no generation row");
+  return st->Int(0);
+}
+
+StatusOr<Catalog::Contents> Catalog::Snapshot() {
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  sql::ReadTxn txn(db);
   KVMART_RETURN_IF_ERROR(txn.Begin());
-  std::vector<CatalogArtifact> all;
+  Contents out;
   {
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT g FROM catalog_generation"));
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return Status::Corruption("catalog " + Describe() + ": no generation row");
+    out.generation = st->Int(0);
+  }
+  auto& all = out.artifacts;
+  {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
         "SELECT artifact_id, profile_digest, publisher, token_count, num_blocks, raw_bytes, stored_bytes, codec, "
         "title, created_at, published_at, pinned, expires_at, manifest FROM artifacts ORDER BY artifact_id"));
     for (;;) {
@@ -111,8 +230,12 @@ Status Catalog::ForEachArtifact(const std::function<Status(CatalogArtifact)>& fn
     }
   }
   {
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "SELECT artifact_id, idx, chain_hash, xxh3 FROM artifact_blocks ORDER BY artifact_id, idx"));
+    // ORDER BY on both sides must agree byte-wise: COLLATE "C" on PostgreSQL
+    // (its default collation may not sort like SQLite's memcmp).
+    const bool pg = db->dialect() == sql::Dialect::kPostgres;
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        pg ? "SELECT artifact_id, idx, chain_hash, xxh3 FROM artifact_blocks ORDER BY artifact_id COLLATE \"C\", idx"
+           : "SELECT artifact_id, idx, chain_hash, xxh3 FROM artifact_blocks ORDER BY artifact_id, idx"));
     size_t ai = 0;
     for (;;) {
       KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -129,39 +252,52 @@ Status Catalog::ForEachArtifact(const std::function<Status(CatalogArtifact)>& fn
       all[ai].blocks.push_back(k);
     }
   }
-  for (auto& a : all) KVMART_RETURN_IF_ERROR(fn(std::move(a)));
-  return Status::Ok();
-}
-
-Status Catalog::ForEachBlock(const std::function<Status(CatalogBlock)>& fn) {
-  KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT chain_hash, xxh3, codec, raw_bytes, stored_bytes, payload_sha256, refcount FROM blocks"));
-  for (;;) {
-    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    CatalogBlock b;
-    CopyBlob(st->Blob(0), &b.key.chain);
-    CopyBlob(st->Blob(1), &b.key.xxh3);
-    auto codec = artifact::ParseCodec(st->Text(2));
-    if (!codec.ok()) return codec.status().WithContext("catalog block row");
-    b.codec = *codec;
-    b.raw_bytes = static_cast<uint64_t>(st->Int(3));
-    b.stored_bytes = static_cast<uint64_t>(st->Int(4));
-    CopyBlob(st->Blob(5), &b.payload_sha256);
-    b.refcount = st->Int(6);
-    KVMART_RETURN_IF_ERROR(fn(std::move(b)));
+  {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT chain_hash, xxh3, codec, raw_bytes, stored_bytes, payload_sha256, refcount FROM blocks"));
+    for (;;) {
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      CatalogBlock b;
+      CopyBlob(st->Blob(0), &b.key.chain);
+      CopyBlob(st->Blob(1), &b.key.xxh3);
+      auto codec = artifact::ParseCodec(st->Text(2));
+      if (!codec.ok()) return codec.status().WithContext("catalog block row");
+      b.codec = *codec;
+      b.raw_bytes = static_cast<uint64_t>(st->Int(3));
+      b.stored_bytes = static_cast<uint64_t>(st->Int(4));
+      CopyBlob(st->Blob(5), &b.payload_sha256);
+      b.refcount = st->Int(6);
+      out.blocks.push_back(std::move(b));
+    }
   }
-  return Status::Ok();
+  {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT publisher, bytes FROM quotas"));
+    for (;;) {
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.quotas.emplace_back(st->Text(0), static_cast<uint64_t>(st->Int(1)));
+    }
+  }
+  return out;
 }
 
 Status Catalog::InsertArtifact(const CatalogArtifact& a, const std::vector<CatalogBlock>& blocks) {
-  sqlite::WriteTxn txn(db_.get());
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  sql::WriteTxn txn(db);
   KVMART_RETURN_IF_ERROR(txn.Begin());
   {
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT 1 FROM artifacts WHERE artifact_id = ?"));
+    st->Bind(1, a.artifact_id);
+    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+    // Another node published it first (the caller's index had not seen it yet).
+    if (row) return Status::AlreadyExists("artifact " + a.artifact_id + " is already in the catalog");
+  }
+  {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
         "INSERT INTO artifacts(artifact_id, profile_digest, publisher, token_count, num_blocks, raw_bytes, "
         "stored_bytes, codec, title, created_at, published_at, pinned, expires_at, manifest) "
-        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"));
+        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     st->Bind(1, a.artifact_id).Bind(2, a.profile_digest_hex).Bind(3, a.publisher_hex);
     st->Bind(4, static_cast<int64_t>(a.token_count)).Bind(5, static_cast<int64_t>(a.num_blocks));
     st->Bind(6, static_cast<int64_t>(a.raw_bytes)).Bind(7, static_cast<int64_t>(a.stored_bytes));
@@ -174,32 +310,34 @@ Status Catalog::InsertArtifact(const CatalogArtifact& a, const std::vector<Catal
   for (size_t i = 0; i < blocks.size(); ++i) {
     const CatalogBlock& b = blocks[i];
     {
-      KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
           "INSERT INTO blocks(chain_hash, xxh3, codec, raw_bytes, stored_bytes, payload_sha256, refcount) "
-          "VALUES(?1,?2,?3,?4,?5,?6,1) "
-          "ON CONFLICT(chain_hash, xxh3) DO UPDATE SET refcount = refcount + 1"));
+          "VALUES(?,?,?,?,?,?,1) "
+          "ON CONFLICT(chain_hash, xxh3) DO UPDATE SET refcount = blocks.refcount + 1"));
       st->BindBlob(1, b.key.chain.data(), 32).BindBlob(2, b.key.xxh3.data(), 16);
       st->Bind(3, artifact::CodecName(b.codec));
       st->Bind(4, static_cast<int64_t>(b.raw_bytes)).Bind(5, static_cast<int64_t>(b.stored_bytes));
       st->BindBlob(6, b.payload_sha256.data(), 32);
       KVMART_RETURN_IF_ERROR(st->Run());
     }
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "INSERT INTO artifact_blocks(artifact_id, idx, chain_hash, xxh3) VALUES(?1,?2,?3,?4)"));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "INSERT INTO artifact_blocks(artifact_id, idx, chain_hash, xxh3) VALUES(?,?,?,?)"));
     st->Bind(1, a.artifact_id).Bind(2, static_cast<int64_t>(i));
     st->BindBlob(3, b.key.chain.data(), 32).BindBlob(4, b.key.xxh3.data(), 16);
     KVMART_RETURN_IF_ERROR(st->Run());
   }
-  return txn.Commit();
+  KVMART_RETURN_IF_ERROR(BumpGeneration(db));
+  return CommitChange(&txn);
 }
 
 StatusOr<std::vector<BlockKey>> Catalog::RemoveArtifact(const std::string& artifact_id) {
-  sqlite::WriteTxn txn(db_.get());
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  sql::WriteTxn txn(db);
   KVMART_RETURN_IF_ERROR(txn.Begin());
   std::vector<BlockKey> keys;
   {
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "SELECT chain_hash, xxh3 FROM artifact_blocks WHERE artifact_id = ?1 ORDER BY idx"));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "SELECT chain_hash, xxh3 FROM artifact_blocks WHERE artifact_id = ? ORDER BY idx"));
     st->Bind(1, artifact_id);
     for (;;) {
       KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -211,66 +349,71 @@ StatusOr<std::vector<BlockKey>> Catalog::RemoveArtifact(const std::string& artif
     }
   }
   {
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare("DELETE FROM artifacts WHERE artifact_id = ?1"));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("DELETE FROM artifacts WHERE artifact_id = ?"));
     st->Bind(1, artifact_id);
     KVMART_RETURN_IF_ERROR(st->Run());
-    if (sqlite3_changes(db_->raw()) == 0) return Status::NotFound("artifact " + artifact_id + " is not in the store");
+    if (st->Changes() == 0) return Status::NotFound("artifact " + artifact_id + " is not in the store");
   }
   // artifact_blocks rows went with the artifact (ON DELETE CASCADE).
   std::vector<BlockKey> freed;
   for (const BlockKey& k : keys) {
     {
-      KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-          "UPDATE blocks SET refcount = refcount - 1 WHERE chain_hash = ?1 AND xxh3 = ?2 AND refcount > 1"));
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+          "UPDATE blocks SET refcount = refcount - 1 WHERE chain_hash = ? AND xxh3 = ? AND refcount > 1"));
       st->BindBlob(1, k.chain.data(), 32).BindBlob(2, k.xxh3.data(), 16);
       KVMART_RETURN_IF_ERROR(st->Run());
-      if (sqlite3_changes(db_->raw()) > 0) continue;
+      if (st->Changes() > 0) continue;
     }
-    KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare("DELETE FROM blocks WHERE chain_hash = ?1 AND xxh3 = ?2"));
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("DELETE FROM blocks WHERE chain_hash = ? AND xxh3 = ?"));
     st->BindBlob(1, k.chain.data(), 32).BindBlob(2, k.xxh3.data(), 16);
     KVMART_RETURN_IF_ERROR(st->Run());
-    if (sqlite3_changes(db_->raw()) > 0) freed.push_back(k);
+    if (st->Changes() > 0) freed.push_back(k);
   }
-  KVMART_RETURN_IF_ERROR(txn.Commit());
+  KVMART_RETURN_IF_ERROR(BumpGeneration(db));
+  KVMART_RETURN_IF_ERROR(CommitChange(&txn));
   return freed;
 }
 
 Status Catalog::UpdateOne(const char* sql, const std::string& artifact_id,
-                          const std::function<void(sqlite::Stmt&)>& bind) {
-  KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
-  st->Bind(1, artifact_id);
-  bind(*st);
-  KVMART_RETURN_IF_ERROR(st->Run());
-  if (sqlite3_changes(db_->raw()) == 0) return Status::NotFound("artifact " + artifact_id + " is not in the store");
-  return Status::Ok();
+                          const std::function<void(sql::Statement&)>& bind) {
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  sql::WriteTxn txn(db);
+  KVMART_RETURN_IF_ERROR(txn.Begin());
+  {
+    // The value first, the artifact id last: the statements below end in
+    // "WHERE artifact_id = ?".
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(sql));
+    bind(*st);
+    st->Bind(2, artifact_id);
+    KVMART_RETURN_IF_ERROR(st->Run());
+    if (st->Changes() == 0) return Status::NotFound("artifact " + artifact_id + " is not in the store");
+  }
+  KVMART_RETURN_IF_ERROR(BumpGeneration(db));
+  return CommitChange(&txn);
 }
 
 Status Catalog::SetPinned(const std::string& artifact_id, bool pinned) {
-  return UpdateOne("UPDATE artifacts SET pinned = ?2 WHERE artifact_id = ?1", artifact_id,
-                   [&](sqlite::Stmt& st) { st.Bind(2, int64_t{pinned ? 1 : 0}); });
+  return UpdateOne("UPDATE artifacts SET pinned = ? WHERE artifact_id = ?", artifact_id,
+                   [&](sql::Statement& st) { st.Bind(1, int64_t{pinned ? 1 : 0}); });
 }
 
 Status Catalog::SetExpiry(const std::string& artifact_id, std::optional<int64_t> expires_at_unix) {
-  return UpdateOne("UPDATE artifacts SET expires_at = ?2 WHERE artifact_id = ?1", artifact_id,
-                   [&](sqlite::Stmt& st) { st.Bind(2, expires_at_unix); });
+  return UpdateOne("UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?", artifact_id,
+                   [&](sql::Statement& st) { st.Bind(1, expires_at_unix); });
 }
 
 Status Catalog::SetQuota(const std::string& publisher_hex, uint64_t bytes) {
-  KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO quotas(publisher, bytes) VALUES(?1, ?2) ON CONFLICT(publisher) DO UPDATE SET bytes = ?2"));
-  st->Bind(1, publisher_hex).Bind(2, static_cast<int64_t>(bytes));
-  return st->Run();
-}
-
-StatusOr<std::vector<std::pair<std::string, uint64_t>>> Catalog::Quotas() {
-  KVMART_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT publisher, bytes FROM quotas"));
-  std::vector<std::pair<std::string, uint64_t>> out;
-  for (;;) {
-    KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    out.emplace_back(st->Text(0), static_cast<uint64_t>(st->Int(1)));
+  KVMART_ASSIGN_OR_RETURN(sql::Connection * db, Conn());
+  sql::WriteTxn txn(db);
+  KVMART_RETURN_IF_ERROR(txn.Begin());
+  {
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "INSERT INTO quotas(publisher, bytes) VALUES(?, ?) ON CONFLICT(publisher) DO UPDATE SET bytes = excluded.bytes"));
+    st->Bind(1, publisher_hex).Bind(2, static_cast<int64_t>(bytes));
+    KVMART_RETURN_IF_ERROR(st->Run());
   }
-  return out;
+  KVMART_RETURN_IF_ERROR(BumpGeneration(db));
+  return CommitChange(&txn);
 }
 
 }  // namespace kvmart::store

@@ -1,11 +1,20 @@
-// The catalog: the durable record of what the store holds (SQLite, WAL, one
-// file, versioned schema). The disk tier's files are only data; a file is part
-// of the store exactly when a `blocks` row names it. Publishing commits one
-// transaction after the block files are durable, so an artifact row never
-// points at a missing file because of a crash (docs/STORE.md, "Crash safety").
+// The catalog: the durable record of what the store holds, on either back end
+// of base/sql.h — one SQLite file (WAL) for the embedded default, or a
+// PostgreSQL database shared by many nodes (`--db postgresql://…`, the same
+// database as the market). The statements are one text for both; only the DDL
+// differs. The disk tier's files are only data; a file is part of the store
+// exactly when a `blocks` row names it. Publishing commits one transaction
+// after the block files are durable (and, with a shared block tier, stored
+// there too), so an artifact row never points at bytes a crash lost
+// (docs/STORE.md, "Crash safety").
+//
+// Many nodes, one catalog: every change bumps a generation number in the
+// same transaction, so a node learns with one cheap query whether its
+// in-memory index is stale (Generation) and re-reads it only then (Snapshot).
 //
 // Not thread-safe: the store serialises all catalog access behind its writer
-// mutex, and serves reads from its in-memory index.
+// mutex, and serves reads from its in-memory index. A PostgreSQL connection
+// the server hung up on is dialled again on the next call.
 #pragma once
 
 #include <cstdint>
@@ -18,12 +27,13 @@
 #include "artifact/codec.h"
 #include "base/status.h"
 #include "store/block_files.h"
-#include "base/sqlite_db.h"
+#include "base/sql.h"
 
 namespace kvmart::store {
 
-// The schema version this code writes (PRAGMA user_version).
-inline constexpr int kCatalogSchemaVersion = 1;
+// The schema version this code writes (PRAGMA user_version on SQLite, the
+// catalog_version table on PostgreSQL).
+inline constexpr int kCatalogSchemaVersion = 2;
 
 struct CatalogArtifact {
   std::string artifact_id;
@@ -54,12 +64,30 @@ struct CatalogBlock {
 
 class Catalog {
  public:
-  // Opens or creates <path>, applies pending migrations in one transaction.
-  // durable = synchronous=FULL (a commit survives power loss, not only a crash).
-  static StatusOr<std::unique_ptr<Catalog>> Open(const std::string& path, bool durable);
+  // Opens or creates the catalog at `location` (a file path, or a
+  // postgresql:// URL), applies pending migrations in one transaction.
+  // durable = synchronous=FULL on SQLite (a commit survives power loss, not
+  // only a crash); PostgreSQL keeps its own settings.
+  static StatusOr<std::unique_ptr<Catalog>> Open(const std::string& location, bool durable);
+  ~Catalog();
 
-  Status ForEachArtifact(const std::function<Status(CatalogArtifact)>& fn);
-  Status ForEachBlock(const std::function<Status(CatalogBlock)>& fn);
+  // True when the catalog can be shared by several nodes (PostgreSQL).
+  bool shared() const;
+  // Where it is, with any password masked.
+  std::string Describe() const;
+
+  // Everything, read in one consistent snapshot.
+  struct Contents {
+    int64_t generation = 0;
+    std::vector<CatalogArtifact> artifacts;  // by artifact id, blocks in order
+    std::vector<CatalogBlock> blocks;
+    std::vector<std::pair<std::string, uint64_t>> quotas;
+  };
+  StatusOr<Contents> Snapshot();
+  // Bumped by every change below, in the change's own transaction.
+  StatusOr<int64_t> Generation();
+  // The generation the last committed change of this Catalog produced.
+  int64_t last_generation() const { return last_generation_; }
 
   // One transaction: the artifact row, its block list, and a reference on each
   // block (rows created with refcount 1 when new). `blocks[i]` describes block i.
@@ -72,13 +100,20 @@ class Catalog {
   Status SetPinned(const std::string& artifact_id, bool pinned);
   Status SetExpiry(const std::string& artifact_id, std::optional<int64_t> expires_at_unix);
   Status SetQuota(const std::string& publisher_hex, uint64_t bytes);
-  StatusOr<std::vector<std::pair<std::string, uint64_t>>> Quotas();
 
  private:
-  explicit Catalog(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
+  Catalog(std::string location, bool durable) : location_(std::move(location)), durable_(durable) {}
+  // The connection, dialled again when the server hung up.
+  StatusOr<sql::Connection*> Conn();
   Status Migrate();
-  Status UpdateOne(const char* sql, const std::string& artifact_id, const std::function<void(sqlite::Stmt&)>& bind);
-  std::unique_ptr<sqlite::Db> db_;
+  Status BumpGeneration(sql::Connection* db);
+  Status CommitChange(sql::WriteTxn* txn);
+  Status UpdateOne(const char* sql, const std::string& artifact_id,
+                   const std::function<void(sql::Statement&)>& bind);
+  std::string location_;
+  bool durable_;
+  std::unique_ptr<sql::Connection> conn_;
+  int64_t pending_generation_ = 0, last_generation_ = 0;
 };
 
 }  // namespace kvmart::store

@@ -46,6 +46,8 @@ class MemoryStore final : public Store {
   StatusOr<GcReport> Gc() override;
   StatusOr<VerifyReport> Verify(const std::string& artifact_id = "") override;
   StoreMetrics Metrics() const override;
+  Status CheckHealth() override { return Status::Ok(); }  // nothing outside the process
+  std::string Backend() const override { return "memory"; }
   // There is no decoded tier to drop: every load decodes.
   void DropMemoryTier() override {}
 

@@ -24,6 +24,7 @@
 #include "store/catalog.h"
 #include "store/memory_tier.h"
 #include "store/prefix_walk.h"
+#include "store/shared_tier.h"
 
 namespace kvmart::store {
 
@@ -151,6 +152,8 @@ class SqliteStore final : public Store {
   StatusOr<GcReport> Gc() override;
   StatusOr<VerifyReport> Verify(const std::string& artifact_id) override;
   StoreMetrics Metrics() const override;
+  Status CheckHealth() override;
+  std::string Backend() const override;
   void DropMemoryTier() override { memory_.Clear(); }
 
  private:
@@ -160,7 +163,19 @@ class SqliteStore final : public Store {
   const Variant* FindVariant(const BlockKey& key) const;
   // A non-damaged variant of the chain hash, or nullptr.
   const Variant* Available(const Digest256& chain) const;
-  std::shared_ptr<const ArtifactEntry> FindArtifact(const std::string& id) const;
+  // Syncs a shared catalog first.
+  std::shared_ptr<const ArtifactEntry> FindArtifact(const std::string& id);
+
+  // ---- a catalog shared with other nodes ----
+  // Re-reads the index when another node changed the catalog; checked at most
+  // once per catalog_refresh unless `force`. Errors keep the index as it is
+  // (counted; CheckHealth reports the catalog).
+  void Sync(bool force);
+  void SyncLocked(bool force);  // write_mu_ held
+  // Builds the index from a snapshot (write_mu_ held; takes index_mu_).
+  Status IndexContents(Catalog::Contents contents);
+  // Notes the generation a write of ours produced.
+  void NoteOwnWrite();
 
   // ---- writes (write_mu_ held) ----
   Status RemoveLocked(const std::string& id, GcReport* report);
@@ -172,6 +187,14 @@ class SqliteStore final : public Store {
   StatusOr<LoadedBlock> Fetch(const BlockRef& ref, const std::string& what, const Destination& dest);
   Status ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored);
   Status ReportDamage(const BlockKey& key, const std::string& what, const Status& cause);
+  // A block this node's disk lacks (or holds damaged), fetched from the shared
+  // tier, checked against the catalog and written to disk. NotFound when the
+  // tier has no usable copy.
+  Status FillFromSharedTier(const BlockRef& ref, const std::string& what);
+  // Reads the local file (into `stored`, or into `dest` when it is non-empty),
+  // falling back once to the shared tier when the file is missing or bad.
+  Status ReadLocal(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored,
+                   std::span<uint8_t> dest);
   Status RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& options, const std::string& what,
                  const BlockConsumer& consume);
 
@@ -201,6 +224,13 @@ class SqliteStore final : public Store {
   uint64_t num_variants_ = 0;
 
   std::atomic<uint64_t> hits_memory_{0}, hits_disk_{0}, misses_{0}, checksum_failures_{0}, bytes_loaded_{0};
+  std::atomic<uint64_t> hits_shared_{0}, catalog_refreshes_{0}, catalog_errors_{0};
+
+  // The catalog generation the index reflects, and when it was last checked
+  // (write_mu_).
+  int64_t generation_ = 0;
+  std::chrono::steady_clock::time_point checked_at_{};
+  std::atomic<int64_t> next_check_ns_{0};  // steady clock: readers skip Sync before it
 };
 
 // ---------------------------------------------------------------------------
@@ -213,15 +243,29 @@ Status SqliteStore::Init() {
   if (ec) return Status::IOError("create " + options_.data_dir + ": " + ec.message());
   KVMART_ASSIGN_OR_RETURN(lock_, LockFile::Acquire(options_.data_dir + "/LOCK"));
   KVMART_RETURN_IF_ERROR(files_.Init());
-  KVMART_ASSIGN_OR_RETURN(catalog_, Catalog::Open(options_.data_dir + "/catalog.sqlite", options_.durable));
+  KVMART_ASSIGN_OR_RETURN(catalog_, Catalog::Open(options_.catalog.empty() ? options_.data_dir + "/catalog.sqlite"
+                                                                         : options_.catalog,
+                                                  options_.durable));
+  KVMART_ASSIGN_OR_RETURN(auto contents, catalog_->Snapshot());
+  {
+    std::lock_guard wlock(write_mu_);
+    KVMART_RETURN_IF_ERROR(IndexContents(std::move(contents)));
+  }
 
+  // Leftovers of interrupted publishes and removals: temporary files, and
+  // complete files that no committed row names.
+  std::lock_guard wlock(write_mu_);
+  GcReport ignored;
+  CleanFilesLocked(&ignored);
+  return Status::Ok();
+}
+
+Status SqliteStore::IndexContents(Catalog::Contents contents) {
   std::unordered_map<BlockKey, CatalogBlock, BlockKeyHash> rows;
-  KVMART_RETURN_IF_ERROR(catalog_->ForEachBlock([&](CatalogBlock b) {
-    rows.emplace(b.key, b);
-    return Status::Ok();
-  }));
-  std::unique_lock lock(index_mu_);
-  KVMART_RETURN_IF_ERROR(catalog_->ForEachArtifact([&](CatalogArtifact a) -> Status {
+  for (CatalogBlock& b : contents.blocks) rows.emplace(b.key, std::move(b));
+  std::vector<std::shared_ptr<ArtifactEntry>> entries;
+  entries.reserve(contents.artifacts.size());
+  for (CatalogArtifact& a : contents.artifacts) {
     const std::string where = "catalog: artifact " + a.artifact_id;
     KVMART_ASSIGN_OR_RETURN(Manifest m, artifact::ParseManifest(a.manifest_json));
     if (m.artifact_id != a.artifact_id || m.blocks.size() != a.blocks.size())
@@ -245,23 +289,89 @@ Status SqliteStore::Init() {
     e->info.created_at = a.created_at;
     e->info.pinned = a.pinned;
     e->info.expires_at_unix = a.expires_at_unix;
-    e->keys = a.blocks;
+    e->keys = std::move(a.blocks);
     e->profile_digest = artifact::ProfileDigest(m.profile);
     e->last_hash = m.blocks.back().chain_hash;
     e->manifest = std::make_shared<const Manifest>(std::move(m));
-    IndexArtifact(std::move(e));
-    return Status::Ok();
-  }));
-  KVMART_ASSIGN_OR_RETURN(auto quotas, catalog_->Quotas());
-  for (auto& [pub, bytes] : quotas) quotas_[pub] = bytes;
-  lock.unlock();
-
-  // Leftovers of interrupted publishes and removals: temporary files, and
-  // complete files that no committed row names.
-  std::lock_guard wlock(write_mu_);
-  GcReport ignored;
-  CleanFilesLocked(&ignored);
+    entries.push_back(std::move(e));
+  }
+  // Parsed and checked; now the swap, all at once for readers.
+  std::unique_lock lock(index_mu_);
+  std::unordered_set<BlockKey, BlockKeyHash> damaged = std::move(damaged_);
+  artifacts_.clear();
+  blocks_.clear();
+  by_last_.clear();
+  partial_.clear();
+  profiles_.clear();
+  publisher_bytes_.clear();
+  quotas_.clear();
+  damaged_.clear();
+  disk_bytes_ = 0;
+  num_variants_ = 0;
+  for (auto& e : entries) IndexArtifact(std::move(e));
+  for (const BlockKey& k : damaged)
+    if (FindVariant(k) != nullptr) damaged_.insert(k);  // still damaged on this node's disk
+  for (auto& [pub, bytes] : contents.quotas) quotas_[pub] = bytes;
+  generation_ = contents.generation;
   return Status::Ok();
+}
+
+void SqliteStore::NoteOwnWrite() {
+  // One bump past what the index reflects: only our own change came in
+  // between, and the index already has it. Anything else: re-read next time.
+  if (catalog_->last_generation() == generation_ + 1) generation_ = catalog_->last_generation();
+}
+
+void SqliteStore::Sync(bool force) {
+  if (!catalog_->shared()) return;
+  const int64_t now_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (!force && now_ns < next_check_ns_.load(std::memory_order_relaxed)) return;
+  // A reader never waits for a publish in progress: it skips this check (the
+  // next one comes within catalog_refresh).
+  std::unique_lock wlock(write_mu_, std::defer_lock);
+  if (force) {
+    wlock.lock();
+  } else if (!wlock.try_lock()) {
+    return;
+  }
+  SyncLocked(force);
+}
+
+void SqliteStore::SyncLocked(bool force) {
+  if (!catalog_->shared()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now - checked_at_ < options_.catalog_refresh) return;
+  checked_at_ = now;
+  next_check_ns_.store((now + options_.catalog_refresh).time_since_epoch().count(), std::memory_order_relaxed);
+  auto g = catalog_->Generation();
+  if (!g.ok()) {
+    catalog_errors_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (*g == generation_) return;
+  auto contents = catalog_->Snapshot();
+  Status st = contents.ok() ? IndexContents(std::move(contents).value()) : contents.status();
+  if (!st.ok()) {
+    catalog_errors_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  catalog_refreshes_.fetch_add(1, std::memory_order_relaxed);
+}
+
+Status SqliteStore::CheckHealth() {
+  if (catalog_->shared()) {
+    std::lock_guard wlock(write_mu_);
+    auto g = catalog_->Generation();
+    if (!g.ok()) return g.status().WithContext("store catalog " + catalog_->Describe());
+  }
+  if (options_.shared_blocks != nullptr) KVMART_RETURN_IF_ERROR(options_.shared_blocks->CheckHealth());
+  return Status::Ok();
+}
+
+std::string SqliteStore::Backend() const {
+  std::string out = "disk (catalog " + catalog_->Describe();
+  if (options_.shared_blocks != nullptr) out += ", shared blocks " + options_.shared_blocks->Describe();
+  return out + ")";
 }
 
 // ---------------------------------------------------------------------------
@@ -362,7 +472,8 @@ const Variant* SqliteStore::Available(const Digest256& chain) const {
   return nullptr;
 }
 
-std::shared_ptr<const ArtifactEntry> SqliteStore::FindArtifact(const std::string& id) const {
+std::shared_ptr<const ArtifactEntry> SqliteStore::FindArtifact(const std::string& id) {
+  Sync(false);
   std::shared_lock lock(index_mu_);
   auto it = artifacts_.find(id);
   return it == artifacts_.end() ? nullptr : it->second;
@@ -397,6 +508,8 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = {m.blocks[i].chain_hash, m.blocks[i].xxh3_128};
 
   std::lock_guard wlock(write_mu_);
+  // Another node may have published it (or blocks it shares) a moment ago.
+  SyncLocked(/*force=*/true);
   // Only writers change the index, and every writer holds write_mu_, so it can
   // be read here without index_mu_.
   if (auto it = artifacts_.find(m.artifact_id); it != artifacts_.end()) {
@@ -408,6 +521,11 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
     // were found damaged or have gone missing.
     std::vector<BlockKey> repaired;
     for (size_t i = 0; i < keys.size(); ++i) {
+      // The shared tier may have lost blocks (a failover): put back any it lacks.
+      if (options_.shared_blocks != nullptr) {
+        KVMART_RETURN_IF_ERROR(options_.shared_blocks->Put(keys[i], a.stored_blocks[i]));
+        KVMART_RETURN_IF_ERROR(options_.shared_blocks->Commit(keys[i], a.stored_blocks[i].size()));
+      }
       if (!damaged_.contains(keys[i]) && files_.Exists(keys[i], m.blocks[i].stored_bytes)) continue;
       KVMART_RETURN_IF_ERROR(files_.Write(keys[i], a.stored_blocks[i]));
       repaired.push_back(keys[i]);
@@ -448,6 +566,13 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
     if (!st.ok()) return undo(st);
     (in_catalog ? rewritten : created).push_back(keys[i]);
   }
+  // 1b. The shared tier, before the row: another node that sees the row must
+  // find the blocks. They expire unless committed below, so a publish killed
+  // here leaves nothing behind there either.
+  if (options_.shared_blocks != nullptr) {
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (Status st = options_.shared_blocks->Put(keys[i], a.stored_blocks[i]); !st.ok()) return undo(st);
+  }
   // 2. One transaction makes the artifact visible, all of it at once.
   CatalogArtifact row;
   row.artifact_id = m.artifact_id;
@@ -472,7 +597,25 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
     brows[i].stored_bytes = m.blocks[i].stored_bytes;
     brows[i].payload_sha256 = m.blocks[i].payload_sha256;
   }
-  if (Status st = catalog_->InsertArtifact(row, brows); !st.ok()) return undo(st);
+  if (Status st = catalog_->InsertArtifact(row, brows); !st.ok()) {
+    (void)undo(st);
+    if (st.code() != Status::Code::kAlreadyExists) return st.WithContext("publish " + m.artifact_id);
+    // Another node committed it between our sync and our insert: the same
+    // artifact is a no-op, another manifest under its id is refused.
+    SyncLocked(/*force=*/true);
+    auto it = artifacts_.find(m.artifact_id);
+    if (it != artifacts_.end() && it->second->manifest->signed_text == m.signed_text &&
+        it->second->manifest->signature == m.signature)
+      return Status::Ok();
+    return st.WithContext("publish " + m.artifact_id);
+  }
+  NoteOwnWrite();
+  if (options_.shared_blocks != nullptr) {
+    // Permanent now that the row names them. A crash before this leaves
+    // blocks that expire while the row stands: other nodes then miss (and say
+    // so) until a republish puts them back; never wrong bytes.
+    for (size_t i = 0; i < keys.size(); ++i) (void)options_.shared_blocks->Commit(keys[i], a.stored_blocks[i].size());
+  }
 
   // 3. Visible to readers.
   auto e = std::make_shared<ArtifactEntry>();
@@ -500,6 +643,7 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
 // Lookup
 
 PrefixMatch SqliteStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
+  Sync(false);
   const int64_t now = NowUnix();
   std::shared_lock lock(index_mu_);
   auto prof = profiles_.find(profile_digest);
@@ -551,6 +695,7 @@ StatusOr<ArtifactInfo> SqliteStore::Stat(const std::string& id) {
 }
 
 std::vector<ArtifactInfo> SqliteStore::List() {
+  Sync(false);
   std::vector<ArtifactInfo> out;
   {
     std::shared_lock lock(index_mu_);
@@ -572,6 +717,15 @@ StoreMetrics SqliteStore::Metrics() const {
   m.bytes_loaded = bytes_loaded_.load();
   m.memory_bytes = memory_.bytes();
   m.evictions = memory_.evictions();
+  m.catalog_refreshes = catalog_refreshes_.load();
+  m.catalog_errors = catalog_errors_.load();
+  m.hits_shared = hits_shared_.load();
+  if (options_.shared_blocks != nullptr) {
+    const SharedTierStats t = options_.shared_blocks->Stats();
+    m.shared_misses = t.misses;
+    m.shared_rejected = t.rejected;
+    m.shared_errors = t.errors;
+  }
   std::shared_lock lock(index_mu_);
   m.disk_bytes = disk_bytes_;
   m.artifacts = artifacts_.size();
@@ -595,14 +749,53 @@ Status SqliteStore::ReportDamage(const BlockKey& key, const std::string& what, c
   return DataLoss(what, cause);
 }
 
-Status SqliteStore::ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored) {
-  Status st = files_.Read(ref.v.key, ref.v.stored_bytes, stored);
-  if (st.ok()) st = artifact::VerifyStoredChecksum(ref.v.Info(), *stored);
+Status SqliteStore::FillFromSharedTier(const BlockRef& ref, const std::string& what) {
+  SharedBlockTier& tier = *options_.shared_blocks;
+  auto got = tier.Get(ref.v.key, ref.v.stored_bytes);
+  if (!got.ok()) return got.status().WithContext(what);
+  if (!got->has_value()) return Status::NotFound(what + ": not in the shared tier " + tier.Describe());
+  const std::vector<uint8_t>& bytes = **got;
+  // Bytes from another machine: both checks, as at publish (store.h).
+  Status st = artifact::VerifyStoredChecksum(ref.v.Info(), bytes);
+  if (st.ok()) st = artifact::DecodeVerifiedBlock(ref.v.Info(), ref.v.dtype, bytes, /*verify_sha256=*/true).status();
   if (!st.ok()) {
-    if (st.code() == Status::Code::kIOError) return st.WithContext(what);  // not the data's fault
-    return ReportDamage(ref.v.key, what, st);
+    tier.CountRejected();
+    (void)tier.Remove(ref.v.key, ref.v.stored_bytes);
+    return Status::NotFound(what + ": the shared tier's copy failed its check and was deleted: " + st.message());
   }
+  KVMART_RETURN_IF_ERROR(files_.Write(ref.v.key, bytes).WithContext(what));
+  hits_shared_.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
+}
+
+Status SqliteStore::ReadLocal(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored,
+                              std::span<uint8_t> dest) {
+  auto read = [&] {
+    Status st = dest.empty() ? files_.Read(ref.v.key, ref.v.stored_bytes, stored) : files_.ReadInto(ref.v.key, dest);
+    if (st.ok()) st = artifact::VerifyStoredChecksum(ref.v.Info(), dest.empty() ? std::span<const uint8_t>(*stored)
+                                                                                  : std::span<const uint8_t>(dest));
+    return st;
+  };
+  Status st = read();
+  if (st.ok() || st.code() == Status::Code::kIOError) return st.ok() ? st : st.WithContext(what);
+  if (options_.shared_blocks != nullptr) {
+    // Missing here (published on another node) or damaged: the shared copy,
+    // checked, replaces the file; then the ordinary read.
+    Status filled = FillFromSharedTier(ref, what);
+    if (filled.ok()) {
+      st = read();
+      if (st.ok()) return st;
+    } else if (filled.code() == Status::Code::kUnavailable || filled.code() == Status::Code::kIOError) {
+      return filled;  // the tier is down: not the data's fault either
+    } else {
+      st = Status::Corruption(st.message() + "; " + filled.message());
+    }
+  }
+  return ReportDamage(ref.v.key, what, st);
+}
+
+Status SqliteStore::ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored) {
+  return ReadLocal(ref, what, stored, {});
 }
 
 StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string& what, const Destination& dest_fn) {
@@ -633,12 +826,7 @@ StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string&
     // boundaries, the fast checksum on every load from our own tiers).
     if (dest_fn && ref.v.codec == Codec::kRaw) {
       // Straight into place: the only copy is the kernel's.
-      Status st = files_.ReadInto(ref.v.key, dest);
-      if (st.ok()) st = artifact::VerifyStoredChecksum(ref.v.Info(), dest);
-      if (!st.ok()) {
-        if (st.code() == Status::Code::kIOError) return st.WithContext(what);
-        return ReportDamage(ref.v.key, what, st);
-      }
+      KVMART_RETURN_IF_ERROR(ReadLocal(ref, what, nullptr, dest));
     } else {
       BufferPool::Buffer stored = pool_->Take(ref.v.stored_bytes);
       KVMART_RETURN_IF_ERROR(ReadStored(ref, what, stored.get()));
@@ -751,6 +939,7 @@ Status SqliteStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions
 }
 
 Status SqliteStore::Load(const std::string& id, const LoadOptions& options, const BlockConsumer& consume) {
+  Sync(false);
   std::vector<BlockRef> refs;
   {
     std::shared_lock lock(index_mu_);
@@ -828,8 +1017,10 @@ Status SqliteStore::UpdateEntryLocked(const std::string& id, const std::function
 
 Status SqliteStore::Pin(const std::string& id, bool pinned) {
   std::lock_guard wlock(write_mu_);
+  SyncLocked(/*force=*/true);
   if (!artifacts_.contains(id)) return Status::NotFound("artifact " + id + " is not in the store");
   KVMART_RETURN_IF_ERROR(catalog_->SetPinned(id, pinned));
+  NoteOwnWrite();
   return UpdateEntryLocked(id, [&](ArtifactInfo* i) { i->pinned = pinned; });
 }
 
@@ -837,8 +1028,10 @@ Status SqliteStore::SetTtl(const std::string& id, std::optional<std::chrono::sec
   std::optional<int64_t> at;
   if (ttl) at = NowUnix() + ttl->count();
   std::lock_guard wlock(write_mu_);
+  SyncLocked(/*force=*/true);
   if (!artifacts_.contains(id)) return Status::NotFound("artifact " + id + " is not in the store");
   KVMART_RETURN_IF_ERROR(catalog_->SetExpiry(id, at));
+  NoteOwnWrite();
   return UpdateEntryLocked(id, [&](ArtifactInfo* i) { i->expires_at_unix = at; });
 }
 
@@ -847,7 +1040,9 @@ Status SqliteStore::SetPublisherQuota(const std::string& publisher_hex, uint64_t
   if (publisher_hex.size() != 64 || !FromHex(publisher_hex, &dummy))
     return Status::InvalidArgument("publisher must be 64 hex digits");
   std::lock_guard wlock(write_mu_);
+  SyncLocked(/*force=*/true);
   KVMART_RETURN_IF_ERROR(catalog_->SetQuota(publisher_hex, bytes));
+  NoteOwnWrite();
   std::unique_lock lock(index_mu_);
   quotas_[publisher_hex] = bytes;
   return Status::Ok();
@@ -860,12 +1055,21 @@ Status SqliteStore::RemoveLocked(const std::string& id, GcReport* report) {
   // Commit first, unlink after: a crash in between leaves only unreferenced
   // files, which the next Open or Gc removes.
   KVMART_ASSIGN_OR_RETURN(std::vector<BlockKey> freed, catalog_->RemoveArtifact(id));
+  NoteOwnWrite();
   {
     std::unique_lock lock(index_mu_);
     UnindexArtifact(*e);
   }
   for (const BlockKey& k : freed) {
     (void)files_.Remove(k);  // a failure leaves an orphan for Gc
+    if (options_.shared_blocks != nullptr) {
+      // Other nodes' copies on their disks go at their next Gc or Open.
+      for (const auto& b : e->manifest->blocks)
+        if (b.chain_hash == k.chain && b.xxh3_128 == k.xxh3) {
+          (void)options_.shared_blocks->Remove(k, b.stored_bytes);
+          break;
+        }
+    }
     if (report != nullptr) {
       ++report->blocks_removed;
       for (const auto& b : e->manifest->blocks)
@@ -877,6 +1081,7 @@ Status SqliteStore::RemoveLocked(const std::string& id, GcReport* report) {
 
 Status SqliteStore::Remove(const std::string& id) {
   std::lock_guard wlock(write_mu_);
+  SyncLocked(/*force=*/true);
   return RemoveLocked(id, nullptr);
 }
 
@@ -900,6 +1105,7 @@ StatusOr<GcReport> SqliteStore::Gc() {
   GcReport report;
   const int64_t now = NowUnix();
   std::lock_guard wlock(write_mu_);
+  SyncLocked(/*force=*/true);
   std::vector<std::string> expired;
   for (const auto& [id, e] : artifacts_)
     if (e->expired(now)) expired.push_back(id);

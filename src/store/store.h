@@ -48,8 +48,21 @@
 
 namespace kvmart::store {
 
+class SharedBlockTier;  // store/shared_tier.h
+
 struct StoreOptions {
   std::string data_dir;                       // created if absent
+  // Where the catalog lives: empty = <data_dir>/catalog.sqlite; a
+  // postgresql:// URL = a catalog shared by every node that names it (the
+  // market's database). A shared catalog is re-read when another node changed
+  // it, checked at most once per catalog_refresh.
+  std::string catalog;
+  std::chrono::milliseconds catalog_refresh{200};
+  // A block tier shared by the nodes (store/redis_tier.h), below the memory
+  // and disk tiers; null = none. Publish writes every block there before the
+  // catalog row; a load whose block is not on this node's disk reads it from
+  // there, checks it (XXH3-128 and SHA-256) and keeps it on disk.
+  std::shared_ptr<SharedBlockTier> shared_blocks;
   uint64_t memory_budget_bytes = 4ull << 30;  // decoded payloads kept in memory
   unsigned decode_threads = 0;                // 0 = hardware concurrency
   // fsync files and directories on publish. Only tests of non-crash behaviour
@@ -136,6 +149,13 @@ struct StoreMetrics {
   uint64_t evictions = 0;          // memory-tier evictions
   uint64_t artifacts = 0;
   uint64_t blocks = 0;
+  // Many nodes (zero without a shared catalog / block tier).
+  uint64_t catalog_refreshes = 0;  // index re-read after another node's change
+  uint64_t catalog_errors = 0;     // generation checks or re-reads that failed
+  uint64_t hits_shared = 0;        // blocks fetched from the shared tier (then kept on disk)
+  uint64_t shared_misses = 0;      // blocks the shared tier did not hold
+  uint64_t shared_rejected = 0;    // blocks from the shared tier that failed a check
+  uint64_t shared_errors = 0;      // shared-tier operations that failed
 };
 
 struct GcReport {
@@ -204,6 +224,11 @@ class Store {
   virtual StatusOr<VerifyReport> Verify(const std::string& artifact_id = "") = 0;
 
   virtual StoreMetrics Metrics() const = 0;
+  // For /readyz: ok when the store's back ends answer (a shared catalog, a
+  // shared block tier); the message names the first that does not.
+  virtual Status CheckHealth() = 0;
+  // "disk (catalog …, shared blocks …)" for /readyz and messages.
+  virtual std::string Backend() const = 0;
   // Drops the memory tier (benchmarks, tests).
   virtual void DropMemoryTier() = 0;
 };

@@ -294,7 +294,7 @@ TEST_F(MarketTest, CreditLimitAllowsABoundedNegativeBalance) {
 // (and keep) a new one, instead of a market nobody can administer.
 TEST(MarketInitialize, AFailedKeepLeavesTheMarketUninitialised) {
   TempDir dir;
-  auto db = TestDatabase::Create(dir);
+  auto db = TestDatabase::Create(dir, TestBackend());
   ASSERT_OK(db);
   MarketOptions opt;
   opt.provider_key = ProviderKey::Generate();

@@ -21,6 +21,7 @@
 #include "base/sqlite_db.h"
 #include "market/sql_market.h"
 #include "testing/temp_dir.h"
+#include "testing/test_database.h"
 
 #include <sodium.h>
 
@@ -60,86 +61,10 @@ class TempDir : public ::kvmart::testing::TempDir {
   TempDir() : ::kvmart::testing::TempDir(TestTempBase()) {}
 };
 
-enum class Backend { kSqlite, kPostgres };
+using ::kvmart::testing::Backend;
+using ::kvmart::testing::TestDatabase;
 
-inline Backend TestBackend() {
-  const char* b = std::getenv("KVMART_TEST_MARKET_BACKEND");
-  return b != nullptr && std::string_view(b) == "postgres" ? Backend::kPostgres : Backend::kSqlite;
-}
-
-// The suite's PostgreSQL server: $KVMART_TEST_POSTGRES_URL, else the URL that
-// tests/testing/postgres.sh wrote into the build tree. Its absence is an error,
-// never a skip.
-inline StatusOr<std::string> TestPostgresUrl() {
-  const char* env = std::getenv("KVMART_TEST_POSTGRES_URL");
-  if (env != nullptr && *env != '\0') return std::string(env);
-  const std::string file = std::string(KVMART_BINARY_DIR) + "/testing/postgres/url";
-  std::ifstream in(file);
-  std::string url;
-  if (!(in >> url) || url.empty()) {
-    return Status::Unavailable("no test PostgreSQL server: " + file +
-                               " is missing (ctest starts one through tests/testing/postgres.sh; or set "
-                               "KVMART_TEST_POSTGRES_URL)");
-  }
-  return url;
-}
-
-// One market database for one test: a file in the test's temp directory
-// (SQLite) or a schema of its own on the suite's server (PostgreSQL).
-class TestDatabase {
- public:
-  static StatusOr<std::unique_ptr<TestDatabase>> Create(const ::kvmart::testing::TempDir& dir,
-                                                        Backend backend = TestBackend()) {
-    auto db = std::unique_ptr<TestDatabase>(new TestDatabase());
-    db->backend_ = backend;
-    if (backend == Backend::kSqlite) {
-      db->location_ = dir.Sub("market.db");
-      return db;
-    }
-    KVMART_ASSIGN_OR_RETURN(db->server_url_, TestPostgresUrl());
-    KVMART_ASSIGN_OR_RETURN(db->admin_, postgres::Connection::Open(db->server_url_));
-    unsigned char r[6];
-    randombytes_buf(r, sizeof r);
-    db->schema_ = "t" + std::to_string(::getpid()) + "_";
-    for (unsigned char c : r) db->schema_ += "0123456789abcdef"[c >> 4], db->schema_ += "0123456789abcdef"[c & 15];
-    KVMART_RETURN_IF_ERROR(db->admin_->Exec("CREATE SCHEMA " + db->schema_));
-    db->location_ = db->server_url_ + "?options=-csearch_path%3D" + db->schema_;
-    return db;
-  }
-  ~TestDatabase() {
-    if (admin_ != nullptr && admin_->healthy()) (void)admin_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
-  }
-
-  Backend backend() const { return backend_; }
-  const std::string& location() const { return location_; }
-
-  // Empty again, as if just created.
-  Status Recreate() {
-    if (backend_ == Backend::kSqlite) {
-      std::error_code ec;
-      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(location_ + suffix, ec);
-      return Status::Ok();
-    }
-    KVMART_RETURN_IF_ERROR(admin_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE"));
-    return admin_->Exec("CREATE SCHEMA " + schema_);
-  }
-
-  // A connection beside the market's, to read or tamper with the tables.
-  StatusOr<std::unique_ptr<sql::Connection>> Raw() const {
-    if (backend_ == Backend::kSqlite) {
-      KVMART_ASSIGN_OR_RETURN(auto c, sqlite::Connection::Open(location_, false, 1000));
-      return std::unique_ptr<sql::Connection>(std::move(c));
-    }
-    KVMART_ASSIGN_OR_RETURN(auto c, postgres::Connection::Open(location_));
-    return std::unique_ptr<sql::Connection>(std::move(c));
-  }
-
- private:
-  TestDatabase() = default;
-  Backend backend_ = Backend::kSqlite;
-  std::string location_, server_url_, schema_;
-  std::unique_ptr<postgres::Connection> admin_;
-};
+inline Backend TestBackend() { return ::kvmart::testing::BackendFromEnv("KVMART_TEST_MARKET_BACKEND"); }
 
 struct Clock {
   std::shared_ptr<std::atomic<int64_t>> now = std::make_shared<std::atomic<int64_t>>(1'700'000'000);
@@ -157,7 +82,7 @@ class MarketFixture : public ::testing::Test {
   void Reopen(bool fresh = true) {
     market_.reset();
     if (db_ == nullptr) {
-      auto db = TestDatabase::Create(dir_);
+      auto db = TestDatabase::Create(dir_, TestBackend());
       ASSERT_TRUE(db.ok()) << db.status().ToString();
       db_ = std::move(db).value();
     }

@@ -243,6 +243,8 @@ class DamagedStore final : public store::Store {
   StatusOr<store::GcReport> Gc() override { return in_->Gc(); }
   StatusOr<store::VerifyReport> Verify(const std::string& id) override { return in_->Verify(id); }
   store::StoreMetrics Metrics() const override { return in_->Metrics(); }
+  Status CheckHealth() override { return in_->CheckHealth(); }
+  std::string Backend() const override { return in_->Backend(); }
   void DropMemoryTier() override { in_->DropMemoryTier(); }
 
  private:

@@ -10,6 +10,7 @@
 
 #include "store/memory_store.h"
 #include "store_test_util.h"
+#include "testing/test_database.h"
 
 namespace kvmart::store {
 namespace {
@@ -20,14 +21,46 @@ using kvmart::testing::TempDir;
 struct Implementation {
   std::string name;
   // A store in `dir` whose decoded-payload cache (where it has one) holds
-  // about `cache_bytes`.
-  std::function<std::unique_ptr<Store>(const std::string& dir, uint64_t cache_bytes)> open;
+  // about `cache_bytes`; a database it needs is left in *db (the test owns it).
+  std::function<std::unique_ptr<Store>(const std::string& dir, uint64_t cache_bytes,
+                                       std::unique_ptr<kvmart::testing::TestDatabase>* db)>
+      open;
 };
 
+using DbSlot = std::unique_ptr<kvmart::testing::TestDatabase>;
+#ifdef KVMART_STORE_CONTRACT_ON_POSTGRES
+constexpr bool kOnPostgres = true;
+#else
+constexpr bool kOnPostgres = false;
+#endif
+
 std::vector<Implementation> Implementations() {
+  // The disk store whose catalog lives on PostgreSQL (each test's own schema
+  // on the suite's server), as the nodes of a deployment share it: the
+  // store_pg_test build of this file (prefix pg.store.).
+  if constexpr (kOnPostgres) {
+    return {{"postgres_catalog", [](const std::string& dir, uint64_t cache_bytes, DbSlot* db) -> std::unique_ptr<Store> {
+               if (*db == nullptr) {
+                 auto created = kvmart::testing::TestDatabase::Create(kvmart::testing::TempDir(),
+                                                                      kvmart::testing::Backend::kPostgres);
+                 EXPECT_TRUE(created.ok()) << created.status().ToString();
+                 if (!created.ok()) return nullptr;
+                 *db = std::move(created).value();
+               } else {
+                 EXPECT_TRUE((*db)->Recreate().ok());
+               }
+               StoreOptions o = Options(dir);
+               o.durable = false;  // not a crash test
+               o.memory_budget_bytes = cache_bytes;
+               o.catalog = (*db)->location();
+               auto s = Store::Open(o);
+               EXPECT_TRUE(s.ok()) << s.status().ToString();
+               return s.ok() ? std::move(s).value() : nullptr;
+             }}};
+  }
   return {
       {"embedded",
-       [](const std::string& dir, uint64_t cache_bytes) -> std::unique_ptr<Store> {
+       [](const std::string& dir, uint64_t cache_bytes, DbSlot*) -> std::unique_ptr<Store> {
          StoreOptions o = Options(dir);
          o.durable = false;  // not a crash test
          o.memory_budget_bytes = cache_bytes;
@@ -36,17 +69,18 @@ std::vector<Implementation> Implementations() {
          return s.ok() ? std::move(s).value() : nullptr;
        }},
       {"memory",
-       [](const std::string&, uint64_t) -> std::unique_ptr<Store> { return std::make_unique<MemoryStore>(); }},
+       [](const std::string&, uint64_t, DbSlot*) -> std::unique_ptr<Store> { return std::make_unique<MemoryStore>(); }},
   };
 }
 
 class StoreContract : public ::testing::TestWithParam<Implementation> {
  protected:
   void SetUp() override {
-    store_ = GetParam().open(tmp_.path(), 64 << 20);
+    store_ = GetParam().open(tmp_.path(), 64 << 20, &db_);
     ASSERT_NE(store_, nullptr);
   }
   TempDir tmp_;
+  DbSlot db_;  // before store_: the store goes first
   std::unique_ptr<Store> store_;
 };
 
@@ -337,7 +371,8 @@ TEST_P(StoreContract, VerifyChecksEveryBlock) {
 // with an artifact being read is safe. A small cache keeps the embedded
 // store's memory tier evicting and promoting throughout.
 TEST_P(StoreContract, ConcurrentReadersAndASharingPublisher) {
-  store_ = GetParam().open(tmp_.Sub("small-cache"), 8 * 1024);
+  store_.reset();
+  store_ = GetParam().open(tmp_.Sub("small-cache"), 8 * 1024, &db_);
   ASSERT_NE(store_, nullptr);
   const Profile p = SmallProfile();
   auto doc = Tokens(64);
@@ -371,7 +406,7 @@ TEST_P(StoreContract, ConcurrentReadersAndASharingPublisher) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(store_->List().size(), 5u);
-  if (GetParam().name == "embedded") {
+  if (GetParam().name != "memory") {
     EXPECT_GT(store_->Metrics().evictions, 0u);
   }
 }
