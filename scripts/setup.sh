@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang
   libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev libsodium-dev libzstd-dev liblz4-dev libxxhash-dev libpcre2-dev
-  libsqlite3-dev libpq-dev postgresql nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
+  libsqlite3-dev libpq-dev postgresql redis-server redis-tools libhiredis-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
   libopenblas-dev libicu-dev
   python3 python3-jinja2
   gnuplot-nox zstd lz4 curl jq openssl git
@@ -22,12 +22,25 @@ done
 # Node.js may come from Debian (nodejs + npm) or be preinstalled with its own npm.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Debian package starts a redis-server on port 6379 where an init system
+# runs it. Nothing of kvmart uses that one (the tests start their own cluster
+# on free ports), and a stray server on the default port only invites a test
+# or a developer to talk to the wrong Redis.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+  echo "setup: stopping and disabling the system redis-server"
+  $SUDO systemctl disable --now redis-server
+elif [ -x /etc/init.d/redis-server ] && /etc/init.d/redis-server status >/dev/null 2>&1; then
+  echo "setup: stopping the system redis-server"
+  $SUDO /etc/init.d/redis-server stop
+  command -v update-rc.d >/dev/null 2>&1 && $SUDO update-rc.d redis-server disable >/dev/null 2>&1 || true
 fi
 
 NPM_DIR=tools/npm
