@@ -9,10 +9,8 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "store/store.h"
 
-namespace kvmart::store {
-class Store;
-}
 
 namespace kvmart::cli {
 
@@ -36,8 +34,15 @@ StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
 StatusOr<std::unique_ptr<Engine>> OpenEngine(std::shared_ptr<const Model> model, const std::string& kernels,
                                              size_t threads, size_t max_batch_tokens = 512, double kv_cache_gb = 0);
 
-// Opens the artifact store of the data directory named by a --data flag
-// (empty: the default, cli/data_dir.h), i.e. DIR/store. In store_commands.cc.
-StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag);
+// Where a node's store lives (store_commands.cc): the disk tier in DIR/store;
+// the catalog in DIR/store/catalog.sqlite, or in the market's PostgreSQL
+// database when --db / $KVMART_DB names one (so nodes that share the market
+// share the catalog); and a shared block tier when --blocks / $KVMART_BLOCKS
+// names a redis:// cluster.
+StatusOr<store::StoreOptions> NodeStoreOptions(const std::string& data_flag, const std::string& db_flag,
+                                               const std::string& blocks_flag);
+// Opens that store. In store_commands.cc.
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag, const std::string& db_flag = "",
+                                                  const std::string& blocks_flag = "");
 
 }  // namespace kvmart::cli

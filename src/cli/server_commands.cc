@@ -32,7 +32,7 @@ namespace mk = kvmart::market;
 struct ServeArgs {
   EngineFlags engine;
   std::string data, listen = "127.0.0.1:8080", store = "disk", port_file, model_id = "kvmart";
-  std::string tls_cert, tls_key, export_price_per_gb, db;
+  std::string tls_cert, tls_key, export_price_per_gb, db, blocks;
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false;
   int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
@@ -105,12 +105,13 @@ int RunServe(const ServeArgs& a) {
 
   const std::string store_kind = a.store;
   if (store_kind == "disk") {
-    store::StoreOptions so;
-    so.data_dir = data.Store();
-    auto st = store::Store::Open(so);
+    auto so = NodeStoreOptions(a.data, a.db, a.blocks);
+    if (!so.ok()) return Fail(so.status());
+    auto st = store::Store::Open(*so);
     if (!st.ok()) return Fail(st.status());
     parts.store = std::move(st).value();
   } else if (store_kind == "memory") {
+    if (!a.blocks.empty()) return Fail(Status::InvalidArgument("--blocks needs --store disk"));
     parts.store = std::make_unique<store::MemoryStore>();
   } else {
     return Fail(Status::InvalidArgument("--store must be disk or memory"));
@@ -182,7 +183,10 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
                 "data directory: market, keys, store/ (default $KVMART_HOME, else ~/.local/share/kvmart)");
   c->add_option("--db", a->db,
                 "market database: a SQLite file or a postgresql:// URL shared by many nodes "
-                "(default $KVMART_DB, else DIR/market.db)");
+                "(default $KVMART_DB, else DIR/market.db); with PostgreSQL the store's catalog lives there too");
+  c->add_option("--blocks", a->blocks,
+                "redis://host:port[,host:port…]: a Redis Cluster holding the blocks every node can load "
+                "(default $KVMART_BLOCKS; needs a postgresql:// --db)");
   c->add_option("--listen", a->listen, "HOST:PORT to listen on (port 0 = any free port)");
   c->add_option("--max-sessions", a->max_sessions,
                 "requests using the engine at once (their steps are batched into shared forward passes)");

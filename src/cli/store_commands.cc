@@ -1,5 +1,6 @@
 // `kvmart store put|ls|stat|pin|gc|verify` over the store of a data directory
-// (DIR/store, cli/data_dir.h; the embedded store of docs/STORE.md).
+// (DIR/store, cli/data_dir.h; the store of docs/STORE.md), with its catalog
+// and block tier shared by many nodes when --db / --blocks name them.
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -13,13 +14,39 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/data_dir.h"
+#include "base/postgres_db.h"
+#include "base/redis_cluster.h"
+#include "store/redis_tier.h"
 #include "store/store.h"
 
 namespace kvmart::cli {
 
-StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag) {
+StatusOr<store::StoreOptions> NodeStoreOptions(const std::string& data_flag, const std::string& db_flag,
+                                               const std::string& blocks_flag) {
+  const DataDir data = ResolveDataDir(data_flag);
   store::StoreOptions o;
-  o.data_dir = ResolveDataDir(data_flag).Store();
+  o.data_dir = data.Store();
+  const std::string db = data.MarketLocation(db_flag);
+  if (postgres::IsPostgresUrl(db)) o.catalog = db;
+  std::string blocks = blocks_flag;
+  if (blocks.empty()) {
+    const char* env = std::getenv("KVMART_BLOCKS");
+    if (env != nullptr) blocks = env;
+  }
+  if (!blocks.empty()) {
+    if (!redis::IsRedisUrl(blocks))
+      return Status::InvalidArgument("--blocks must be redis://host:port[,host:port…], got " + blocks);
+    if (o.catalog.empty())
+      return Status::InvalidArgument(
+          "--blocks needs a catalog the nodes share: give --db postgresql://… (a SQLite catalog is one node's)");
+    KVMART_ASSIGN_OR_RETURN(o.shared_blocks, store::RedisBlockTier::Open(blocks));
+  }
+  return o;
+}
+
+StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data_flag, const std::string& db_flag,
+                                                  const std::string& blocks_flag) {
+  KVMART_ASSIGN_OR_RETURN(store::StoreOptions o, NodeStoreOptions(data_flag, db_flag, blocks_flag));
   o.memory_budget_bytes = 1ull << 30;
   return store::Store::Open(o);
 }
@@ -52,7 +79,7 @@ nlohmann::json InfoJson(const store::ArtifactInfo& i) {
 }
 
 struct StoreArgs {
-  std::string data;
+  std::string data, db, blocks;
   std::string file, id, publisher;
   bool json = false, off = false, all = false;
   int64_t ttl = -1;
@@ -60,7 +87,7 @@ struct StoreArgs {
 };
 
 int Put(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   if (Status st = (*s)->PutFile(a.file); !st.ok()) return Fail(st);
   auto reader = artifact::ArtifactReader::OpenFile(a.file);  // already verified by PutFile
@@ -73,7 +100,7 @@ int Put(const StoreArgs& a) {
 }
 
 int Ls(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   auto list = (*s)->List();
   if (a.json) {
@@ -96,7 +123,7 @@ int Ls(const StoreArgs& a) {
 }
 
 int StatCmd(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   auto info = (*s)->Stat(a.id);
   if (!info.ok()) return Fail(info.status());
@@ -105,7 +132,7 @@ int StatCmd(const StoreArgs& a) {
 }
 
 int PinCmd(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   if (Status st = (*s)->Pin(a.id, !a.off); !st.ok()) return Fail(st);
   if (a.ttl >= 0) {
@@ -118,7 +145,7 @@ int PinCmd(const StoreArgs& a) {
 }
 
 int GcCmd(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   auto r = (*s)->Gc();
   if (!r.ok()) return Fail(r.status());
@@ -128,7 +155,7 @@ int GcCmd(const StoreArgs& a) {
 }
 
 int RmCmd(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   if (Status st = (*s)->Remove(a.id); !st.ok()) return Fail(st);
   std::cout << "removed " << a.id << " (blocks no other artifact shares are deleted)\n";
@@ -136,7 +163,7 @@ int RmCmd(const StoreArgs& a) {
 }
 
 int QuotaCmd(const StoreArgs& a) {
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   if (Status st = (*s)->SetPublisherQuota(a.publisher, a.quota_bytes); !st.ok()) return Fail(st);
   std::cout << "quota of publisher " << a.publisher << ": "
@@ -146,7 +173,7 @@ int QuotaCmd(const StoreArgs& a) {
 
 int VerifyCmd(const StoreArgs& a) {
   if (a.all == !a.id.empty()) return Fail(Status::InvalidArgument("give either --all or an artifact id"));
-  auto s = OpenStore(a.data);
+  auto s = OpenStore(a.data, a.db, a.blocks);
   if (!s.ok()) return Fail(s.status());
   auto r = (*s)->Verify(a.all ? "" : a.id);
   if (!r.ok()) return Fail(r.status());
@@ -163,6 +190,11 @@ void RegisterStoreCommands(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<StoreArgs>();
   auto data_flag = [args](CLI::App* c) {
     c->add_option("--data", args->data, "data directory; the store is DIR/store (default $KVMART_HOME, else ~/.local/share/kvmart)");
+    c->add_option("--db", args->db,
+                  "a postgresql:// URL: the catalog the nodes share, in the market's database "
+                  "(default $KVMART_DB; otherwise DIR/store/catalog.sqlite)");
+    c->add_option("--blocks", args->blocks,
+                  "redis://host:port[,host:port…]: the block tier the nodes share (default $KVMART_BLOCKS; needs --db)");
   };
   auto* put = st->add_subcommand("put", "verify a .kva file and add it to the store");
   put->add_option("file", args->file, ".kva file")->required();
