@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang
   libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev libsodium-dev libzstd-dev liblz4-dev libxxhash-dev libpcre2-dev
-  libsqlite3-dev libpq-dev postgresql redis-server redis-tools libhiredis-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
+  libsqlite3-dev libpq-dev postgresql redis-server redis-tools libhiredis-dev nginx nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev
   libopenblas-dev libicu-dev
   python3 python3-jinja2
   gnuplot-nox zstd lz4 curl jq openssl git

@@ -19,19 +19,9 @@
 set -euo pipefail
 KVMART=$1 MODEL=$2 PGSH=$3
 W=$(mktemp -d "${TMPDIR:-/tmp}/kvmart-pgnodes-XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  "$PGSH" stop "$W/pg" || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-fail() {
-  echo "postgres_nodes: FAILED: $*" >&2
-  for n in a b; do [ -f "$W/$n/server.log" ] && { echo "--- node $n log" >&2; tail -15 "$W/$n/server.log" >&2; }; done
-  exit 1
-}
+# shellcheck source=nodes_lib.sh
+. "$(dirname "$0")/nodes_lib.sh"
+STOPS+=("\"$PGSH\" stop \"$W/pg\"")
 
 "$PGSH" start "$W/pg" >/dev/null
 DB=$(cat "$W/pg/url")
@@ -47,20 +37,8 @@ set -e
 
 # Holds expire after 3 s and each node sweeps every second, so a killed
 # node's hold is voided within the test.
-start_node() {  # name
-  local n=$1
-  "$KVMART" serve --model "$MODEL" --data "$W/$n" --db "$DB" --listen 127.0.0.1:0 --port-file "$W/$n/port" \
-    --threads 1 --load-reservation-seconds 3 --market-maintenance-interval 1 >"$W/$n/server.log" 2>&1 &
-  PIDS+=($!)
-  local pid=$!
-  for _ in $(seq 1 300); do
-    [ -s "$W/$n/port" ] && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-start_node a || fail "node a did not start"
+NODE_FLAGS=(--db "$DB" --load-reservation-seconds 3 --market-maintenance-interval 1)
+start_node a "${NODE_FLAGS[@]}" || fail "node a did not start"
 A="http://127.0.0.1:$(cat "$W/a/port")"
 ADMIN=$(cat "$W/a/admin.key")
 
@@ -72,10 +50,9 @@ fi
 grep -q "provider" "$W/c/log" || fail "the refusal does not name the provider key: $(tail -2 "$W/c/log")"
 
 cp "$W/a/provider.key" "$W/b/provider.key"
-start_node b || fail "node b did not start"
+start_node b "${NODE_FLAGS[@]}" || fail "node b did not start"
 B="http://127.0.0.1:$(cat "$W/b/port")"
 
-code() { curl -s -o "$W/body" -w '%{http_code}' "$@"; }
 # A created resource is 201, its idempotent replay 200.
 deposit() {  # node idempotency-key amount
   local got
