@@ -5,6 +5,13 @@
 //
 //   kvmart-bench-store [--quick] [--tokens N] [--shape L,H,D] [--block-tokens B]
 //                      [--repeat R] [--threads T] [--dir DIR]
+//                      [--db postgresql://… --blocks redis://…]
+//
+// With --db and --blocks, also a cross-node load: node A (catalog on that
+// PostgreSQL, blocks in that Redis Cluster) publishes the raw artifact; each
+// run opens a node B with an empty disk, which loads it from the shared tier
+// (MGET of 1 MiB values, XXH3-128 and SHA-256 checked, written to B's disk),
+// beside B loading it again from its own disk tier.
 //
 // Default: 3774 tokens of the Qwen3-4B KV shape (36 layers, 8 KV heads,
 // head_dim 128, bf16: 147,456 bytes per token, ~556 MB). The KV is SYNTHETIC
@@ -33,6 +40,7 @@
 #include "artifact/container.h"
 #include "artifact/parallel.h"
 #include "store/block_files.h"
+#include "store/redis_tier.h"
 #include "store/store.h"
 #include "synthetic_kv.h"
 
@@ -50,13 +58,16 @@ struct Args {
   int repeat = 3;
   unsigned threads = 0;
   std::string dir;
+  std::string db, blocks;
 };
 
 const kvmart::bench::Usage& UsageText() {
   static const kvmart::bench::Usage usage(
       "usage: kvmart-bench-store [--quick] [--tokens N] [--shape L,H,D] [--block-tokens B]\n"
       "                          [--repeat R] [--threads T] [--dir DIR]\n"
-      "Store load throughput, memory and disk tiers, against memcpy and read().\n");
+      "                          [--db postgresql://... --blocks redis://host:port,...]\n"
+      "Store load throughput, memory and disk tiers, against memcpy and read();\n"
+      "with --db and --blocks also a cross-node load from the shared block tier.\n");
   return usage;
 }
 
@@ -84,9 +95,12 @@ Args Parse(int argc, char** argv) {
     else if (k == "--repeat") a.repeat = std::stoi(val());
     else if (k == "--threads") a.threads = static_cast<unsigned>(std::stoul(val()));
     else if (k == "--dir") a.dir = val();
+    else if (k == "--db") a.db = val();
+    else if (k == "--blocks") a.blocks = val();
     else Usage(("unknown option " + k).c_str());
   }
   if (!a.shape.Validate().ok() || a.block_tokens == 0 || a.repeat < 1 || a.tokens == 0) Usage("bad arguments");
+  if (a.db.empty() != a.blocks.empty()) Usage("--db and --blocks go together");
   return a;
 }
 
@@ -177,6 +191,7 @@ int main(int argc, char** argv) {
     double stored_mb, put_s, memory_s, disk_s, read_s, memory_into_s, disk_into_s;
   };
   std::vector<Row> rows;
+  double shared_s = 0, shared_local_s = 0;  // cross-node: from the shared tier, then B's own disk
   for (Codec codec : {Codec::kRaw, Codec::kLossless}) {
     const std::string dir = root + "/" + std::string(CodecName(codec));
     auto writer = ArtifactWriter::Create(profile, tokens, codec);
@@ -232,6 +247,39 @@ int main(int argc, char** argv) {
       row.disk_into_s = BestOf(a.repeat, [&] { Check((*st)->Load(id, into, placed), "disk load"); });
       if ((*st)->Metrics().hits_memory != 0) Check(Status::Internal("disk runs hit memory"), "tiers");
     }
+    if (codec == Codec::kRaw && !a.db.empty()) {
+      auto tier = store::RedisBlockTier::Open(a.blocks);
+      Check(tier.status(), "shared block tier");
+      std::shared_ptr<store::SharedBlockTier> shared = std::move(tier).value();
+      store::StoreOptions o;
+      o.data_dir = dir + "-node-a";
+      o.memory_budget_bytes = 0;
+      o.decode_threads = threads;
+      o.catalog = a.db;
+      o.shared_blocks = shared;
+      {
+        auto node_a = store::Store::Open(o);
+        Check(node_a.status(), "open node a");
+        Check((*node_a)->Put(*art), "publish on node a");
+      }
+      shared_s = shared_local_s = 1e30;
+      for (int r = 0; r < a.repeat; ++r) {
+        store::StoreOptions ob = o;
+        ob.data_dir = dir + "-node-b" + std::to_string(r);
+        auto node_b = store::Store::Open(ob);
+        Check(node_b.status(), "open node b");
+        auto t0 = Clock::now();
+        Check((*node_b)->Load(id, into, placed), "cross-node load");
+        shared_s = std::min(shared_s, std::chrono::duration<double>(Clock::now() - t0).count());
+        if ((*node_b)->Metrics().hits_shared != nblocks) Check(Status::Internal("not every block came from the shared tier"), "tiers");
+        t0 = Clock::now();
+        Check((*node_b)->Load(id, into, placed), "node b disk load");
+        shared_local_s = std::min(shared_local_s, std::chrono::duration<double>(Clock::now() - t0).count());
+        std::error_code ec;
+        fs::remove_all(ob.data_dir, ec);
+      }
+      Check((*store::Store::Open(o))->Remove(id), "remove from the shared tier");
+    }
     // Baseline 2: plain read() of the same block files (the raw codec's files
     // are exactly the payload bytes) into the destination, one thread.
     if (codec == Codec::kRaw) {
@@ -275,6 +323,11 @@ int main(int argc, char** argv) {
     }
   }
   for (const Row& r : rows) std::printf("put (verify + write + fsync) %s: %.2f s\n", r.codec.c_str(), r.put_s);
+  if (!a.db.empty()) {
+    std::printf("\ncross-node (raw, destination placement): node b, empty disk, from the shared tier %.3f s (%.2f GB/s); "
+                "then from its own disk %.3f s (%.2f GB/s); shared / local disk = %.2fx the time\n",
+                shared_s, gbs / shared_s, shared_local_s, gbs / shared_local_s, shared_s / shared_local_s);
+  }
   std::printf("\ntargets: memory tier >= 0.5x memcpy; disk tier (warm) >= 0.6x read(), checksums included\n");
   bool ok = true;
   for (const Row& r : rows) ok = ok && t_memcpy / r.memory_into_s >= 0.5 && r.read_s / r.disk_into_s >= 0.6;
