@@ -1118,6 +1118,7 @@ StatusOr<GcReport> SqliteStore::Gc() {
 }
 
 StatusOr<VerifyReport> SqliteStore::Verify(const std::string& id) {
+  Sync(/*force=*/true);
   std::vector<BlockRef> refs;
   {
     std::shared_lock lock(index_mu_);
@@ -1141,6 +1142,11 @@ StatusOr<VerifyReport> SqliteStore::Verify(const std::string& id) {
     r.v.owners.clear();
     std::vector<uint8_t> stored;
     Status st = files_.Read(r.v.key, r.v.stored_bytes, &stored);
+    if (st.code() == Status::Code::kNotFound && options_.shared_blocks != nullptr) {
+      // Published on another node: this node's copy comes from the shared tier.
+      st = FillFromSharedTier(r, what);
+      if (st.ok()) st = files_.Read(r.v.key, r.v.stored_bytes, &stored);
+    }
     if (st.ok()) st = artifact::DecodeVerifiedBlock(r.v.Info(), r.v.dtype, stored, /*verify_sha256=*/true).status();
     if (st.ok()) {
       // A block repaired by a republish outside Put's view is good again.

@@ -185,6 +185,17 @@ TEST_F(SharedStoreTest, AGarbledOrLostBlockInTheTierIsAMissNeverWrongBytes) {
   EXPECT_EQ(d->Metrics().shared_misses, 1u);
 }
 
+TEST_F(SharedStoreTest, VerifyOnAnotherNodeChecksTheSharedCopies) {
+  const Profile p = SmallProfile();
+  const Artifact art = MakeArtifact(p, Tokens(30, 6));
+  ASSERT_TRUE(a_->Put(art).ok());
+  auto r = b_->Verify("");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->blocks_checked, art.manifest.blocks.size());
+  EXPECT_EQ(r->blocks_bad, 0u) << (r->problems.empty() ? "" : r->problems[0]);
+  EXPECT_EQ(b_->Metrics().hits_shared, art.manifest.blocks.size());
+}
+
 TEST_F(SharedStoreTest, WithoutTheTierAnotherNodesBlocksAreDataLossNotWrongBytes) {
   auto lone = Open("lone", /*tier=*/false);
   ASSERT_NE(lone, nullptr);
