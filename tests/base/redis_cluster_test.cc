@@ -259,8 +259,11 @@ TEST_F(RedisClusterTest, SetIfAbsentKeepsTheFirstValue) {
 }
 
 TEST_F(RedisClusterTest, BinaryKeysAndValuesAndALargeValue) {
-  const std::string key("bin:\0key\r\n", 10);
-  const std::string value("\0\x01\xff\r\n$-1\r\n\0", 13);
+  static constexpr char kKey[] = "bin:\0key\r\n";
+  static constexpr char kValue[] = "\0\x01\xff\r\n$-1\r\n\0";
+  const std::string key(kKey, sizeof(kKey) - 1);
+  const std::string value(kValue, sizeof(kValue) - 1);
+  ASSERT_EQ(value.size(), 11u);
   ASSERT_TRUE(client_->Set(key, value, false).value());
   EXPECT_EQ(client_->Get(key).value(), std::optional<std::string>(value));
   EXPECT_EQ(client_->Del(key).value(), 1);
