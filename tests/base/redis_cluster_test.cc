@@ -399,70 +399,132 @@ TEST(RedisDeadCluster, OpenOnNothingIsUnavailableWithinTheConnectTimeouts) {
   EXPECT_EQ(ClusterClient::Open({}, o).status().code(), Status::Code::kInvalidArgument);
 }
 
-// A one-node cluster of its own, killed under an open client: commands give
-// up with Unavailable once the retry budget is spent, naming the node.
-TEST(RedisDeadCluster, CommandsAfterEveryNodeDiedAreUnavailableWithinTheBudget) {
-  kvmart::testing::TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
-  const int port = UnusedPort(), bus = UnusedPort();
-  ASSERT_TRUE(port > 0 && bus > 0 && port != bus);
-  const std::string cmd = "redis-server --port " + std::to_string(port) + " --cluster-port " + std::to_string(bus) +
-                          " --bind 127.0.0.1 --protected-mode no --cluster-enabled yes --cluster-config-file '" +
-                          dir.Sub("nodes.conf") + "' --save '' --appendonly no --dir '" + dir.path() +
-                          "' --daemonize yes --pidfile '" + dir.Sub("redis.pid") + "' --logfile '" +
-                          dir.Sub("redis.log") + "'";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "redis-server is missing? run `make setup`: " << cmd;
-  const Endpoint node{"127.0.0.1", port};
-  pid_t pid = 0;
-  for (int i = 0; i < 100 && pid == 0; ++i) {
-    std::ifstream in(dir.Sub("redis.pid"));
-    in >> pid;
-    if (pid == 0) std::this_thread::sleep_for(milliseconds(50));
-  }
-  ASSERT_GT(pid, 0);
-  struct Killer {
-    pid_t pid;
-    ~Killer() {
-      if (pid > 0) ::kill(pid, SIGKILL);
+// A one-node cluster of the test's own (all slots on one master), which a
+// test may break or kill without disturbing the suite's cluster.
+class OneNodeCluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    const int port = UnusedPort(), bus = UnusedPort();
+    ASSERT_TRUE(port > 0 && bus > 0 && port != bus);
+    node_ = Endpoint{"127.0.0.1", port};
+    const std::string cmd = "redis-server --port " + std::to_string(port) + " --cluster-port " +
+                            std::to_string(bus) +
+                            " --bind 127.0.0.1 --protected-mode no --cluster-enabled yes --cluster-config-file '" +
+                            dir_.Sub("nodes.conf") + "' --save '' --appendonly no --dir '" + dir_.path() +
+                            "' --daemonize yes --pidfile '" + dir_.Sub("redis.pid") + "' --logfile '" +
+                            dir_.Sub("redis.log") + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "redis-server is missing? run `make setup`: " << cmd;
+    for (int i = 0; i < 100 && pid_ == 0; ++i) {
+      std::ifstream in(dir_.Sub("redis.pid"));
+      in >> pid_;
+      if (pid_ == 0) std::this_thread::sleep_for(milliseconds(50));
     }
-  } killer{pid};
-  bool up = false;
-  for (int i = 0; i < 200 && !up; ++i) {
-    Raw r(node);
-    if (r.ok()) {
-      (void)r.Cmd({"CLUSTER", "ADDSLOTSRANGE", "0", std::to_string(kClusterSlots - 1)});
-      up = r.Text({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+    ASSERT_GT(pid_, 0);
+    bool up = false;
+    for (int i = 0; i < 200 && !up; ++i) {
+      Raw r(node_);
+      if (r.ok()) {
+        (void)r.Cmd({"CLUSTER", "ADDSLOTSRANGE", "0", std::to_string(kClusterSlots - 1)});
+        up = r.Text({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+      }
+      if (!up) std::this_thread::sleep_for(milliseconds(50));
     }
-    if (!up) std::this_thread::sleep_for(milliseconds(50));
+    ASSERT_TRUE(up) << "the one-node cluster on " << port << " does not come up";
   }
-  ASSERT_TRUE(up) << "the one-node cluster on " << port << " does not come up";
+  void TearDown() override { Kill(); }
 
-  ClusterOptions o;
-  o.connect_timeout = milliseconds(200);
-  o.command_timeout = milliseconds(500);
-  o.retry_budget = milliseconds(1000);
-  auto c = ClusterClient::Open({node}, o);
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    pid_ = 0;
+    // Until the port refuses connections.
+    for (int i = 0; i < 100 && Raw(node_).ok(); ++i) std::this_thread::sleep_for(milliseconds(20));
+  }
+
+  static ClusterOptions SmallOptions(milliseconds budget) {
+    ClusterOptions o;
+    o.connect_timeout = milliseconds(200);
+    o.command_timeout = milliseconds(500);
+    o.retry_budget = budget;
+    return o;
+  }
+
+  kvmart::testing::TempDir dir_;
+  Endpoint node_;
+  pid_t pid_ = 0;
+};
+
+// Every node killed under an open client: commands give up with Unavailable
+// once the retry budget is spent, naming the node.
+TEST_F(OneNodeCluster, CommandsAfterEveryNodeDiedAreUnavailableWithinTheBudget) {
+  auto c = ClusterClient::Open({node_}, SmallOptions(milliseconds(1000)));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto& client = *c;
   ASSERT_TRUE(client->Set("dead:{k}", "v", false).value());
   ASSERT_TRUE(client->CheckHealth().ok());
 
-  ASSERT_EQ(::kill(pid, SIGKILL), 0);
-  killer.pid = 0;
-  for (int i = 0; i < 100 && Raw(node).ok(); ++i) std::this_thread::sleep_for(milliseconds(20));
-
+  Kill();
   const auto t0 = Clock::now();
   auto g = client->Get("dead:{k}");
   const int64_t ms = MillisSince(t0);
   EXPECT_EQ(g.status().code(), Status::Code::kUnavailable);
-  EXPECT_NE(g.status().message().find(node.ToString()), std::string::npos) << g.status().ToString();
+  EXPECT_NE(g.status().message().find(node_.ToString()), std::string::npos) << g.status().ToString();
   EXPECT_GE(ms, 500);
   EXPECT_LT(ms, 1000 + 1000);
   EXPECT_EQ(client->Stats().failures, 1u);
   EXPECT_GT(client->Stats().retries, 0u);
   const Status h = client->CheckHealth();
   EXPECT_EQ(h.code(), Status::Code::kUnavailable);
-  EXPECT_NE(h.message().find(node.ToString()), std::string::npos) << h.ToString();
+  EXPECT_NE(h.message().find(node_.ToString()), std::string::npos) << h.ToString();
+  // Open against it now: Unavailable too.
+  EXPECT_EQ(ClusterClient::Open({node_}, SmallOptions(milliseconds(1000))).status().code(),
+            Status::Code::kUnavailable);
+}
+
+// A cluster that does not cover every slot answers CLUSTERDOWN: retried with
+// backoff until the slot is served again, or Unavailable with the error once
+// the budget is spent. Open refuses such a cluster.
+TEST_F(OneNodeCluster, ClusterDownIsRetriedUntilTheSlotsAreBack) {
+  const std::string key = "down:{k}";
+  const int hole = (KeySlot(key) + 1) % kClusterSlots;  // not the key's own slot
+  auto patient = ClusterClient::Open({node_}, SmallOptions(milliseconds(10000)));
+  ASSERT_TRUE(patient.ok()) << patient.status().ToString();
+  auto hasty = ClusterClient::Open({node_}, SmallOptions(milliseconds(500)));
+  ASSERT_TRUE(hasty.ok()) << hasty.status().ToString();
+  ASSERT_TRUE((*patient)->Set(key, "v", false).value());
+
+  Raw admin(node_);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_EQ(admin.Text({"CLUSTER", "DELSLOTS", std::to_string(hole)}), "OK");
+  for (int i = 0; i < 100 && admin.Text({"CLUSTER", "INFO"}).find("cluster_state:fail") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  auto open = ClusterClient::Open({node_}, SmallOptions(milliseconds(1000)));
+  EXPECT_EQ(open.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(open.status().message().find("16383 of 16384"), std::string::npos) << open.status().ToString();
+
+  auto t0 = Clock::now();
+  auto given_up = (*hasty)->Get(key);
+  EXPECT_EQ(given_up.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(given_up.status().message().find("CLUSTERDOWN"), std::string::npos) << given_up.status().ToString();
+  EXPECT_LT(MillisSince(t0), 500 + 1000);
+  EXPECT_GT((*hasty)->Stats().retries, 0u);
+
+  std::thread repair([&] {
+    std::this_thread::sleep_for(milliseconds(400));
+    Raw r(node_);
+    (void)r.Cmd({"CLUSTER", "ADDSLOTS", std::to_string(hole)});
+  });
+  t0 = Clock::now();
+  auto got = (*patient)->Get(key);
+  const int64_t ms = MillisSince(t0);
+  repair.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, std::optional<std::string>("v"));
+  EXPECT_GE(ms, 300);
+  EXPECT_GT((*patient)->Stats().retries, 0u);
+  EXPECT_EQ((*patient)->Stats().failures, 0u);
 }
 
 // A master SIGKILLed while a thread writes and reads keys of its slot: the

@@ -73,13 +73,16 @@ cluster_ok_everywhere() {
   done
 }
 
+# Every one of the three replicas is linked to its master.
 replicas_linked() {
-  local p
+  local p n=0
   for p in $(live_ports); do
     if [ "$(role_of "$p")" = slave ]; then
       cli "$p" info replication | grep '^master_link_status:up' >/dev/null || return 1
+      n=$((n + 1))
     fi
   done
+  [ $n -eq 3 ]
 }
 
 # A port p, with p+10000 (its cluster bus) also free, from a random base.
