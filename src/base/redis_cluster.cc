@@ -484,9 +484,6 @@ class Cluster final : public ClusterClient {
             continue;
           }
           last_error = std::string(err);  // TRYAGAIN / CLUSTERDOWN / LOADING
-          // A lost connection, below, is retried too: the command may have
-          // run before the connection died, so callers send only commands
-          // that may run twice (SET of a content-addressed block, GET, DEL).
         } else if (reused && !fresh_retry_used) {
           // A pooled connection the server may have closed while it sat idle:
           // one immediate try on a fresh connection before anything else.
@@ -494,6 +491,9 @@ class Cluster final : public ClusterClient {
           retry_at_once = true;
         }
       }
+      // A lost connection is retried like TRYAGAIN, though the command may
+      // have run before the connection died: callers send only commands that
+      // may run twice (SET of a content-addressed block, GET, DEL).
       if (!retry_at_once) {
         if (Clock::now() + backoff > deadline) {
           return Status::Unavailable("redis " + last_node + ": " + last_error + " (gave up after " +
