@@ -3,8 +3,10 @@
 // slot hash, URLs, commands spread over the masters, slots moved under an open
 // client (MOVED, ASK), a master killed under load, and clusters that are gone.
 //
-// The tests that change the topology hold the redis_topology resource lock
-// (tests/CMakeLists.txt); each test uses keys of its own.
+// Slots are moved on the suite's cluster (and moved back); a master is killed
+// only on a cluster the test starts for itself. This binary's tests hold the
+// redis_topology resource lock (tests/CMakeLists.txt), and each uses keys of
+// its own.
 #include "base/redis_cluster.h"
 
 #include <gtest/gtest.h>
@@ -527,18 +529,54 @@ TEST_F(OneNodeCluster, ClusterDownIsRetriedUntilTheSlotsAreBack) {
   EXPECT_EQ((*patient)->Stats().failures, 0u);
 }
 
+// Runs a shell command; its exit status, with stdout and stderr in *out.
+int RunShell(const std::string& cmd, std::string* out) {
+  out->clear();
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[256];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) *out += buf;
+  return ::pclose(p);
+}
+
+const std::string kClusterScript = "'" KVMART_SOURCE_DIR "/tests/testing/redis_cluster.sh'";
+
 // A master SIGKILLed while a thread writes and reads keys of its slot: the
 // replica is promoted, the client rides through on retries and map
 // refreshes, and nothing fails. Replication is asynchronous, so a write
 // acknowledged just before the kill may be lost; a value read back must
 // still be the one written.
-class RedisFailoverTest : public RedisClusterTest {
+//
+// The test runs on a cluster of its own (the same script, another state
+// directory): other test binaries share the suite's cluster and must not see
+// a master die under them.
+class RedisFailoverTest : public ::testing::Test {
  protected:
-  ClusterOptions Options() const override {
+  void SetUp() override {
+    ASSERT_FALSE(tmp_.path().empty());
+    state_ = tmp_.Sub("cluster");
+    std::string out;
+    ASSERT_EQ(RunShell(kClusterScript + " start '" + state_ + "'", &out), 0) << out;
+    std::ifstream in(state_ + "/url");
+    std::string url;
+    in >> url;
+    auto seeds = ParseClusterUrl(url);
+    ASSERT_TRUE(seeds.ok()) << seeds.status().ToString();
     ClusterOptions o;
-    o.retry_budget = milliseconds(30000);  // node timeout 2 s; promotion takes a few
-    return o;
+    o.retry_budget = milliseconds(30000);  // node timeout 2 s; a promotion takes a few
+    auto c = ClusterClient::Open(*seeds, o);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
   }
+  void TearDown() override {
+    client_.reset();
+    std::string out;
+    EXPECT_EQ(RunShell(kClusterScript + " stop '" + state_ + "'", &out), 0) << out;
+  }
+
+  kvmart::testing::TempDir tmp_;
+  std::string state_;
+  std::unique_ptr<ClusterClient> client_;
 };
 
 TEST_F(RedisFailoverTest, KilledMasterIsReplacedByItsReplica) {
@@ -562,14 +600,8 @@ TEST_F(RedisFailoverTest, KilledMasterIsReplacedByItsReplica) {
     }
   });
   std::this_thread::sleep_for(milliseconds(300));
-  const std::string cmd = "'" KVMART_SOURCE_DIR "/tests/testing/redis_cluster.sh' kill-master '" + StateDir() +
-                          "' " + std::to_string(slot);
   std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[256];
-  while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
-  const int rc = ::pclose(p);
+  const int rc = RunShell(kClusterScript + " kill-master '" + state_ + "' " + std::to_string(slot), &out);
   const int before = ops.load();
   for (int i = 0; i < 100 && ops.load() < before + 20; ++i) std::this_thread::sleep_for(milliseconds(50));
   stop = true;
@@ -590,8 +622,6 @@ TEST_F(RedisFailoverTest, KilledMasterIsReplacedByItsReplica) {
   ASSERT_TRUE(client_->Set("{failover}after", "ok", false).value());
   EXPECT_EQ(client_->Get("{failover}after").value(), std::optional<std::string>("ok"));
   EXPECT_TRUE(client_->CheckHealth().ok()) << client_->CheckHealth().ToString();
-  for (int i = 0; i < 50; ++i) (void)client_->Del("{failover}" + std::to_string(i));
-  (void)client_->Del("{failover}after");
 }
 
 }  // namespace

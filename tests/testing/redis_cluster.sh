@@ -174,6 +174,7 @@ case "$cmd" in
     ;;
   stop)
     [ -f "$state/ports" ] || { rm -rf "$state"; exit 0; }
+    pids=()
     for p in $(cat "$state/ports"); do
       pidfile="$state/node-$p/redis.pid"
       [ -f "$pidfile" ] || continue
@@ -181,7 +182,15 @@ case "$cmd" in
       # Only a redis-server of ours: the pid may have been reused.
       if [ -n "$pid" ] && grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null; then
         kill -KILL "$pid" 2>/dev/null || true
+        pids+=("$pid")
       fi
+    done
+    # Gone before this returns: the next start must find the ports free.
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 50); do
+        grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null || break
+        sleep 0.1
+      done
     done
     rm -rf "$state"
     ;;
