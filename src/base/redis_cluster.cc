@@ -310,6 +310,10 @@ class Cluster final : public ClusterClient {
     const Endpoint ep;
     std::mutex mu;
     std::vector<Context> idle;  // guarded by mu
+    // The last round trip failed in transport: a refresh asks this node
+    // last, so that a dead master (which CLUSTER SLOTS keeps listing until
+    // its replica takes over) does not cost a connect timeout each time.
+    std::atomic<bool> unreachable{false};
   };
 
   struct AtomicStats {
@@ -381,7 +385,10 @@ class Cluster final : public ClusterClient {
     bool reused = false;
     Context c = Borrow(node, &reused, err);
     if (reused_out != nullptr) *reused_out = reused;
-    if (c == nullptr) return nullptr;
+    if (c == nullptr) {
+      node.unreachable.store(true, std::memory_order_relaxed);
+      return nullptr;
+    }
     std::vector<const char*> ptrs(argv.size());
     std::vector<size_t> lens(argv.size());
     for (size_t i = 0; i < argv.size(); ++i) {
@@ -412,9 +419,16 @@ class Cluster final : public ClusterClient {
     if (reply == nullptr) {
       *err = c->err != 0 ? std::string(c->errstr) : std::string("no reply");
       if (c->err == REDIS_ERR_EOF || c->err == REDIS_ERR_IO) DropIdle(node);
+      node.unreachable.store(true, std::memory_order_relaxed);
       return nullptr;
     }
-    Return(node, std::move(c));
+    node.unreachable.store(false, std::memory_order_relaxed);
+    // A node that answers TRYAGAIN or CLUSTERDOWN is in the middle of a
+    // failover or a resharding; its connections are not kept, so that the
+    // retry starts from the refreshed map with nothing of the old state.
+    const bool retryable =
+        reply->type == REDIS_REPLY_ERROR && Classify(std::string_view(reply->str, reply->len)) == ErrorKind::kRetryable;
+    if (!retryable) Return(node, std::move(c));
     return reply;
   }
 
@@ -477,6 +491,9 @@ class Cluster final : public ClusterClient {
           retry_at_once = true;
         }
       }
+      // A lost connection is retried like TRYAGAIN, though the command may
+      // have run before the connection died: callers send only commands that
+      // may run twice (SET of a content-addressed block, GET, DEL).
       if (!retry_at_once) {
         if (Clock::now() + backoff > deadline) {
           return Status::Unavailable("redis " + last_node + ": " + last_error + " (gave up after " +
@@ -567,6 +584,8 @@ class Cluster final : public ClusterClient {
     for (auto& c : candidates) {
       if (std::find(unique.begin(), unique.end(), c) == unique.end()) unique.push_back(c);
     }
+    std::stable_partition(unique.begin(), unique.end(),
+                          [](const auto& n) { return !n->unreachable.load(std::memory_order_relaxed); });
     std::optional<Map> best;
     std::string errors;
     bool tried = false;

@@ -3,8 +3,10 @@
 // slot hash, URLs, commands spread over the masters, slots moved under an open
 // client (MOVED, ASK), a master killed under load, and clusters that are gone.
 //
-// The tests that change the topology hold the redis_topology resource lock
-// (tests/CMakeLists.txt); each test uses keys of its own.
+// Slots are moved on the suite's cluster (and moved back); a master is killed
+// only on a cluster the test starts for itself. This binary's tests hold the
+// redis_topology resource lock (tests/CMakeLists.txt), and each uses keys of
+// its own.
 #include "base/redis_cluster.h"
 
 #include <gtest/gtest.h>
@@ -259,8 +261,11 @@ TEST_F(RedisClusterTest, SetIfAbsentKeepsTheFirstValue) {
 }
 
 TEST_F(RedisClusterTest, BinaryKeysAndValuesAndALargeValue) {
-  const std::string key("bin:\0key\r\n", 10);
-  const std::string value("\0\x01\xff\r\n$-1\r\n\0", 13);
+  static constexpr char kKey[] = "bin:\0key\r\n";
+  static constexpr char kValue[] = "\0\x01\xff\r\n$-1\r\n\0";
+  const std::string key(kKey, sizeof(kKey) - 1);
+  const std::string value(kValue, sizeof(kValue) - 1);
+  ASSERT_EQ(value.size(), 11u);
   ASSERT_TRUE(client_->Set(key, value, false).value());
   EXPECT_EQ(client_->Get(key).value(), std::optional<std::string>(value));
   EXPECT_EQ(client_->Del(key).value(), 1);
@@ -396,84 +401,182 @@ TEST(RedisDeadCluster, OpenOnNothingIsUnavailableWithinTheConnectTimeouts) {
   EXPECT_EQ(ClusterClient::Open({}, o).status().code(), Status::Code::kInvalidArgument);
 }
 
-// A one-node cluster of its own, killed under an open client: commands give
-// up with Unavailable once the retry budget is spent, naming the node.
-TEST(RedisDeadCluster, CommandsAfterEveryNodeDiedAreUnavailableWithinTheBudget) {
-  kvmart::testing::TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
-  const int port = UnusedPort(), bus = UnusedPort();
-  ASSERT_TRUE(port > 0 && bus > 0 && port != bus);
-  const std::string cmd = "redis-server --port " + std::to_string(port) + " --cluster-port " + std::to_string(bus) +
-                          " --bind 127.0.0.1 --protected-mode no --cluster-enabled yes --cluster-config-file '" +
-                          dir.Sub("nodes.conf") + "' --save '' --appendonly no --dir '" + dir.path() +
-                          "' --daemonize yes --pidfile '" + dir.Sub("redis.pid") + "' --logfile '" +
-                          dir.Sub("redis.log") + "'";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "redis-server is missing? run `make setup`: " << cmd;
-  const Endpoint node{"127.0.0.1", port};
-  pid_t pid = 0;
-  for (int i = 0; i < 100 && pid == 0; ++i) {
-    std::ifstream in(dir.Sub("redis.pid"));
-    in >> pid;
-    if (pid == 0) std::this_thread::sleep_for(milliseconds(50));
-  }
-  ASSERT_GT(pid, 0);
-  struct Killer {
-    pid_t pid;
-    ~Killer() {
-      if (pid > 0) ::kill(pid, SIGKILL);
+// A one-node cluster of the test's own (all slots on one master), which a
+// test may break or kill without disturbing the suite's cluster.
+class OneNodeCluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    const int port = UnusedPort(), bus = UnusedPort();
+    ASSERT_TRUE(port > 0 && bus > 0 && port != bus);
+    node_ = Endpoint{"127.0.0.1", port};
+    const std::string cmd = "redis-server --port " + std::to_string(port) + " --cluster-port " +
+                            std::to_string(bus) +
+                            " --bind 127.0.0.1 --protected-mode no --cluster-enabled yes --cluster-config-file '" +
+                            dir_.Sub("nodes.conf") + "' --save '' --appendonly no --dir '" + dir_.path() +
+                            "' --daemonize yes --pidfile '" + dir_.Sub("redis.pid") + "' --logfile '" +
+                            dir_.Sub("redis.log") + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "redis-server is missing? run `make setup`: " << cmd;
+    for (int i = 0; i < 100 && pid_ == 0; ++i) {
+      std::ifstream in(dir_.Sub("redis.pid"));
+      in >> pid_;
+      if (pid_ == 0) std::this_thread::sleep_for(milliseconds(50));
     }
-  } killer{pid};
-  bool up = false;
-  for (int i = 0; i < 200 && !up; ++i) {
-    Raw r(node);
-    if (r.ok()) {
-      (void)r.Cmd({"CLUSTER", "ADDSLOTSRANGE", "0", std::to_string(kClusterSlots - 1)});
-      up = r.Text({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+    ASSERT_GT(pid_, 0);
+    bool up = false;
+    for (int i = 0; i < 200 && !up; ++i) {
+      Raw r(node_);
+      if (r.ok()) {
+        (void)r.Cmd({"CLUSTER", "ADDSLOTSRANGE", "0", std::to_string(kClusterSlots - 1)});
+        up = r.Text({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+      }
+      if (!up) std::this_thread::sleep_for(milliseconds(50));
     }
-    if (!up) std::this_thread::sleep_for(milliseconds(50));
+    ASSERT_TRUE(up) << "the one-node cluster on " << port << " does not come up";
   }
-  ASSERT_TRUE(up) << "the one-node cluster on " << port << " does not come up";
+  void TearDown() override { Kill(); }
 
-  ClusterOptions o;
-  o.connect_timeout = milliseconds(200);
-  o.command_timeout = milliseconds(500);
-  o.retry_budget = milliseconds(1000);
-  auto c = ClusterClient::Open({node}, o);
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    pid_ = 0;
+    // Until the port refuses connections.
+    for (int i = 0; i < 100 && Raw(node_).ok(); ++i) std::this_thread::sleep_for(milliseconds(20));
+  }
+
+  static ClusterOptions SmallOptions(milliseconds budget) {
+    ClusterOptions o;
+    o.connect_timeout = milliseconds(200);
+    o.command_timeout = milliseconds(500);
+    o.retry_budget = budget;
+    return o;
+  }
+
+  kvmart::testing::TempDir dir_;
+  Endpoint node_;
+  pid_t pid_ = 0;
+};
+
+// Every node killed under an open client: commands give up with Unavailable
+// once the retry budget is spent, naming the node.
+TEST_F(OneNodeCluster, CommandsAfterEveryNodeDiedAreUnavailableWithinTheBudget) {
+  auto c = ClusterClient::Open({node_}, SmallOptions(milliseconds(1000)));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto& client = *c;
   ASSERT_TRUE(client->Set("dead:{k}", "v", false).value());
   ASSERT_TRUE(client->CheckHealth().ok());
 
-  ASSERT_EQ(::kill(pid, SIGKILL), 0);
-  killer.pid = 0;
-  for (int i = 0; i < 100 && Raw(node).ok(); ++i) std::this_thread::sleep_for(milliseconds(20));
-
+  Kill();
   const auto t0 = Clock::now();
   auto g = client->Get("dead:{k}");
   const int64_t ms = MillisSince(t0);
   EXPECT_EQ(g.status().code(), Status::Code::kUnavailable);
-  EXPECT_NE(g.status().message().find(node.ToString()), std::string::npos) << g.status().ToString();
+  EXPECT_NE(g.status().message().find(node_.ToString()), std::string::npos) << g.status().ToString();
   EXPECT_GE(ms, 500);
   EXPECT_LT(ms, 1000 + 1000);
   EXPECT_EQ(client->Stats().failures, 1u);
   EXPECT_GT(client->Stats().retries, 0u);
   const Status h = client->CheckHealth();
   EXPECT_EQ(h.code(), Status::Code::kUnavailable);
-  EXPECT_NE(h.message().find(node.ToString()), std::string::npos) << h.ToString();
+  EXPECT_NE(h.message().find(node_.ToString()), std::string::npos) << h.ToString();
+  // Open against it now: Unavailable too.
+  EXPECT_EQ(ClusterClient::Open({node_}, SmallOptions(milliseconds(1000))).status().code(),
+            Status::Code::kUnavailable);
 }
+
+// A cluster that does not cover every slot answers CLUSTERDOWN: retried with
+// backoff until the slot is served again, or Unavailable with the error once
+// the budget is spent. Open refuses such a cluster.
+TEST_F(OneNodeCluster, ClusterDownIsRetriedUntilTheSlotsAreBack) {
+  const std::string key = "down:{k}";
+  const int hole = (KeySlot(key) + 1) % kClusterSlots;  // not the key's own slot
+  auto patient = ClusterClient::Open({node_}, SmallOptions(milliseconds(10000)));
+  ASSERT_TRUE(patient.ok()) << patient.status().ToString();
+  auto hasty = ClusterClient::Open({node_}, SmallOptions(milliseconds(500)));
+  ASSERT_TRUE(hasty.ok()) << hasty.status().ToString();
+  ASSERT_TRUE((*patient)->Set(key, "v", false).value());
+
+  Raw admin(node_);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_EQ(admin.Text({"CLUSTER", "DELSLOTS", std::to_string(hole)}), "OK");
+  for (int i = 0; i < 100 && admin.Text({"CLUSTER", "INFO"}).find("cluster_state:fail") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  auto open = ClusterClient::Open({node_}, SmallOptions(milliseconds(1000)));
+  EXPECT_EQ(open.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(open.status().message().find("16383 of 16384"), std::string::npos) << open.status().ToString();
+
+  auto t0 = Clock::now();
+  auto given_up = (*hasty)->Get(key);
+  EXPECT_EQ(given_up.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(given_up.status().message().find("CLUSTERDOWN"), std::string::npos) << given_up.status().ToString();
+  EXPECT_LT(MillisSince(t0), 500 + 1000);
+  EXPECT_GT((*hasty)->Stats().retries, 0u);
+
+  std::thread repair([&] {
+    std::this_thread::sleep_for(milliseconds(400));
+    Raw r(node_);
+    (void)r.Cmd({"CLUSTER", "ADDSLOTS", std::to_string(hole)});
+  });
+  t0 = Clock::now();
+  auto got = (*patient)->Get(key);
+  const int64_t ms = MillisSince(t0);
+  repair.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, std::optional<std::string>("v"));
+  EXPECT_GE(ms, 300);
+  EXPECT_GT((*patient)->Stats().retries, 0u);
+  EXPECT_EQ((*patient)->Stats().failures, 0u);
+}
+
+// Runs a shell command; its exit status, with stdout and stderr in *out.
+int RunShell(const std::string& cmd, std::string* out) {
+  out->clear();
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[256];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) *out += buf;
+  return ::pclose(p);
+}
+
+const std::string kClusterScript = "'" KVMART_SOURCE_DIR "/tests/testing/redis_cluster.sh'";
 
 // A master SIGKILLed while a thread writes and reads keys of its slot: the
 // replica is promoted, the client rides through on retries and map
 // refreshes, and nothing fails. Replication is asynchronous, so a write
 // acknowledged just before the kill may be lost; a value read back must
 // still be the one written.
-class RedisFailoverTest : public RedisClusterTest {
+//
+// The test runs on a cluster of its own (the same script, another state
+// directory): other test binaries share the suite's cluster and must not see
+// a master die under them.
+class RedisFailoverTest : public ::testing::Test {
  protected:
-  ClusterOptions Options() const override {
+  void SetUp() override {
+    ASSERT_FALSE(tmp_.path().empty());
+    state_ = tmp_.Sub("cluster");
+    std::string out;
+    ASSERT_EQ(RunShell(kClusterScript + " start '" + state_ + "'", &out), 0) << out;
+    std::ifstream in(state_ + "/url");
+    std::string url;
+    in >> url;
+    auto seeds = ParseClusterUrl(url);
+    ASSERT_TRUE(seeds.ok()) << seeds.status().ToString();
     ClusterOptions o;
-    o.retry_budget = milliseconds(30000);  // node timeout 2 s; promotion takes a few
-    return o;
+    o.retry_budget = milliseconds(30000);  // node timeout 2 s; a promotion takes a few
+    auto c = ClusterClient::Open(*seeds, o);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
   }
+  void TearDown() override {
+    client_.reset();
+    std::string out;
+    EXPECT_EQ(RunShell(kClusterScript + " stop '" + state_ + "'", &out), 0) << out;
+  }
+
+  kvmart::testing::TempDir tmp_;
+  std::string state_;
+  std::unique_ptr<ClusterClient> client_;
 };
 
 TEST_F(RedisFailoverTest, KilledMasterIsReplacedByItsReplica) {
@@ -497,14 +600,8 @@ TEST_F(RedisFailoverTest, KilledMasterIsReplacedByItsReplica) {
     }
   });
   std::this_thread::sleep_for(milliseconds(300));
-  const std::string cmd = "'" KVMART_SOURCE_DIR "/tests/testing/redis_cluster.sh' kill-master '" + StateDir() +
-                          "' " + std::to_string(slot);
   std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[256];
-  while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
-  const int rc = ::pclose(p);
+  const int rc = RunShell(kClusterScript + " kill-master '" + state_ + "' " + std::to_string(slot), &out);
   const int before = ops.load();
   for (int i = 0; i < 100 && ops.load() < before + 20; ++i) std::this_thread::sleep_for(milliseconds(50));
   stop = true;
@@ -525,8 +622,6 @@ TEST_F(RedisFailoverTest, KilledMasterIsReplacedByItsReplica) {
   ASSERT_TRUE(client_->Set("{failover}after", "ok", false).value());
   EXPECT_EQ(client_->Get("{failover}after").value(), std::optional<std::string>("ok"));
   EXPECT_TRUE(client_->CheckHealth().ok()) << client_->CheckHealth().ToString();
-  for (int i = 0; i < 50; ++i) (void)client_->Del("{failover}" + std::to_string(i));
-  (void)client_->Del("{failover}after");
 }
 
 }  // namespace

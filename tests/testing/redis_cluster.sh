@@ -73,13 +73,16 @@ cluster_ok_everywhere() {
   done
 }
 
+# Every one of the three replicas is linked to its master.
 replicas_linked() {
-  local p
+  local p n=0
   for p in $(live_ports); do
     if [ "$(role_of "$p")" = slave ]; then
       cli "$p" info replication | grep '^master_link_status:up' >/dev/null || return 1
+      n=$((n + 1))
     fi
   done
+  [ $n -eq 3 ]
 }
 
 # A port p, with p+10000 (its cluster bus) also free, from a random base.
@@ -171,6 +174,7 @@ case "$cmd" in
     ;;
   stop)
     [ -f "$state/ports" ] || { rm -rf "$state"; exit 0; }
+    pids=()
     for p in $(cat "$state/ports"); do
       pidfile="$state/node-$p/redis.pid"
       [ -f "$pidfile" ] || continue
@@ -178,7 +182,15 @@ case "$cmd" in
       # Only a redis-server of ours: the pid may have been reused.
       if [ -n "$pid" ] && grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null; then
         kill -KILL "$pid" 2>/dev/null || true
+        pids+=("$pid")
       fi
+    done
+    # Gone before this returns: the next start must find the ports free.
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 50); do
+        grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null || break
+        sleep 0.1
+      done
     done
     rm -rf "$state"
     ;;
