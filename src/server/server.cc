@@ -123,6 +123,16 @@ std::string StoreMetricsText(Context& ctx) {
   line("kvmart_store_shared_rejected_total", "counter",
        "Blocks from the shared tier that failed XXH3/SHA-256 (deleted there).", "", m.shared_rejected);
   line("kvmart_store_shared_errors_total", "counter", "Shared-tier operations that failed.", "", m.shared_errors);
+  line("kvmart_store_shared_commands_total", "counter", "Commands sent to the shared block tier.", "",
+       m.shared_commands);
+  line("kvmart_store_shared_retries_total", "counter",
+       "Shared-tier commands retried after a lost connection or a failover.", "", m.shared_retries);
+  line("kvmart_store_shared_redirects_total", "counter", "Cluster redirects (MOVED, ASK) followed.", "",
+       m.shared_redirects);
+  out += "# HELP kvmart_store_shared_command_seconds_total Time in shared-tier commands, retries included.\n"
+         "# TYPE kvmart_store_shared_command_seconds_total counter\n"
+         "kvmart_store_shared_command_seconds_total " +
+         std::to_string(static_cast<double>(m.shared_command_micros) / 1e6) + "\n";
   return out;
 }
 

@@ -117,6 +117,11 @@ SharedTierStats RedisBlockTier::Stats() const {
   s.errors = errors_.load(std::memory_order_relaxed);
   s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
   s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+  const redis::ClusterStats c = cluster_->Stats();
+  s.commands = c.commands;
+  s.retries = c.retries;
+  s.redirects = c.moved + c.asked;
+  s.command_micros = c.command_micros;
   return s;
 }
 

@@ -38,6 +38,11 @@ struct SharedTierStats {
   uint64_t errors = 0;        // operations that failed (tier unreachable)
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
+  // The back end's own counters (a Redis Cluster: redis::ClusterStats).
+  uint64_t commands = 0;
+  uint64_t retries = 0;      // after lost connections, TRYAGAIN, CLUSTERDOWN
+  uint64_t redirects = 0;    // MOVED and ASK followed
+  uint64_t command_micros = 0;
 };
 
 class SharedBlockTier {

@@ -725,6 +725,10 @@ StoreMetrics SqliteStore::Metrics() const {
     m.shared_misses = t.misses;
     m.shared_rejected = t.rejected;
     m.shared_errors = t.errors;
+    m.shared_commands = t.commands;
+    m.shared_retries = t.retries;
+    m.shared_redirects = t.redirects;
+    m.shared_command_micros = t.command_micros;
   }
   std::shared_lock lock(index_mu_);
   m.disk_bytes = disk_bytes_;

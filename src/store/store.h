@@ -156,6 +156,10 @@ struct StoreMetrics {
   uint64_t shared_misses = 0;      // blocks the shared tier did not hold
   uint64_t shared_rejected = 0;    // blocks from the shared tier that failed a check
   uint64_t shared_errors = 0;      // shared-tier operations that failed
+  uint64_t shared_commands = 0;    // commands sent to the shared tier
+  uint64_t shared_retries = 0;     // of them retried (failover, lost connection)
+  uint64_t shared_redirects = 0;   // cluster redirects followed
+  uint64_t shared_command_micros = 0;
 };
 
 struct GcReport {

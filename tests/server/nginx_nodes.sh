@@ -131,6 +131,7 @@ jq -e '.kvmart_debug.tokens_reused > 0' "$W/cross.json" >/dev/null || fail "b di
   fail "the load on b differs from b's prefill of the same tokens"
 shared=$(metric "$B" 'kvmart_store_block_hits_total{tier="shared"}')
 [ "$shared" -ge 1 ] || fail "b counted no block from the shared tier"
+[ "$(metric "$B" kvmart_store_shared_commands_total)" -ge 1 ] || fail "b counted no shared-tier commands"
 LOADS=1
 
 # 6. Routing: one artifact, one node.
