@@ -8,12 +8,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <sodium.h>
+
 #include "artifact/container.h"
 #include "artifact/signing.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "engine/artifact_io.h"
+#include "engine/spot_check.h"
 #include "store/store.h"
 #include "tokenizer/tokenizer.h"
 
@@ -109,7 +112,80 @@ int RunPublish(const PublishArgs& a) {
   return 0;
 }
 
-int RunVerify(const std::string& path, const EngineFlags& f, bool recompute, bool json) {
+struct VerifyArgs {
+  std::string file;
+  EngineFlags engine;
+  bool recompute = false, json = false, time_full = false;
+  uint32_t spot_check = 0;
+};
+
+// `verify --spot-check K`: K random blocks (and the last) recomputed from the
+// artifact's own prefix, bit for bit (engine/spot_check.h).
+int RunSpotCheck(const VerifyArgs& a, const std::shared_ptr<const Model>& model, const artifact::Manifest& m,
+                 const std::vector<std::vector<uint8_t>>& blocks) {
+  if (sodium_init() < 0) return Fail(Status::Internal("libsodium failed to initialise"));
+  auto engine = OpenEngine(model, a.engine.kernels, a.engine.threads);
+  if (!engine.ok()) return Fail(engine.status());
+  const uint32_t n = static_cast<uint32_t>(m.blocks.size());
+  // Drawn now, after the artifact is fixed, from the system's CSPRNG: its
+  // maker cannot know which blocks will be recomputed.
+  auto chosen = ChooseSpotCheckBlocks(n, a.spot_check, [](uint32_t u) { return randombytes_uniform(u); });
+  auto session = (*engine)->NewSession();
+  auto r = SpotCheck(*session, m, blocks, chosen);
+  if (!r.ok()) return Fail(r.status());
+  double full_seconds = 0;
+  if (a.time_full) {
+    auto s = (*engine)->NewSession();
+    std::vector<int32_t> tokens(m.tokens.begin(), m.tokens.end());
+    const auto t0 = Clock::now();
+    if (Status st = s->Prefill(tokens, 512); !st.ok()) return Fail(st);
+    full_seconds = Seconds(t0, Clock::now());
+  }
+  const uint32_t k = static_cast<uint32_t>(r->checked.size()) - 1;  // besides the last block
+  const double work = r->tokens_total == 0 ? 0 : static_cast<double>(r->tokens_prefilled) / r->tokens_total;
+  if (a.json) {
+    nlohmann::json j = {{"artifact_id", m.artifact_id},
+                        {"signature", "valid"},
+                        {"profile", "matches"},
+                        {"blocks", n},
+                        {"checked_blocks", r->checked},
+                        {"kv_identical", r->kv_identical},
+                        {"differing_blocks", r->differing},
+                        {"probe_identical", r->probe_identical},
+                        {"tokens_prefilled", r->tokens_prefilled},
+                        {"tokens_total", r->tokens_total},
+                        {"work_fraction", work},
+                        {"seconds", r->seconds},
+                        {"detection_probability", {{"f1", SpotCheckDetection(n, k, 1)},
+                                                   {"f2", SpotCheckDetection(n, k, 2)},
+                                                   {"f4", SpotCheckDetection(n, k, 4)}}}};
+    if (a.time_full) {
+      j["full_prefill_seconds"] = full_seconds;
+      j["time_fraction"] = full_seconds > 0 ? r->seconds / full_seconds : 0;
+    }
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << m.artifact_id << ": signature valid, profile matches the model; spot check of " << r->checked.size()
+              << " of " << n << " blocks (";
+    for (size_t i = 0; i < r->checked.size(); ++i) std::cout << (i ? "," : "") << r->checked[i];
+    std::cout << "): KV " << (r->kv_identical ? "bit-identical" : "DIFFERS") << ", probe "
+              << (r->probe_identical ? "identical" : "DIFFERS") << "\n";
+    for (uint32_t b : r->differing) std::cout << "block " << b << ": recomputed KV differs\n";
+    std::printf("detection probability with f inconsistent blocks: f=1 %.3f, f=2 %.3f, f=4 %.3f\n",
+                SpotCheckDetection(n, k, 1), SpotCheckDetection(n, k, 2), SpotCheckDetection(n, k, 4));
+    std::printf("cost: %llu of %llu tokens prefilled (%.1f%% of a full recomputation's prefill), %.3f s",
+                static_cast<unsigned long long>(r->tokens_prefilled), static_cast<unsigned long long>(r->tokens_total),
+                100 * work, r->seconds);
+    if (a.time_full) std::printf("; a full prefill took %.3f s (%.1f%%)", full_seconds, 100 * r->seconds / full_seconds);
+    std::printf("\n");
+  }
+  return r->ok() ? 0 : 2;
+}
+
+int RunVerify(const VerifyArgs& a) {
+  const std::string& path = a.file;
+  const EngineFlags& f = a.engine;
+  const bool recompute = a.recompute, json = a.json;
   auto model = LoadModel(f.model_dir);
   if (!model.ok()) return Fail(model.status());
   auto reader = artifact::ArtifactReader::OpenFile(path);  // requires a valid signature
@@ -118,6 +194,10 @@ int RunVerify(const std::string& path, const EngineFlags& f, bool recompute, boo
   if (Status s = reader->CheckProfile(ArtifactProfile(**model, m.profile.block_size)); !s.ok()) return Fail(s);
   auto blocks = reader->ReadAllBlocks();  // XXH3-128, decode, payload SHA-256
   if (!blocks.ok()) return Fail(blocks.status());
+  if (a.spot_check > 0) {
+    if (recompute) return Fail(Status::InvalidArgument("--spot-check and --recompute exclude each other"));
+    return RunSpotCheck(a, *model, m, *blocks);
+  }
   bool kv_identical = true, probe_identical = true;
   if (recompute) {
     auto engine = OpenEngine(*model, f.kernels, f.threads);
@@ -322,16 +402,17 @@ void RegisterPublishCommands(CLI::App& app, int* exit_code) {
     *exit_code = RunPublish(*pub);
   });
 
-  auto ver = std::make_shared<std::tuple<std::string, EngineFlags, bool, bool>>();
+  auto ver = std::make_shared<VerifyArgs>();
   auto* cv = app.add_subcommand("verify", "check an artifact's signature, checksums and profile against a model");
-  cv->add_option("file", std::get<0>(*ver), ".kva file")->required();
-  std::get<1>(*ver).Add(cv);
-  cv->add_flag("--recompute", std::get<2>(*ver), "prefill the tokens again and require bit-identical KV and probe");
-  cv->add_flag("--json", std::get<3>(*ver), "print the verification result as JSON");
-  cv->callback([ver, exit_code] {
-    auto& [file, flags, recompute, json] = *ver;
-    *exit_code = RunVerify(file, flags, recompute, json);
-  });
+  cv->add_option("file", ver->file, ".kva file")->required();
+  ver->engine.Add(cv);
+  cv->add_flag("--recompute", ver->recompute, "prefill the tokens again and require bit-identical KV and probe");
+  cv->add_option("--spot-check", ver->spot_check,
+                 "recompute K randomly chosen blocks (and the last, for the probe) from the artifact's own prefix "
+                 "and require every bit; prints the detection probability and the cost");
+  cv->add_flag("--time-full", ver->time_full, "with --spot-check: also time a full prefill, for the cost fraction");
+  cv->add_flag("--json", ver->json, "print the verification result as JSON");
+  cv->callback([ver, exit_code] { *exit_code = RunVerify(*ver); });
 
   auto ask = std::make_shared<AskArgs>();
   auto* ca = app.add_subcommand("ask", "continue from an artifact: import its KV, prefill only the prompt, decode");
