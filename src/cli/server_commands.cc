@@ -34,7 +34,8 @@ struct ServeArgs {
   std::string data, listen = "127.0.0.1:8080", store = "disk", port_file, model_id = "kvmart";
   std::string tls_cert, tls_key, export_price_per_gb, db, blocks;
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
-  bool enable_export = false, quiet = false;
+  bool enable_export = false, quiet = false, accept_uploads = false;
+  uint32_t upload_spot_check = 4;
   int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
 };
 
@@ -134,6 +135,8 @@ int RunServe(const ServeArgs& a) {
   o.tls_cert = a.tls_cert;
   o.tls_key = a.tls_key;
   o.export_enabled = a.enable_export;
+  o.accept_uploads = a.accept_uploads;
+  o.upload_spot_check_blocks = a.upload_spot_check;
   o.market_maintenance_interval_s = a.maintenance_interval;
   o.storage_billing_period_s = a.storage_billing_period;
   if (!a.export_price_per_gb.empty()) {
@@ -207,6 +210,11 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
   c->add_option("--tls-cert", a->tls_cert, "PEM certificate (with --tls-key: serve HTTPS)");
   c->add_option("--tls-key", a->tls_key, "PEM private key");
   c->add_flag("--enable-export", a->enable_export, "allow entitled buyers to download .kva files");
+  c->add_flag("--accept-uploads", a->accept_uploads,
+              "accept .kva files publishers computed elsewhere (POST /v1/artifacts/upload), listed only after "
+              "a bit-exact spot check on this engine");
+  c->add_option("--upload-spot-check", a->upload_spot_check,
+                "blocks of an upload recomputed at random, besides the last (default 4)");
   c->add_option("--export-price-per-gb", a->export_price_per_gb, "egress tariff in currency units per GB");
   c->add_option("--market-maintenance-interval", a->maintenance_interval,
                  "seconds between market maintenance runs: void expired load holds, bill storage (0 = off)")

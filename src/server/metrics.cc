@@ -112,6 +112,8 @@ std::string Metrics::Render(const std::string& extra) const {
   counter("kvmart_kv_load_failures_total", "Artifact loads that failed and were refunded.", kv_load_failures);
   counter("kvmart_kv_auto_misses_total", "kv.auto requests with no affordable published prefix.", auto_misses);
   counter("kvmart_publishes_total", "Artifacts published through the API.", publishes);
+  counter("kvmart_uploads_accepted_total", "Uploaded artifacts that passed every check.", uploads_accepted);
+  counter("kvmart_uploads_rejected_total", "Uploaded artifacts refused (422).", uploads_rejected);
   counter("kvmart_client_disconnects_total", "Generations stopped because the client went away.", disconnects);
   counter("kvmart_rejected_total", "Requests rejected with 429 (queue full).", rejected_429);
   gauge("kvmart_queue_depth", "Requests waiting for an engine session.", queue_depth);

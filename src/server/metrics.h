@@ -49,6 +49,7 @@ class Metrics {
   std::atomic<uint64_t> kv_load_failures{0};  // loads refunded (damaged block, wrong model)
   std::atomic<uint64_t> auto_misses{0};       // kv.auto requests that found nothing to buy
   std::atomic<uint64_t> publishes{0};
+  std::atomic<uint64_t> uploads_accepted{0}, uploads_rejected{0};
   std::atomic<uint64_t> disconnects{0};       // generations stopped because the client left
   std::atomic<uint64_t> rejected_429{0};
   std::atomic<int64_t> queue_depth{0};

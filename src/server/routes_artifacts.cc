@@ -5,7 +5,10 @@
 #include <httplib.h>
 
 #include "artifact/chain_hash.h"
+#include <sodium.h>
+
 #include "engine/artifact_io.h"
+#include "engine/spot_check.h"
 #include "server/context.h"
 #include "tokenizer/chat_template.h"
 
@@ -117,6 +120,9 @@ StatusOr<PublishInput> ParsePublish(Context& ctx, const json& body) {
   return in;
 }
 
+StatusOr<json> List(Context& ctx, const std::string& key, const std::string& idem, mk::PriceSpec spec,
+                    const std::string& id, const PublishSource& source);
+
 void HandlePublish(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   auto who = Authenticate(ctx, req);
   if (!who.ok()) return SendStatus(res, who.status());
@@ -170,32 +176,135 @@ void HandlePublish(Context& ctx, const httplib::Request& req, httplib::Response&
     ctx.metrics.tokens_prefilled.fetch_add(in->tokens.size());
     built = true;
   }
-  auto info = ctx.parts.store->Stat(id);
-  if (!info.ok()) return SendStatus(res, info.status());
+  auto listed = List(ctx, key, *idem, spec, id, in->source);
+  if (!listed.ok()) return SendStatus(res, listed.status());
+  json out = *listed;
+  out["source"] = in->source.kind;
+  out["prefilled"] = built;
+  out["prefill_seconds"] = prefill_seconds;
+  SendJson(res, out, built ? 201 : 200);
+}
+
+// The artifact's listing at `spec` (the market's SetPrice, idempotent under
+// `idem`), and the publish answer's common fields.
+StatusOr<json> List(Context& ctx, const std::string& key, const std::string& idem, mk::PriceSpec spec,
+                    const std::string& id, const PublishSource& source) {
+  KVMART_ASSIGN_OR_RETURN(auto info, ctx.parts.store->Stat(id));
   spec.artifact_id = id;
-  spec.tokens = static_cast<int64_t>(info->token_count);
-  spec.stored_bytes = static_cast<int64_t>(info->stored_bytes);
-  auto listing = ctx.parts.market->SetPrice(key, *idem, spec);
-  if (!listing.ok()) return SendStatus(res, listing.status());
-  if (Status s = ctx.parts.db->SetPublishSource(id, in->source); !s.ok()) {
+  spec.tokens = static_cast<int64_t>(info.token_count);
+  spec.stored_bytes = static_cast<int64_t>(info.stored_bytes);
+  KVMART_ASSIGN_OR_RETURN(auto listing, ctx.parts.market->SetPrice(key, idem, spec));
+  if (Status s = ctx.parts.db->SetPublishSource(id, source); !s.ok()) {
     ctx.log.Write("warn", "publish source not kept", {{"artifact_id", id}, {"error", s.ToString()}});
   }
   ctx.metrics.publishes.fetch_add(1);
-  json l = {{"per_load", MoneyJson(listing->per_load)}, {"per_load_is_default", listing->per_load_is_default},
-            {"publisher_account", listing->publisher}};
-  if (listing->spec.bundle_loads > 0) {
-    l["bundle_loads"] = listing->spec.bundle_loads;
-    l["bundle_price"] = MoneyJson(mk::Money(listing->spec.bundle_price_micros, spec.currency));
+  json l = {{"per_load", MoneyJson(listing.per_load)}, {"per_load_is_default", listing.per_load_is_default},
+            {"publisher_account", listing.publisher}};
+  if (listing.spec.bundle_loads > 0) {
+    l["bundle_loads"] = listing.spec.bundle_loads;
+    l["bundle_price"] = MoneyJson(mk::Money(listing.spec.bundle_price_micros, spec.currency));
   }
-  if (listing->spec.unlimited_seconds > 0) {
-    l["unlimited_seconds"] = listing->spec.unlimited_seconds;
-    l["unlimited_price"] = MoneyJson(mk::Money(listing->spec.unlimited_price_micros, spec.currency));
+  if (listing.spec.unlimited_seconds > 0) {
+    l["unlimited_seconds"] = listing.spec.unlimited_seconds;
+    l["unlimited_price"] = MoneyJson(mk::Money(listing.spec.unlimited_price_micros, spec.currency));
   }
-  SendJson(res,
-           {{"artifact_id", id}, {"tokens", info->token_count}, {"blocks", info->num_blocks},
-            {"raw_bytes", info->raw_bytes}, {"stored_bytes", info->stored_bytes}, {"codec", info->codec},
-            {"source", in->source.kind}, {"prefilled", built}, {"prefill_seconds", prefill_seconds}, {"listing", l}},
-           built ? 201 : 200);
+  return json{{"artifact_id", id},          {"tokens", info.token_count},  {"blocks", info.num_blocks},
+              {"raw_bytes", info.raw_bytes}, {"stored_bytes", info.stored_bytes}, {"codec", info.codec},
+              {"listing", l}};
+}
+
+// 422 naming the check an uploaded artifact failed; nothing stored or charged.
+void Reject(Context& ctx, httplib::Response& res, std::string_view check, const Status& why) {
+  ctx.metrics.uploads_rejected.fetch_add(1);
+  json e = {{"error", {{"type", "artifact_rejected"}, {"check", check}, {"message", why.message()}}}};
+  SendJson(res, e, 422);
+}
+
+// POST /v1/artifacts/upload: a .kva its publisher computed elsewhere, proven
+// before it is listed (docs/SECURITY.md, "Uploads"): container and signature,
+// every block's checksums, the served model's profile, the artifact id
+// re-derived from the tokens, then a spot check — blocks drawn after the
+// bytes arrived, recomputed from the artifact's own prefix on this engine,
+// bit for bit — and the next-token logits probe.
+void HandleUpload(Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  auto who = Authenticate(ctx, req);
+  if (!who.ok()) return SendStatus(res, who.status());
+  if ((who->second & mk::kScopePublish) == 0) {
+    return SendError(res, 403, "permission_error", "this key may not publish (scope 'publish' needed)");
+  }
+  if (!ctx.options.accept_uploads) {
+    return SendError(res, 403, "permission_error",
+                     "this deployment does not accept uploaded artifacts (kvmart serve --accept-uploads)");
+  }
+  if (req.get_header_value("Content-Type") != "application/octet-stream") {
+    return SendError(res, 415, "invalid_request_error", "send the .kva bytes as application/octet-stream");
+  }
+  const std::string key = ApiKey(req);
+  auto idem = IdempotencyKey(req);
+  if (!idem.ok()) return SendStatus(res, idem.status());
+  auto account = ctx.parts.market->GetAccount(key, who->first);
+  if (!account.ok()) return SendStatus(res, account.status());
+  mk::PriceSpec spec;
+  spec.currency = account->currency;
+  if (req.has_param("per_load")) {
+    if (Status s = ParsePrice(json{{"price", {{"per_load", req.get_param_value("per_load")}}}}, &spec); !s.ok())
+      return SendStatus(res, s);
+  }
+
+  const auto* bytes = reinterpret_cast<const uint8_t*>(req.body.data());
+  artifact::ReaderOptions ro;
+  ro.require_signature = false;  // reported as its own check below
+  auto reader = artifact::ArtifactReader::OpenBytes(std::span<const uint8_t>(bytes, req.body.size()), ro);
+  if (!reader.ok()) return Reject(ctx, res, "container", reader.status());
+  if (!reader->signature_status().ok()) return Reject(ctx, res, "signature", reader->signature_status());
+  const artifact::Manifest& m = reader->manifest();
+  artifact::Profile served = ctx.profile;
+  served.block_size = m.profile.block_size;
+  if (Status s = reader->CheckProfile(served); !s.ok()) return Reject(ctx, res, "profile", s);
+  if (m.tokens.empty() || m.tokens.size() >= ctx.parts.engine->max_context())
+    return Reject(ctx, res, "tokens", Status::InvalidArgument("token count outside (0, context)"));
+  const int64_t vocab = ctx.parts.engine->model().config().vocab_size;
+  for (uint32_t t : m.tokens)
+    if (t >= vocab) return Reject(ctx, res, "tokens", Status::InvalidArgument("token id beyond the vocabulary"));
+  if (artifact::ArtifactId(served, m.tokens) != m.artifact_id)
+    return Reject(ctx, res, "artifact_id", Status::InvalidArgument("the id is not the one its profile and tokens give"));
+  auto payloads = reader->ReadAllBlocks();
+  if (!payloads.ok()) return Reject(ctx, res, "checksums", payloads.status());
+
+  if (!ctx.parts.store->Stat(m.artifact_id).ok()) {
+    auto slot = ctx.admission.Acquire(nullptr);
+    if (!slot.ok()) {
+      if (slot.status().code() == Status::Code::kResourceExhausted) {
+        ctx.metrics.rejected_429.fetch_add(1);
+        res.set_header("Retry-After", std::to_string(ctx.admission.RetryAfterSeconds()));
+      }
+      return SendStatus(res, slot.status());
+    }
+    // Drawn now that the bytes are fixed: the uploader cannot know them.
+    auto chosen = ChooseSpotCheckBlocks(static_cast<uint32_t>(m.blocks.size()), ctx.options.upload_spot_check_blocks,
+                                        [](uint32_t u) { return randombytes_uniform(u); });
+    auto session = ctx.parts.engine->NewSession();
+    auto check = SpotCheck(*session, m, *payloads, chosen, ctx.options.prefill_chunk);
+    session.reset();
+    slot->Release();
+    if (!check.ok()) return SendStatus(res, check.status());
+    ctx.metrics.tokens_prefilled.fetch_add(check->tokens_prefilled);
+    if (!check->kv_identical) {
+      return Reject(ctx, res, "spot_check",
+                    Status::InvalidArgument("block " + std::to_string(check->differing.front()) +
+                                            ": the KV recomputed on this engine differs"));
+    }
+    if (!check->probe_identical) {
+      return Reject(ctx, res, "probe", Status::InvalidArgument("the next-token logits differ from the manifest's probe"));
+    }
+    if (Status s = ctx.parts.store->Put(reader->ToArtifact()); !s.ok()) return SendStatus(res, s);
+  }
+  PublishSource source;
+  source.kind = "upload";
+  auto listed = List(ctx, key, *idem, spec, m.artifact_id, source);
+  if (!listed.ok()) return SendStatus(res, listed.status());
+  ctx.metrics.uploads_accepted.fetch_add(1);
+  SendJson(res, *listed, 201);
 }
 
 bool Entitled(Context& ctx, const std::string& key, mk::AccountId account, const std::string& id) {
@@ -212,6 +321,8 @@ bool Entitled(Context& ctx, const std::string& key, mk::AccountId account, const
 void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
   AddRoute(http, ctx, "POST", "/v1/artifacts", "/v1/artifacts",
            [&ctx](const httplib::Request& req, httplib::Response& res) { HandlePublish(ctx, req, res); });
+  AddRoute(http, ctx, "POST", "/v1/artifacts/upload", "/v1/artifacts/upload",
+           [&ctx](const httplib::Request& req, httplib::Response& res) { HandleUpload(ctx, req, res); });
 
   AddRoute(http, ctx, "GET", "/v1/artifacts", "/v1/artifacts",
            [&ctx](const httplib::Request& req, httplib::Response& res) {

@@ -47,6 +47,10 @@ struct ServerOptions {
   // (0 = no automatic storage billing; 0 interval = no maintenance thread).
   int64_t market_maintenance_interval_s = 60;
   int64_t storage_billing_period_s = 3600;
+  // POST /v1/artifacts/upload: off by default. Uploaded artifacts are listed
+  // only after a spot check of this many random blocks (and the last).
+  bool accept_uploads = false;
+  uint32_t upload_spot_check_blocks = 4;
 };
 
 // What the server runs on. It takes ownership.

@@ -100,14 +100,14 @@ class TestServer {
   const std::string& dir() const { return tmp_.path(); }
 
   Reply Call(const std::string& method, const std::string& path, const std::string& body, const std::string& key,
-             httplib::Headers headers = {}) {
+             httplib::Headers headers = {}, const std::string& content_type = "application/json") {
     httplib::Client c("127.0.0.1", port());
     c.set_read_timeout(120);
     if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
     httplib::Result r = method == "GET"      ? c.Get(path.c_str(), headers)
                         : method == "DELETE" ? c.Delete(path.c_str(), headers)
-                        : method == "PUT"    ? c.Put(path.c_str(), headers, body, "application/json")
-                                             : c.Post(path.c_str(), headers, body, "application/json");
+                        : method == "PUT"    ? c.Put(path.c_str(), headers, body, content_type.c_str())
+                                             : c.Post(path.c_str(), headers, body, content_type.c_str());
     Reply out;
     if (!r) {
       out.text = "transport error: " + httplib::to_string(r.error());  // status stays 0
