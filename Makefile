@@ -30,14 +30,15 @@ test-asan: setup
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L unit --timeout 900
 
-# The .kva parser under libFuzzer + ASan + UBSan for FUZZ_SECONDS (clang).
+# The fuzz targets (tests/fuzz/README.md) under libFuzzer + ASan + UBSan, each
+# for FUZZ_SECONDS (clang).
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = kvmart-fuzz-kva kvmart-fuzz-safetensors kvmart-fuzz-tokenizer kvmart-fuzz-receipt
 fuzz: setup
 	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DKVMART_FUZZ=ON -DKVMART_BUILD_BENCH=OFF $(CMAKE_FLAGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target kvmart-fuzz-kva
-	mkdir -p $(FUZZ_BUILD)/corpus
-	$(FUZZ_BUILD)/kvmart-fuzz-kva -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 $(FUZZ_BUILD)/corpus tests/fuzz/corpus
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz-run $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -105,7 +105,10 @@ Status Checkpoint::AddFile(const std::string& file_name) {
   if (header.is_discarded() || !header.is_object()) return Status::Corruption(path + ": header is not a JSON object");
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size - data_start;
-  for (auto& [name, info] : header.items()) {
+  for (auto& item : header.items()) {
+    // Named, not a structured binding: clang 14 cannot capture those in the lambda below.
+    const std::string name = item.key();
+    auto& info = item.value();
     if (name == "__metadata__") continue;
     auto fail = [&](const std::string& why) { return Status::Corruption(path + ": tensor " + name + ": " + why); };
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets")) {
