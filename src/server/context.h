@@ -48,6 +48,9 @@ void AddAdminRoutes(httplib::Server& http, Context& ctx);      // artifact remov
 
 // Authenticates the request's API key with the market: (account, scopes).
 StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, const httplib::Request& req);
+// Answers a request the engine's admission refused: 429 with Retry-After (and
+// counted) when the queue is full, else the status.
+void SendAdmissionRefusal(Context& ctx, httplib::Response& res, const Status& refused);
 // Keeps a copy of a receipt for GET /v1/receipts/{id} and counts the posting.
 void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string& kind);
 

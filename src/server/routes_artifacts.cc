@@ -154,13 +154,7 @@ void HandlePublish(Context& ctx, const httplib::Request& req, httplib::Response&
   // so a document already held is not prefilled again.
   if (!ctx.parts.store->Stat(id).ok()) {
     auto slot = ctx.admission.Acquire(nullptr);
-    if (!slot.ok()) {
-      if (slot.status().code() == Status::Code::kResourceExhausted) {
-        ctx.metrics.rejected_429.fetch_add(1);
-        res.set_header("Retry-After", std::to_string(ctx.admission.RetryAfterSeconds()));
-      }
-      return SendStatus(res, slot.status());
-    }
+    if (!slot.ok()) return SendAdmissionRefusal(ctx, res, slot.status());
     auto session = ctx.parts.engine->NewSession();
     BuildOptions bo;
     bo.codec = *codec;
@@ -273,13 +267,7 @@ void HandleUpload(Context& ctx, const httplib::Request& req, httplib::Response& 
 
   if (!ctx.parts.store->Stat(m.artifact_id).ok()) {
     auto slot = ctx.admission.Acquire(nullptr);
-    if (!slot.ok()) {
-      if (slot.status().code() == Status::Code::kResourceExhausted) {
-        ctx.metrics.rejected_429.fetch_add(1);
-        res.set_header("Retry-After", std::to_string(ctx.admission.RetryAfterSeconds()));
-      }
-      return SendStatus(res, slot.status());
-    }
+    if (!slot.ok()) return SendAdmissionRefusal(ctx, res, slot.status());
     // Drawn now that the bytes are fixed: the uploader cannot know them.
     auto chosen = ChooseSpotCheckBlocks(static_cast<uint32_t>(m.blocks.size()), ctx.options.upload_spot_check_blocks,
                                         [](uint32_t u) { return randombytes_uniform(u); });

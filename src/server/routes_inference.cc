@@ -288,13 +288,7 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   const auto queued = std::chrono::steady_clock::now();
   auto slot = ctx.admission.Acquire([job] { return job->watch.PeerClosed(); });
   ctx.metrics.QueueWait(std::chrono::duration<double>(std::chrono::steady_clock::now() - queued).count());
-  if (!slot.ok()) {
-    if (slot.status().code() == Status::Code::kResourceExhausted) {
-      ctx.metrics.rejected_429.fetch_add(1);
-      res.set_header("Retry-After", std::to_string(ctx.admission.RetryAfterSeconds()));
-    }
-    return SendStatus(res, slot.status());
-  }
+  if (!slot.ok()) return SendAdmissionRefusal(ctx, res, slot.status());
   job->slot = std::move(slot).value();
   job->session = ctx.parts.engine->NewSession();
   auto plan = PlanAndLoad(ctx, api_key, job->req.prompt, job->req.kv, &job->session, prepaid ? &*prepaid : nullptr);

@@ -73,6 +73,14 @@ StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, cons
   return who;
 }
 
+void SendAdmissionRefusal(Context& ctx, httplib::Response& res, const Status& refused) {
+  if (refused.code() == Status::Code::kResourceExhausted) {
+    ctx.metrics.rejected_429.fetch_add(1);
+    res.set_header("Retry-After", std::to_string(ctx.admission.RetryAfterSeconds()));
+  }
+  SendStatus(res, refused);
+}
+
 void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string& kind) {
   if (signed_json.empty()) return;
   ctx.metrics.Ledger(kind);

@@ -88,12 +88,6 @@ class SharedStoreTest : public ::testing::Test {
   std::unique_ptr<Store> a_, b_;
 };
 
-std::vector<std::vector<uint8_t>> Expected(const Profile& p, const std::vector<uint32_t>& tokens) {
-  std::vector<std::vector<uint8_t>> out;
-  for (size_t i = 0; i < (tokens.size() + p.block_size - 1) / p.block_size; ++i) out.push_back(PayloadFor(p, tokens, i));
-  return out;
-}
-
 TEST_F(SharedStoreTest, PublishedOnOneNodeLoadsBitExactlyOnTheOther) {
   const Profile p = BigProfile();
   const auto tokens = Tokens(600, 1);  // 3 blocks, the last partial
@@ -112,12 +106,12 @@ TEST_F(SharedStoreTest, PublishedOnOneNodeLoadsBitExactlyOnTheOther) {
   std::vector<Tier> tiers;
   auto got = LoadAll(*b_, id, {}, &tiers);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, Expected(p, tokens));
+  EXPECT_EQ(*got, Payloads(p, tokens));
   EXPECT_EQ(b_->Metrics().hits_shared, 3u);
   b_->DropMemoryTier();
   got = LoadAll(*b_, id);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, Expected(p, tokens));
+  EXPECT_EQ(*got, Payloads(p, tokens));
   EXPECT_EQ(b_->Metrics().hits_shared, 3u);  // the second load read B's own disk
 
   // Committed blocks do not expire.
@@ -173,7 +167,7 @@ TEST_F(SharedStoreTest, AGarbledOrLostBlockInTheTierIsAMissNeverWrongBytes) {
   ASSERT_NE(c, nullptr);
   got = LoadAll(*c, id);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, Expected(p, tokens));
+  EXPECT_EQ(*got, Payloads(p, tokens));
 
   // A lost value (a failover dropped an acknowledged write): a miss, counted.
   ASSERT_TRUE(raw_->Del(RedisBlockTier::ChunkKey(k1, 0)).ok());
@@ -222,7 +216,7 @@ TEST_F(SharedStoreTest, BothNodesPublishingOneArtifactAtOnceStoreItOnce) {
   EXPECT_EQ(b_->List().size(), 1u);
   auto got = LoadAll(*b_, art.manifest.artifact_id);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, Expected(p, Tokens(40, 5)));
+  EXPECT_EQ(*got, Payloads(p, Tokens(40, 5)));
 }
 
 TEST_F(SharedStoreTest, AnUncommittedBlockExpiresAndAnUnreachableTierIsUnavailable) {

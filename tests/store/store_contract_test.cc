@@ -84,12 +84,6 @@ class StoreContract : public ::testing::TestWithParam<Implementation> {
   std::unique_ptr<Store> store_;
 };
 
-std::vector<std::vector<uint8_t>> Payloads(const Profile& p, const std::vector<uint32_t>& tokens) {
-  std::vector<std::vector<uint8_t>> out;
-  for (size_t i = 0; i < (tokens.size() + p.block_size - 1) / p.block_size; ++i) out.push_back(PayloadFor(p, tokens, i));
-  return out;
-}
-
 TEST_P(StoreContract, PutStatLoadExportForEveryCodec) {
   const Profile p = SmallProfile();
   for (Codec codec : {Codec::kRaw, Codec::kLossless}) {

@@ -59,6 +59,13 @@ inline Artifact MakeArtifact(const Profile& p, const std::vector<uint32_t>& toke
   return std::move(a).value();
 }
 
+// Every block's payload, in order.
+inline std::vector<std::vector<uint8_t>> Payloads(const Profile& p, const std::vector<uint32_t>& tokens) {
+  std::vector<std::vector<uint8_t>> out;
+  for (size_t i = 0; i < (tokens.size() + p.block_size - 1) / p.block_size; ++i) out.push_back(PayloadFor(p, tokens, i));
+  return out;
+}
+
 inline StoreOptions Options(const std::string& dir) {
   StoreOptions o;
   o.data_dir = dir;
