@@ -21,6 +21,12 @@ std::string DataDir::MarketLocation(const std::string& db_flag) const {
   return MarketDb();
 }
 
+std::string DataDir::SharedBlocksLocation(const std::string& blocks_flag) {
+  if (!blocks_flag.empty()) return blocks_flag;
+  const char* env = std::getenv("KVMART_BLOCKS");
+  return env != nullptr ? env : "";
+}
+
 DataDir ResolveDataDir(const std::string& flag) {
   return ResolveDataDir(flag, std::getenv("KVMART_HOME"), std::getenv("HOME"));
 }

@@ -28,6 +28,8 @@ struct DataDir {
   std::string MarketDb() const { return root + "/market.db"; }
   // Where the market lives: db_flag if given, else $KVMART_DB, else MarketDb().
   std::string MarketLocation(const std::string& db_flag) const;
+  // The shared block tier: blocks_flag if given, else $KVMART_BLOCKS, else none ("").
+  static std::string SharedBlocksLocation(const std::string& blocks_flag);
   std::string ProviderKey() const { return root + "/provider.key"; }
   std::string AdminKey() const { return root + "/admin.key"; }
   std::string ArtifactKey() const { return root + "/artifact.key"; }

@@ -112,7 +112,8 @@ int RunServe(const ServeArgs& a) {
     if (!st.ok()) return Fail(st.status());
     parts.store = std::move(st).value();
   } else if (store_kind == "memory") {
-    if (!a.blocks.empty()) return Fail(Status::InvalidArgument("--blocks needs --store disk"));
+    if (!DataDir::SharedBlocksLocation(a.blocks).empty())
+      return Fail(Status::InvalidArgument("--blocks (or $KVMART_BLOCKS) needs --store disk"));
     parts.store = std::make_unique<store::MemoryStore>();
   } else {
     return Fail(Status::InvalidArgument("--store must be disk or memory"));

@@ -28,11 +28,7 @@ StatusOr<store::StoreOptions> NodeStoreOptions(const std::string& data_flag, con
   o.data_dir = data.Store();
   const std::string db = data.MarketLocation(db_flag);
   if (postgres::IsPostgresUrl(db)) o.catalog = db;
-  std::string blocks = blocks_flag;
-  if (blocks.empty()) {
-    const char* env = std::getenv("KVMART_BLOCKS");
-    if (env != nullptr) blocks = env;
-  }
+  const std::string blocks = DataDir::SharedBlocksLocation(blocks_flag);
   if (!blocks.empty()) {
     if (!redis::IsRedisUrl(blocks))
       return Status::InvalidArgument("--blocks must be redis://host:port[,host:port…], got " + blocks);

@@ -219,7 +219,7 @@ TEST_F(SharedStoreTest, BothNodesPublishingOneArtifactAtOnceStoreItOnce) {
   EXPECT_EQ(*got, Payloads(p, Tokens(40, 5)));
 }
 
-TEST_F(SharedStoreTest, AnUncommittedBlockExpiresAndAnUnreachableTierIsUnavailable) {
+TEST_F(SharedStoreTest, AnUncommittedBlockCarriesAnExpiryAndAnUnreachableTierIsUnavailable) {
   auto tier = RedisBlockTier::Open(RedisUrl(), RedisTierOptions{{}, std::chrono::seconds(30)});
   ASSERT_TRUE(tier.ok());
   BlockKey k;

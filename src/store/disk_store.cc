@@ -1,4 +1,4 @@
-#include "store/sqlite_store.h"
+#include "store/disk_store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -30,7 +30,7 @@ namespace kvmart::store {
 
 const char* TierName(Tier t) { return t == Tier::kMemory ? "memory" : "disk"; }
 
-StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) { return OpenSqliteStore(options); }
+StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) { return OpenDiskStore(options); }
 
 namespace {
 
@@ -125,9 +125,9 @@ StatusOr<std::string> StoredManifestText(const Manifest& m) {
   return artifact::CanonicalJson(j);
 }
 
-class SqliteStore final : public Store {
+class DiskStore final : public Store {
  public:
-  explicit SqliteStore(const StoreOptions& o)
+  explicit DiskStore(const StoreOptions& o)
       : options_(o),
         files_(o.data_dir + "/blocks", o.durable),
         memory_(o.memory_budget_bytes),
@@ -188,9 +188,9 @@ class SqliteStore final : public Store {
   Status ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored);
   Status ReportDamage(const BlockKey& key, const std::string& what, const Status& cause);
   // A block this node's disk lacks (or holds damaged), fetched from the shared
-  // tier, checked against the catalog and written to disk. NotFound when the
-  // tier has no usable copy.
-  Status FillFromSharedTier(const BlockRef& ref, const std::string& what);
+  // tier, checked against the catalog and written to disk; its stored bytes.
+  // NotFound when the tier has no usable copy.
+  StatusOr<std::vector<uint8_t>> FillFromSharedTier(const BlockRef& ref, const std::string& what);
   // Reads the local file (into `stored`, or into `dest` when it is non-empty),
   // falling back once to the shared tier when the file is missing or bad.
   Status ReadLocal(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored,
@@ -226,17 +226,19 @@ class SqliteStore final : public Store {
   std::atomic<uint64_t> hits_memory_{0}, hits_disk_{0}, misses_{0}, checksum_failures_{0}, bytes_loaded_{0};
   std::atomic<uint64_t> hits_shared_{0}, catalog_refreshes_{0}, catalog_errors_{0};
 
-  // The catalog generation the index reflects, and when it was last checked
-  // (write_mu_).
+  // The catalog generation the index reflects (write_mu_), and when it is
+  // next checked (steady clock ns; readers skip Sync before it).
   int64_t generation_ = 0;
-  std::chrono::steady_clock::time_point checked_at_{};
-  std::atomic<int64_t> next_check_ns_{0};  // steady clock: readers skip Sync before it
+  std::atomic<int64_t> next_check_ns_{0};
+  // Whether the shared catalog answered at the last check (for CheckHealth
+  // while a writer holds the catalog).
+  std::atomic<bool> catalog_ok_{true};
 };
 
 // ---------------------------------------------------------------------------
 // Open
 
-Status SqliteStore::Init() {
+Status DiskStore::Init() {
   if (options_.data_dir.empty()) return Status::InvalidArgument("store: empty data directory");
   std::error_code ec;
   fs::create_directories(options_.data_dir, ec);
@@ -260,7 +262,7 @@ Status SqliteStore::Init() {
   return Status::Ok();
 }
 
-Status SqliteStore::IndexContents(Catalog::Contents contents) {
+Status DiskStore::IndexContents(Catalog::Contents contents) {
   std::unordered_map<BlockKey, CatalogBlock, BlockKeyHash> rows;
   for (CatalogBlock& b : contents.blocks) rows.emplace(b.key, std::move(b));
   std::vector<std::shared_ptr<ArtifactEntry>> entries;
@@ -316,13 +318,13 @@ Status SqliteStore::IndexContents(Catalog::Contents contents) {
   return Status::Ok();
 }
 
-void SqliteStore::NoteOwnWrite() {
+void DiskStore::NoteOwnWrite() {
   // One bump past what the index reflects: only our own change came in
   // between, and the index already has it. Anything else: re-read next time.
   if (catalog_->last_generation() == generation_ + 1) generation_ = catalog_->last_generation();
 }
 
-void SqliteStore::Sync(bool force) {
+void DiskStore::Sync(bool force) {
   if (!catalog_->shared()) return;
   const int64_t now_ns = std::chrono::steady_clock::now().time_since_epoch().count();
   if (!force && now_ns < next_check_ns_.load(std::memory_order_relaxed)) return;
@@ -337,13 +339,13 @@ void SqliteStore::Sync(bool force) {
   SyncLocked(force);
 }
 
-void SqliteStore::SyncLocked(bool force) {
+void DiskStore::SyncLocked(bool force) {
   if (!catalog_->shared()) return;
   const auto now = std::chrono::steady_clock::now();
-  if (!force && now - checked_at_ < options_.catalog_refresh) return;
-  checked_at_ = now;
+  if (!force && now.time_since_epoch().count() < next_check_ns_.load(std::memory_order_relaxed)) return;
   next_check_ns_.store((now + options_.catalog_refresh).time_since_epoch().count(), std::memory_order_relaxed);
   auto g = catalog_->Generation();
+  catalog_ok_.store(g.ok(), std::memory_order_relaxed);
   if (!g.ok()) {
     catalog_errors_.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -358,17 +360,24 @@ void SqliteStore::SyncLocked(bool force) {
   catalog_refreshes_.fetch_add(1, std::memory_order_relaxed);
 }
 
-Status SqliteStore::CheckHealth() {
+Status DiskStore::CheckHealth() {
   if (catalog_->shared()) {
-    std::lock_guard wlock(write_mu_);
-    auto g = catalog_->Generation();
-    if (!g.ok()) return g.status().WithContext("store catalog " + catalog_->Describe());
+    // Asked now unless a writer is using the catalog (a publish can take
+    // seconds; /readyz must not wait): then its last answer stands.
+    std::unique_lock wlock(write_mu_, std::try_to_lock);
+    if (wlock.owns_lock()) {
+      auto g = catalog_->Generation();
+      catalog_ok_.store(g.ok(), std::memory_order_relaxed);
+      if (!g.ok()) return g.status().WithContext("store catalog " + catalog_->Describe());
+    } else if (!catalog_ok_.load(std::memory_order_relaxed)) {
+      return Status::Unavailable("store catalog " + catalog_->Describe() + " did not answer at the last check");
+    }
   }
   if (options_.shared_blocks != nullptr) KVMART_RETURN_IF_ERROR(options_.shared_blocks->CheckHealth());
   return Status::Ok();
 }
 
-std::string SqliteStore::Backend() const {
+std::string DiskStore::Backend() const {
   std::string out = "disk (catalog " + catalog_->Describe();
   if (options_.shared_blocks != nullptr) out += ", shared blocks " + options_.shared_blocks->Describe();
   return out + ")";
@@ -377,7 +386,7 @@ std::string SqliteStore::Backend() const {
 // ---------------------------------------------------------------------------
 // Index
 
-void SqliteStore::IndexArtifact(std::shared_ptr<const ArtifactEntry> e) {
+void DiskStore::IndexArtifact(std::shared_ptr<const ArtifactEntry> e) {
   const Manifest& m = *e->manifest;
   for (size_t i = 0; i < m.blocks.size(); ++i) {
     const BlockInfo& b = m.blocks[i];
@@ -415,7 +424,7 @@ void SqliteStore::IndexArtifact(std::shared_ptr<const ArtifactEntry> e) {
   artifacts_[e->info.artifact_id] = std::move(e);
 }
 
-void SqliteStore::UnindexArtifact(const ArtifactEntry& e) {
+void DiskStore::UnindexArtifact(const ArtifactEntry& e) {
   const Manifest& m = *e.manifest;
   const std::string& id = e.info.artifact_id;
   for (size_t i = 0; i < e.keys.size(); ++i) {
@@ -456,7 +465,7 @@ void SqliteStore::UnindexArtifact(const ArtifactEntry& e) {
   artifacts_.erase(id);
 }
 
-const Variant* SqliteStore::FindVariant(const BlockKey& key) const {
+const Variant* DiskStore::FindVariant(const BlockKey& key) const {
   auto it = blocks_.find(key.chain);
   if (it == blocks_.end()) return nullptr;
   for (const Variant& v : it->second)
@@ -464,7 +473,7 @@ const Variant* SqliteStore::FindVariant(const BlockKey& key) const {
   return nullptr;
 }
 
-const Variant* SqliteStore::Available(const Digest256& chain) const {
+const Variant* DiskStore::Available(const Digest256& chain) const {
   auto it = blocks_.find(chain);
   if (it == blocks_.end()) return nullptr;
   for (const Variant& v : it->second)
@@ -472,7 +481,7 @@ const Variant* SqliteStore::Available(const Digest256& chain) const {
   return nullptr;
 }
 
-std::shared_ptr<const ArtifactEntry> SqliteStore::FindArtifact(const std::string& id) {
+std::shared_ptr<const ArtifactEntry> DiskStore::FindArtifact(const std::string& id) {
   Sync(false);
   std::shared_lock lock(index_mu_);
   auto it = artifacts_.find(id);
@@ -482,12 +491,12 @@ std::shared_ptr<const ArtifactEntry> SqliteStore::FindArtifact(const std::string
 // ---------------------------------------------------------------------------
 // Put
 
-Status SqliteStore::PutFile(const std::string& kva_path) {
+Status DiskStore::PutFile(const std::string& kva_path) {
   KVMART_ASSIGN_OR_RETURN(auto reader, artifact::ArtifactReader::OpenFile(kva_path));
   return Put(reader.ToArtifact()).WithContext(kva_path);
 }
 
-Status SqliteStore::Put(const artifact::Artifact& a) {
+Status DiskStore::Put(const artifact::Artifact& a) {
   const Manifest& m = a.manifest;
   // An upload is a trust boundary (docs/DESIGN.md §4): manifest, signature, and every
   // block's checksum, decode and payload SHA-256, before anything is written.
@@ -642,7 +651,7 @@ Status SqliteStore::Put(const artifact::Artifact& a) {
 // ---------------------------------------------------------------------------
 // Lookup
 
-PrefixMatch SqliteStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
+PrefixMatch DiskStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
   Sync(false);
   const int64_t now = NowUnix();
   std::shared_lock lock(index_mu_);
@@ -653,7 +662,7 @@ PrefixMatch SqliteStore::Lookup(const Digest256& profile_digest, std::span<const
   }
   // The index as the shared walk sees it (prefix_walk.h).
   struct Index {
-    const SqliteStore& s;
+    const DiskStore& s;
     int64_t now;
     std::optional<LiveArtifact> ArtifactEndingAt(const Digest256& h) const {
       auto it = s.by_last_.find(h);
@@ -682,19 +691,19 @@ PrefixMatch SqliteStore::Lookup(const Digest256& profile_digest, std::span<const
 // ---------------------------------------------------------------------------
 // Catalog reads
 
-StatusOr<artifact::Manifest> SqliteStore::GetManifest(const std::string& id) {
+StatusOr<artifact::Manifest> DiskStore::GetManifest(const std::string& id) {
   auto e = FindArtifact(id);
   if (e == nullptr) return Status::NotFound("artifact " + id + " is not in the store");
   return *e->manifest;
 }
 
-StatusOr<ArtifactInfo> SqliteStore::Stat(const std::string& id) {
+StatusOr<ArtifactInfo> DiskStore::Stat(const std::string& id) {
   auto e = FindArtifact(id);
   if (e == nullptr) return Status::NotFound("artifact " + id + " is not in the store");
   return e->info;
 }
 
-std::vector<ArtifactInfo> SqliteStore::List() {
+std::vector<ArtifactInfo> DiskStore::List() {
   Sync(false);
   std::vector<ArtifactInfo> out;
   {
@@ -708,7 +717,7 @@ std::vector<ArtifactInfo> SqliteStore::List() {
   return out;
 }
 
-StoreMetrics SqliteStore::Metrics() const {
+StoreMetrics DiskStore::Metrics() const {
   StoreMetrics m;
   m.hits_memory = hits_memory_.load();
   m.hits_disk = hits_disk_.load();
@@ -740,7 +749,7 @@ StoreMetrics SqliteStore::Metrics() const {
 // ---------------------------------------------------------------------------
 // Loads
 
-Status SqliteStore::ReportDamage(const BlockKey& key, const std::string& what, const Status& cause) {
+Status DiskStore::ReportDamage(const BlockKey& key, const std::string& what, const Status& cause) {
   {
     std::unique_lock lock(index_mu_);
     // A file that vanished because its artifact was just removed is not damage.
@@ -753,12 +762,12 @@ Status SqliteStore::ReportDamage(const BlockKey& key, const std::string& what, c
   return DataLoss(what, cause);
 }
 
-Status SqliteStore::FillFromSharedTier(const BlockRef& ref, const std::string& what) {
+StatusOr<std::vector<uint8_t>> DiskStore::FillFromSharedTier(const BlockRef& ref, const std::string& what) {
   SharedBlockTier& tier = *options_.shared_blocks;
   auto got = tier.Get(ref.v.key, ref.v.stored_bytes);
   if (!got.ok()) return got.status().WithContext(what);
   if (!got->has_value()) return Status::NotFound(what + ": not in the shared tier " + tier.Describe());
-  const std::vector<uint8_t>& bytes = **got;
+  std::vector<uint8_t> bytes = std::move(**got);
   // Bytes from another machine: both checks, as at publish (store.h).
   Status st = artifact::VerifyStoredChecksum(ref.v.Info(), bytes);
   if (st.ok()) st = artifact::DecodeVerifiedBlock(ref.v.Info(), ref.v.dtype, bytes, /*verify_sha256=*/true).status();
@@ -769,10 +778,10 @@ Status SqliteStore::FillFromSharedTier(const BlockRef& ref, const std::string& w
   }
   KVMART_RETURN_IF_ERROR(files_.Write(ref.v.key, bytes).WithContext(what));
   hits_shared_.fetch_add(1, std::memory_order_relaxed);
-  return Status::Ok();
+  return bytes;
 }
 
-Status SqliteStore::ReadLocal(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored,
+Status DiskStore::ReadLocal(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored,
                               std::span<uint8_t> dest) {
   auto read = [&] {
     Status st = dest.empty() ? files_.Read(ref.v.key, ref.v.stored_bytes, stored) : files_.ReadInto(ref.v.key, dest);
@@ -784,25 +793,31 @@ Status SqliteStore::ReadLocal(const BlockRef& ref, const std::string& what, std:
   if (st.ok() || st.code() == Status::Code::kIOError) return st.ok() ? st : st.WithContext(what);
   if (options_.shared_blocks != nullptr) {
     // Missing here (published on another node) or damaged: the shared copy,
-    // checked, replaces the file; then the ordinary read.
-    Status filled = FillFromSharedTier(ref, what);
+    // checked, replaces the file and is the answer.
+    auto filled = FillFromSharedTier(ref, what);
     if (filled.ok()) {
-      st = read();
-      if (st.ok()) return st;
-    } else if (filled.code() == Status::Code::kUnavailable || filled.code() == Status::Code::kIOError) {
-      return filled;  // the tier is down: not the data's fault either
-    } else {
-      st = Status::Corruption(st.message() + "; " + filled.message());
+      if (dest.empty()) {
+        *stored = std::move(filled).value();
+      } else {
+        if (filled->size() != dest.size()) return Status::Internal(what + ": shared copy of another size");
+        std::memcpy(dest.data(), filled->data(), dest.size());
+      }
+      return Status::Ok();
     }
+    const Status& why = filled.status();
+    if (why.code() == Status::Code::kUnavailable || why.code() == Status::Code::kIOError) {
+      return why;  // the tier is down: not the data's fault either
+    }
+    st = Status::Corruption(st.message() + "; " + why.message());
   }
   return ReportDamage(ref.v.key, what, st);
 }
 
-Status SqliteStore::ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored) {
+Status DiskStore::ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored) {
   return ReadLocal(ref, what, stored, {});
 }
 
-StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string& what, const Destination& dest_fn) {
+StatusOr<LoadedBlock> DiskStore::Fetch(const BlockRef& ref, const std::string& what, const Destination& dest_fn) {
   LoadedBlock out;
   out.index = ref.v.index;
   out.token_begin = ref.v.token_begin;
@@ -867,7 +882,7 @@ StatusOr<LoadedBlock> SqliteStore::Fetch(const BlockRef& ref, const std::string&
   return out;
 }
 
-Status SqliteStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& options, const std::string& what,
+Status DiskStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& options, const std::string& what,
                             const BlockConsumer& consume) {
   const bool prefetch = options.prefetch;
   auto name = [&](size_t i) { return what + " block " + std::to_string(refs[i].v.index); };
@@ -942,7 +957,7 @@ Status SqliteStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions
   return result;
 }
 
-Status SqliteStore::Load(const std::string& id, const LoadOptions& options, const BlockConsumer& consume) {
+Status DiskStore::Load(const std::string& id, const LoadOptions& options, const BlockConsumer& consume) {
   Sync(false);
   std::vector<BlockRef> refs;
   {
@@ -968,7 +983,7 @@ Status SqliteStore::Load(const std::string& id, const LoadOptions& options, cons
   return RunLoad(refs, options, "artifact " + id, consume);
 }
 
-Status SqliteStore::LoadPrefix(const PrefixMatch& match, const BlockConsumer& consume) {
+Status DiskStore::LoadPrefix(const PrefixMatch& match, const BlockConsumer& consume) {
   std::vector<BlockRef> refs;
   {
     std::shared_lock lock(index_mu_);
@@ -986,7 +1001,7 @@ Status SqliteStore::LoadPrefix(const PrefixMatch& match, const BlockConsumer& co
   return RunLoad(refs, LoadOptions{}, what, consume);
 }
 
-StatusOr<artifact::Artifact> SqliteStore::Export(const std::string& id) {
+StatusOr<artifact::Artifact> DiskStore::Export(const std::string& id) {
   auto e = FindArtifact(id);
   if (e == nullptr) return Status::NotFound("artifact " + id + " is not in the store");
   artifact::Artifact out;
@@ -1009,7 +1024,7 @@ StatusOr<artifact::Artifact> SqliteStore::Export(const std::string& id) {
 // ---------------------------------------------------------------------------
 // Writes: pin, TTL, quota, remove, GC
 
-Status SqliteStore::UpdateEntryLocked(const std::string& id, const std::function<void(ArtifactInfo*)>& change) {
+Status DiskStore::UpdateEntryLocked(const std::string& id, const std::function<void(ArtifactInfo*)>& change) {
   auto it = artifacts_.find(id);
   if (it == artifacts_.end()) return Status::NotFound("artifact " + id + " is not in the store");
   auto copy = std::make_shared<ArtifactEntry>(*it->second);
@@ -1019,7 +1034,7 @@ Status SqliteStore::UpdateEntryLocked(const std::string& id, const std::function
   return Status::Ok();
 }
 
-Status SqliteStore::Pin(const std::string& id, bool pinned) {
+Status DiskStore::Pin(const std::string& id, bool pinned) {
   std::lock_guard wlock(write_mu_);
   SyncLocked(/*force=*/true);
   if (!artifacts_.contains(id)) return Status::NotFound("artifact " + id + " is not in the store");
@@ -1028,7 +1043,7 @@ Status SqliteStore::Pin(const std::string& id, bool pinned) {
   return UpdateEntryLocked(id, [&](ArtifactInfo* i) { i->pinned = pinned; });
 }
 
-Status SqliteStore::SetTtl(const std::string& id, std::optional<std::chrono::seconds> ttl) {
+Status DiskStore::SetTtl(const std::string& id, std::optional<std::chrono::seconds> ttl) {
   std::optional<int64_t> at;
   if (ttl) at = NowUnix() + ttl->count();
   std::lock_guard wlock(write_mu_);
@@ -1039,7 +1054,7 @@ Status SqliteStore::SetTtl(const std::string& id, std::optional<std::chrono::sec
   return UpdateEntryLocked(id, [&](ArtifactInfo* i) { i->expires_at_unix = at; });
 }
 
-Status SqliteStore::SetPublisherQuota(const std::string& publisher_hex, uint64_t bytes) {
+Status DiskStore::SetPublisherQuota(const std::string& publisher_hex, uint64_t bytes) {
   std::string dummy;
   if (publisher_hex.size() != 64 || !FromHex(publisher_hex, &dummy))
     return Status::InvalidArgument("publisher must be 64 hex digits");
@@ -1052,7 +1067,7 @@ Status SqliteStore::SetPublisherQuota(const std::string& publisher_hex, uint64_t
   return Status::Ok();
 }
 
-Status SqliteStore::RemoveLocked(const std::string& id, GcReport* report) {
+Status DiskStore::RemoveLocked(const std::string& id, GcReport* report) {
   auto it = artifacts_.find(id);
   if (it == artifacts_.end()) return Status::NotFound("artifact " + id + " is not in the store");
   std::shared_ptr<const ArtifactEntry> e = it->second;
@@ -1083,13 +1098,13 @@ Status SqliteStore::RemoveLocked(const std::string& id, GcReport* report) {
   return Status::Ok();
 }
 
-Status SqliteStore::Remove(const std::string& id) {
+Status DiskStore::Remove(const std::string& id) {
   std::lock_guard wlock(write_mu_);
   SyncLocked(/*force=*/true);
   return RemoveLocked(id, nullptr);
 }
 
-void SqliteStore::CleanFilesLocked(GcReport* report) {
+void DiskStore::CleanFilesLocked(GcReport* report) {
   (void)files_.Scan([&](const std::string& path, const std::optional<BlockKey>& key) {
     if (key && FindVariant(*key) != nullptr) return;
     std::error_code ec;
@@ -1105,7 +1120,7 @@ void SqliteStore::CleanFilesLocked(GcReport* report) {
   files_.PruneEmptyDirs();
 }
 
-StatusOr<GcReport> SqliteStore::Gc() {
+StatusOr<GcReport> DiskStore::Gc() {
   GcReport report;
   const int64_t now = NowUnix();
   std::lock_guard wlock(write_mu_);
@@ -1121,7 +1136,7 @@ StatusOr<GcReport> SqliteStore::Gc() {
   return report;
 }
 
-StatusOr<VerifyReport> SqliteStore::Verify(const std::string& id) {
+StatusOr<VerifyReport> DiskStore::Verify(const std::string& id) {
   Sync(/*force=*/true);
   std::vector<BlockRef> refs;
   {
@@ -1148,8 +1163,9 @@ StatusOr<VerifyReport> SqliteStore::Verify(const std::string& id) {
     Status st = files_.Read(r.v.key, r.v.stored_bytes, &stored);
     if (st.code() == Status::Code::kNotFound && options_.shared_blocks != nullptr) {
       // Published on another node: this node's copy comes from the shared tier.
-      st = FillFromSharedTier(r, what);
-      if (st.ok()) st = files_.Read(r.v.key, r.v.stored_bytes, &stored);
+      auto filled = FillFromSharedTier(r, what);
+      st = filled.status();
+      if (filled.ok()) stored = std::move(filled).value();
     }
     if (st.ok()) st = artifact::DecodeVerifiedBlock(r.v.Info(), r.v.dtype, stored, /*verify_sha256=*/true).status();
     if (st.ok()) {
@@ -1173,8 +1189,8 @@ StatusOr<VerifyReport> SqliteStore::Verify(const std::string& id) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const StoreOptions& options) {
-  auto s = std::make_unique<SqliteStore>(options);
+StatusOr<std::unique_ptr<Store>> OpenDiskStore(const StoreOptions& options) {
+  auto s = std::make_unique<DiskStore>(options);
   KVMART_RETURN_IF_ERROR(s->Init().WithContext("open store " + options.data_dir));
   return std::unique_ptr<Store>(std::move(s));
 }
