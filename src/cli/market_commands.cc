@@ -45,7 +45,7 @@ struct Opts {
   int64_t key_id = 0;
   int64_t account = 0, tokens = 0, bytes = 0, bundle_loads = 0, unlimited_seconds = 0, quantity = 1;
   int64_t from = 0, to = INT64_MAX, seconds = 0, load = 0;
-  std::string destination, db;
+  std::string destination, db, visibility;
   int64_t period = 3600, period_start = -1;
   bool check = false;
 };
@@ -253,13 +253,20 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
     spec.unlimited_seconds = o.unlimited_seconds;
     if (Status s = micros(o.bundle_price, &spec.bundle_price_micros); !s.ok()) return Fail(s);
     if (Status s = micros(o.unlimited_price, &spec.unlimited_price_micros); !s.ok()) return Fail(s);
+    if (!o.visibility.empty()) {
+      auto v = mk::ParseVisibility(o.visibility);
+      if (!v.ok()) return Fail(v.status());
+      spec.visibility = *v;
+    }
     auto l = (*m)->SetPrice(ApiKey(o), Idem(o), spec);
     if (!l.ok()) return Fail(l.status());
     Emit(o, json{{"artifact_id", l->spec.artifact_id}, {"publisher", l->publisher}, {"tokens", l->spec.tokens},
                  {"per_load", MoneyJ(l->per_load)}, {"per_load_is_default", l->per_load_is_default},
                  {"bundle_loads", l->spec.bundle_loads}, {"bundle_price_micros", l->spec.bundle_price_micros},
-                 {"unlimited_seconds", l->spec.unlimited_seconds}, {"unlimited_price_micros", l->spec.unlimited_price_micros}},
-         l->spec.artifact_id + ": " + l->per_load.ToString() + " per load" + (l->per_load_is_default ? " (cost-model default)" : "") + "\n");
+                 {"unlimited_seconds", l->spec.unlimited_seconds}, {"unlimited_price_micros", l->spec.unlimited_price_micros},
+                 {"visibility", mk::VisibilityName(l->visibility)}},
+         l->spec.artifact_id + ": " + l->per_load.ToString() + " per load" + (l->per_load_is_default ? " (cost-model default)" : "") +
+             (l->visibility == mk::Visibility::kPrivate ? ", private" : "") + "\n");
     return 0;
   });
   pset->add_option("--artifact", p->artifact, "artifact id kv1-<64 hex>")->required();
@@ -271,7 +278,46 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
   pset->add_option("--unlimited-seconds", p->unlimited_seconds, "length of an unlimited plan");
   pset->add_option("--unlimited-price", p->unlimited_price, "price of an unlimited plan");
   pset->add_option("--currency", p->currency, "currency (default USD)");
+  pset->add_option("--visibility", p->visibility,
+                   "public | private (only you and the accounts you grant see it); default: public when new, "
+                   "else unchanged");
   AddIdem(pset, p);
+
+  CLI::App* grant = market->add_subcommand("grant", "who may see a private listing (publish)");
+  grant->require_subcommand(1);
+  auto* gadd = Leaf(grant, "add", "let an account see, quote and buy a private listing", o, exit_code, [](const Opts& o) {
+    auto m = OpenMarket(o, false);
+    if (!m.ok()) return Fail(m.status());
+    if (Status s = (*m)->GrantAccess(ApiKey(o), Idem(o), o.artifact, o.account); !s.ok()) return Fail(s);
+    Emit(o, json{{"artifact_id", o.artifact}, {"account", o.account}, {"granted", true}},
+         "account " + std::to_string(o.account) + " may see " + o.artifact + "\n");
+    return 0;
+  });
+  auto* gremove = Leaf(grant, "remove", "stop an account seeing a private listing (its entitlements still load)", o,
+                       exit_code, [](const Opts& o) {
+    auto m = OpenMarket(o, false);
+    if (!m.ok()) return Fail(m.status());
+    if (Status s = (*m)->RevokeAccess(ApiKey(o), Idem(o), o.artifact, o.account); !s.ok()) return Fail(s);
+    Emit(o, json{{"artifact_id", o.artifact}, {"account", o.account}, {"granted", false}},
+         "account " + std::to_string(o.account) + " no longer sees " + o.artifact + "\n");
+    return 0;
+  });
+  for (CLI::App* c : {gadd, gremove}) {
+    c->add_option("--artifact", p->artifact, "artifact id kv1-<64 hex>")->required();
+    c->add_option("--account", p->account, "the grantee's account id")->required();
+    AddIdem(c, p);
+  }
+  auto* glist = Leaf(grant, "list", "the accounts granted a listing", o, exit_code, [](const Opts& o) {
+    auto m = OpenMarket(o, false);
+    if (!m.ok()) return Fail(m.status());
+    auto g = (*m)->Grantees(ApiKey(o), o.artifact);
+    if (!g.ok()) return Fail(g.status());
+    std::string text;
+    for (mk::AccountId a : *g) text += std::to_string(a) + "\n";
+    Emit(o, json{{"artifact_id", o.artifact}, {"accounts", *g}}, text);
+    return 0;
+  });
+  glist->add_option("--artifact", p->artifact, "artifact id kv1-<64 hex>")->required();
 
   auto purchase_opts = [p](CLI::App* c) {
     c->add_option("--artifact", p->artifact, "artifact id")->required();

@@ -52,6 +52,15 @@ struct CreatedKey {
   std::string secret;
 };
 
+// Who may see a listing. A public listing is the open catalog. A private one
+// exists only for its publisher and the accounts it granted access to
+// (GrantAccess): to every other caller — listing, quote, purchase, lookup,
+// `auto` matching, HTTP 402 quotes — it reads exactly like an id nobody
+// published, so a private document's existence does not leak.
+enum class Visibility { kPublic, kPrivate };
+const char* VisibilityName(Visibility v);
+StatusOr<Visibility> ParseVisibility(std::string_view s);
+
 // The publisher's terms for one artifact. The first SetPrice lists the artifact.
 struct PriceSpec {
   std::string artifact_id;
@@ -66,6 +75,8 @@ struct PriceSpec {
   // Optional unlimited loads for unlimited_seconds, prepaid.
   int64_t unlimited_seconds = 0;
   int64_t unlimited_price_micros = 0;
+  // nullopt: public for a new listing, unchanged for a repricing.
+  std::optional<Visibility> visibility;
 };
 
 struct Listing {
@@ -74,6 +85,8 @@ struct Listing {
   Money per_load;  // effective (after the default rule)
   bool per_load_is_default = false;
   int64_t unlisted_at = 0;  // != 0: hidden for unpaid storage (entitlements still load)
+  Visibility visibility = Visibility::kPublic;
+  Money fresh_prefill_cost;  // what one prefill of its tokens would cost
 };
 
 enum class PurchaseKind { kMetered, kBundle, kUnlimited };
@@ -299,7 +312,25 @@ class Market {
   // --- publisher ---
   virtual StatusOr<Listing> SetPrice(std::string_view api_key, std::string_view idem, const PriceSpec& spec) = 0;
 
+  // Private listings (Visibility): the publisher (or an admin) lets `grantee`
+  // see, quote and buy artifact_id, or stops that. Idempotent; granting twice
+  // is one grant. Revoking stops new purchases; entitlements already bought
+  // still load (they were paid for). NotFound when the caller does not
+  // publish the artifact, whoever does.
+  virtual Status GrantAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                             AccountId grantee) = 0;
+  virtual Status RevokeAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                              AccountId grantee) = 0;
+  // The accounts granted access to a listing (its publisher or an admin).
+  virtual StatusOr<std::vector<AccountId>> Grantees(std::string_view api_key, std::string_view artifact_id) = 0;
+
   // --- buyer ---
+  // Every open listing the caller may see (public ones, its own, those it was
+  // granted), by artifact id; an admin sees all.
+  virtual StatusOr<std::vector<Listing>> VisibleListings(std::string_view api_key) = 0;
+  // One listing, if the caller may see it; NotFound — the same as for an id
+  // nobody listed — otherwise.
+  virtual StatusOr<Listing> VisibleListing(std::string_view api_key, std::string_view artifact_id) = 0;
   virtual StatusOr<Quote> GetQuote(std::string_view api_key, const PurchaseRequest& req) = 0;
   virtual StatusOr<Purchase> Buy(std::string_view api_key, std::string_view idem, const PurchaseRequest& req) = 0;
   // Authorises and meters one load of artifact_id: decrements an entitlement and,
@@ -358,10 +389,10 @@ class Market {
   // PostPaidLoad / VoidPaidLoad (the agent may have no API key).
   virtual StatusOr<PaidLoad> PayAndReserve(const PaymentAuthorization& auth) = 0;
   // A signed quote for one metered load of a listed artifact (no key needed:
-  // the terms are public). NotFound for unknown or unlisted artifacts.
+  // the terms are public). NotFound for unknown, unlisted or private artifacts.
   virtual StatusOr<PaymentQuote> IssuePaymentQuote(std::string_view artifact_id) = 0;
   // The public terms of a listed artifact (for a 402 quote, before any key is
-  // checked): NotFound for an unknown or unlisted artifact.
+  // checked): NotFound for an unknown, unlisted or private artifact.
   virtual StatusOr<Listing> PublicListing(std::string_view artifact_id) = 0;
   virtual StatusOr<LoadResult> PostPaidLoad(AccountId account, int64_t load) = 0;
   virtual Status VoidPaidLoad(AccountId account, int64_t load, std::string_view reason) = 0;

@@ -172,6 +172,16 @@ CREATE TABLE payment_nonces(
 -- requires a receipt for every money-moving transaction after this id.
 INSERT INTO meta(k, v) VALUES('receipts_register_after_txn', (SELECT COALESCE(MAX(id), 0) FROM txns));
 )sql",
+    // v3: private listings and the accounts granted access to them.
+    R"sql(
+ALTER TABLE listings ADD COLUMN private INTEGER NOT NULL DEFAULT 0 CHECK(private IN (0, 1));
+CREATE TABLE listing_grants(
+  artifact_id TEXT NOT NULL REFERENCES listings(artifact_id),
+  account_id INTEGER NOT NULL REFERENCES accounts(id),
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(artifact_id, account_id)) WITHOUT ROWID;
+CREATE INDEX listing_grants_by_account ON listing_grants(account_id);
+)sql",
 };
 
 
@@ -329,6 +339,15 @@ CREATE TABLE payment_nonces(
   created_at BIGINT NOT NULL);
 INSERT INTO meta(k, v) VALUES('receipts_register_after_txn', (SELECT COALESCE(MAX(id), 0) FROM txns)::TEXT);
 )sql",
+    R"sql(
+ALTER TABLE listings ADD COLUMN private BIGINT NOT NULL DEFAULT 0 CHECK(private IN (0, 1));
+CREATE TABLE listing_grants(
+  artifact_id TEXT NOT NULL REFERENCES listings(artifact_id),
+  account_id BIGINT NOT NULL REFERENCES accounts(id),
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY(artifact_id, account_id));
+CREATE INDEX listing_grants_by_account ON listing_grants(account_id);
+)sql",
 };
 static_assert(std::size(kSqliteMigrations) == std::size(kPostgresMigrations),
               "every schema version exists on every back end");
@@ -430,6 +449,14 @@ const char* PurchaseKindName(PurchaseKind k) {
     case PurchaseKind::kUnlimited: return "unlimited";
   }
   return "metered";
+}
+
+const char* VisibilityName(Visibility v) { return v == Visibility::kPrivate ? "private" : "public"; }
+
+StatusOr<Visibility> ParseVisibility(std::string_view s) {
+  if (s == "public") return Visibility::kPublic;
+  if (s == "private") return Visibility::kPrivate;
+  return Status::InvalidArgument("visibility must be public or private, got '" + std::string(s) + "'");
 }
 
 StatusOr<PurchaseKind> ParsePurchaseKind(std::string_view s) {
@@ -662,43 +689,84 @@ struct SqlMarket::Impl {
     return json{{"receipt", signed_rc}};
   }
 
-  struct ListingRow {
-    Listing l;
-  };
+  // What ListingFromRow reads, in its order (`l` names the listings table).
+  static constexpr const char* kListingColumns =
+      "l.publisher, l.tokens, l.stored_bytes, l.currency, l.per_load, l.bundle_loads, l.bundle_price, "
+      "l.unlimited_seconds, l.unlimited_price, l.unlisted_at, l.private, l.artifact_id";
 
   StatusOr<Listing> GetListing(Db* db, std::string_view artifact_id) {
-    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
-        "SELECT publisher, tokens, stored_bytes, currency, per_load, bundle_loads, bundle_price, unlimited_seconds, "
-        "unlimited_price, unlisted_at FROM listings WHERE artifact_id=?"));
+    const std::string text = std::string("SELECT ") + kListingColumns + " FROM listings l WHERE artifact_id=?";
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(text.c_str()));
     st->Bind(1, artifact_id);
     KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
+    if (!row) return NotListed(artifact_id);
+    return ListingFromRow(*st);
+  }
+
+  // The one answer for an id the caller may not see, whether nobody listed it,
+  // its listing is closed or it is someone else's private listing.
+  static Status NotListed(std::string_view artifact_id) {
+    return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
+  }
+
+  // A row of kListingColumns.
+  StatusOr<Listing> ListingFromRow(sql::Statement& st) {
     Listing l;
-    l.spec.artifact_id = std::string(artifact_id);
-    l.publisher = st->Int(0);
-    l.spec.tokens = st->Int(1);
-    l.spec.stored_bytes = st->Int(2);
-    KVMART_ASSIGN_OR_RETURN(l.spec.currency, Currency::Parse(st->Text(3)));
-    l.spec.per_load_micros = st->OptInt(4);
-    l.spec.bundle_loads = st->Int(5);
-    l.spec.bundle_price_micros = st->Int(6);
-    l.spec.unlimited_seconds = st->Int(7);
-    l.spec.unlimited_price_micros = st->Int(8);
-    l.unlisted_at = st->OptInt(9).value_or(0);
+    l.spec.artifact_id = st.Text(11);
+    l.publisher = st.Int(0);
+    l.spec.tokens = st.Int(1);
+    l.spec.stored_bytes = st.Int(2);
+    KVMART_ASSIGN_OR_RETURN(l.spec.currency, Currency::Parse(st.Text(3)));
+    l.spec.per_load_micros = st.OptInt(4);
+    l.spec.bundle_loads = st.Int(5);
+    l.spec.bundle_price_micros = st.Int(6);
+    l.spec.unlimited_seconds = st.Int(7);
+    l.spec.unlimited_price_micros = st.Int(8);
+    l.unlisted_at = st.OptInt(9).value_or(0);
+    l.visibility = st.Int(10) != 0 ? Visibility::kPrivate : Visibility::kPublic;
+    l.spec.visibility = l.visibility;
     if (l.spec.per_load_micros) {
       l.per_load = Money(*l.spec.per_load_micros, l.spec.currency);
     } else {
       KVMART_ASSIGN_OR_RETURN(l.per_load, DefaultLoadPrice(opt.cost_model, l.spec.tokens, l.spec.currency));
       l.per_load_is_default = true;
     }
+    KVMART_ASSIGN_OR_RETURN(l.fresh_prefill_cost, FreshPrefillCost(opt.cost_model, l.spec.tokens, l.spec.currency));
     return l;
   }
 
   // A listing that may be sold: an unlisted one (storage arrears past the
   // grace period) reads as not listed, though its entitlements still load.
+  // Without a caller (HTTP 402 quotes, which carry no key) a private listing
+  // reads as not listed too.
   StatusOr<Listing> GetOpenListing(Db* db, std::string_view artifact_id) {
     KVMART_ASSIGN_OR_RETURN(Listing l, GetListing(db, artifact_id));
-    if (l.unlisted_at != 0) return Status::NotFound("artifact " + std::string(artifact_id) + " is not listed");
+    if (l.unlisted_at != 0 || l.visibility == Visibility::kPrivate) return NotListed(artifact_id);
+    return l;
+  }
+
+  // Whether `c` may see listing `l`: public, its own, granted to it, or an admin.
+  StatusOr<bool> MaySee(Db* db, const Caller& c, const Listing& l) {
+    if (l.visibility == Visibility::kPublic || l.publisher == c.account || (c.scopes & kScopeAdmin)) return true;
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT 1 FROM listing_grants WHERE artifact_id=? AND account_id=?"));
+    st->Bind(1, l.spec.artifact_id).Bind(2, c.account);
+    return st->Step();
+  }
+
+  // The open listing as `c` may see it; NotListed when it may not.
+  StatusOr<Listing> GetOpenListingFor(Db* db, const Caller& c, std::string_view artifact_id) {
+    KVMART_ASSIGN_OR_RETURN(Listing l, GetListing(db, artifact_id));
+    if (l.unlisted_at != 0) return NotListed(artifact_id);
+    KVMART_ASSIGN_OR_RETURN(bool visible, MaySee(db, c, l));
+    if (!visible) return NotListed(artifact_id);
+    return l;
+  }
+
+  // A listing `c` publishes (or any, for an admin); NotListed otherwise, so a
+  // grant request learns nothing about other publishers' listings.
+  StatusOr<Listing> GetOwnListing(Db* db, const Caller& c, std::string_view artifact_id) {
+    KVMART_ASSIGN_OR_RETURN(Listing l, GetListing(db, artifact_id));
+    if (l.publisher != c.account && (c.scopes & kScopeAdmin) == 0) return NotListed(artifact_id);
     return l;
   }
 
@@ -1300,7 +1368,10 @@ StatusOr<Listing> SqlMarket::SetPrice(std::string_view api_key, std::string_view
   json request{{"artifact_id", spec.artifact_id}, {"tokens", spec.tokens}, {"stored_bytes", spec.stored_bytes},
                {"currency", spec.currency.str()}, {"per_load", spec.per_load_micros ? json(*spec.per_load_micros) : json()},
                {"bundle_loads", spec.bundle_loads}, {"bundle_price", spec.bundle_price_micros},
-               {"unlimited_seconds", spec.unlimited_seconds}, {"unlimited_price", spec.unlimited_price_micros}};
+               {"unlimited_seconds", spec.unlimited_seconds}, {"unlimited_price", spec.unlimited_price_micros},
+               {"visibility", spec.visibility ? json(VisibilityName(*spec.visibility)) : json()}};
+  const std::optional<int64_t> private_flag =
+      spec.visibility ? std::optional<int64_t>(*spec.visibility == Visibility::kPrivate) : std::nullopt;
   KVMART_RETURN_IF_ERROR(impl_->RunWrite("price.set", api_key, idem, kScopePublish, request,
       [&](Db* db, const Caller& c) -> StatusOr<json> {
         KVMART_ASSIGN_OR_RETURN(auto acct, impl_->GetAccountRow(db, c.account));
@@ -1315,16 +1386,17 @@ StatusOr<Listing> SqlMarket::SetPrice(std::string_view api_key, std::string_view
             // An upsert, not INSERT OR REPLACE: repricing must not wipe the
             // listing's storage arrears or its unlisting.
             "INSERT INTO listings(artifact_id, publisher, tokens, stored_bytes, currency, per_load, bundle_loads, "
-            "bundle_price, unlimited_seconds, unlimited_price, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?) "
+            "bundle_price, unlimited_seconds, unlimited_price, updated_at, private) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(artifact_id) DO UPDATE SET publisher=excluded.publisher, tokens=excluded.tokens, "
             "stored_bytes=excluded.stored_bytes, currency=excluded.currency, per_load=excluded.per_load, "
             "bundle_loads=excluded.bundle_loads, bundle_price=excluded.bundle_price, "
             "unlimited_seconds=excluded.unlimited_seconds, unlimited_price=excluded.unlimited_price, "
-            "updated_at=excluded.updated_at"));
+            // A repricing that names no visibility keeps the listing's.
+            "updated_at=excluded.updated_at, private=COALESCE(CAST(? AS BIGINT), listings.private)"));
         st->Bind(1, spec.artifact_id).Bind(2, c.account).Bind(3, spec.tokens).Bind(4, spec.stored_bytes)
             .Bind(5, spec.currency.str()).Bind(6, spec.per_load_micros).Bind(7, spec.bundle_loads)
             .Bind(8, spec.bundle_price_micros).Bind(9, spec.unlimited_seconds).Bind(10, spec.unlimited_price_micros)
-            .Bind(11, impl_->Now());
+            .Bind(11, impl_->Now()).Bind(12, private_flag.value_or(0)).Bind(13, private_flag);
         KVMART_RETURN_IF_ERROR(st->Run());
         return json{{"artifact_id", spec.artifact_id}};
       }).status());
@@ -1332,9 +1404,83 @@ StatusOr<Listing> SqlMarket::SetPrice(std::string_view api_key, std::string_view
   return impl_->RunRead<Listing>(api_key, 0, [&](Db* db, const Caller&) { return impl_->GetListing(db, spec.artifact_id); });
 }
 
+Status SqlMarket::GrantAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                              AccountId grantee) {
+  json request{{"artifact_id", artifact_id}, {"account", grantee}};
+  return impl_->RunWrite("listing.grant", api_key, idem, kScopePublish, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOwnListing(db, c, artifact_id));
+        KVMART_RETURN_IF_ERROR(impl_->GetAccountRow(db, grantee).status());
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "INSERT INTO listing_grants(artifact_id, account_id, created_at) VALUES(?,?,?) "
+            "ON CONFLICT(artifact_id, account_id) DO NOTHING"));
+        st->Bind(1, l.spec.artifact_id).Bind(2, grantee).Bind(3, impl_->Now());
+        KVMART_RETURN_IF_ERROR(st->Run());
+        return json{{"artifact_id", l.spec.artifact_id}, {"account", grantee}};
+      }).status();
+}
+
+Status SqlMarket::RevokeAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                               AccountId grantee) {
+  json request{{"artifact_id", artifact_id}, {"account", grantee}};
+  return impl_->RunWrite("listing.revoke", api_key, idem, kScopePublish, request,
+      [&](Db* db, const Caller& c) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOwnListing(db, c, artifact_id));
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare("DELETE FROM listing_grants WHERE artifact_id=? AND account_id=?"));
+        st->Bind(1, l.spec.artifact_id).Bind(2, grantee);
+        KVMART_RETURN_IF_ERROR(st->Run());
+        return json{{"artifact_id", l.spec.artifact_id}, {"account", grantee}};
+      }).status();
+}
+
+StatusOr<std::vector<AccountId>> SqlMarket::Grantees(std::string_view api_key, std::string_view artifact_id) {
+  return impl_->RunRead<std::vector<AccountId>>(api_key, kScopePublish,
+      [&](Db* db, const Caller& c) -> StatusOr<std::vector<AccountId>> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOwnListing(db, c, artifact_id));
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "SELECT account_id FROM listing_grants WHERE artifact_id=? ORDER BY account_id"));
+        st->Bind(1, l.spec.artifact_id);
+        std::vector<AccountId> out;
+        for (;;) {
+          KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+          if (!row) break;
+          out.push_back(st->Int(0));
+        }
+        return out;
+      });
+}
+
+StatusOr<std::vector<Listing>> SqlMarket::VisibleListings(std::string_view api_key) {
+  return impl_->RunRead<std::vector<Listing>>(api_key, 0, [&](Db* db, const Caller& c) -> StatusOr<std::vector<Listing>> {
+    // One statement for every kind of visibility, so the answer's cost does
+    // not depend on how many private listings others hold.
+    const std::string text =
+        std::string("SELECT ") + Impl::kListingColumns +
+        " FROM listings l WHERE l.unlisted_at IS NULL AND (l.private = 0 OR l.publisher = ? OR ? <> 0 OR EXISTS("
+        "SELECT 1 FROM listing_grants g WHERE g.artifact_id = l.artifact_id AND g.account_id = ?)) "
+        "ORDER BY l.artifact_id";
+    KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(text.c_str()));
+    st->Bind(1, c.account).Bind(2, int64_t{(c.scopes & kScopeAdmin) != 0}).Bind(3, c.account);
+    std::vector<Listing> out;
+    for (;;) {
+      KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      KVMART_ASSIGN_OR_RETURN(Listing l, impl_->ListingFromRow(*st));
+      out.push_back(std::move(l));
+    }
+    return out;
+  });
+}
+
+StatusOr<Listing> SqlMarket::VisibleListing(std::string_view api_key, std::string_view artifact_id) {
+  return impl_->RunRead<Listing>(api_key, 0, [&](Db* db, const Caller& c) {
+    return impl_->GetOpenListingFor(db, c, artifact_id);
+  });
+}
+
 StatusOr<Quote> SqlMarket::GetQuote(std::string_view api_key, const PurchaseRequest& req) {
-  return impl_->RunRead<Quote>(api_key, kScopeBuy, [&](Db* db, const Caller&) -> StatusOr<Quote> {
-    KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListing(db, req.artifact_id));
+  return impl_->RunRead<Quote>(api_key, kScopeBuy, [&](Db* db, const Caller& c) -> StatusOr<Quote> {
+    KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListingFor(db, c, req.artifact_id));
     return impl_->MakeQuote(l, req);
   });
 }
@@ -1343,7 +1489,7 @@ StatusOr<Purchase> SqlMarket::Buy(std::string_view api_key, std::string_view ide
   json request{{"artifact_id", req.artifact_id}, {"kind", PurchaseKindName(req.kind)}, {"quantity", req.quantity}};
   KVMART_ASSIGN_OR_RETURN(json r, impl_->RunWrite("buy", api_key, idem, kScopeBuy, request,
       [&](Db* db, const Caller& c) -> StatusOr<json> {
-        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListing(db, req.artifact_id));
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetOpenListingFor(db, c, req.artifact_id));
         KVMART_ASSIGN_OR_RETURN(Quote q, impl_->MakeQuote(l, req));
         std::optional<int64_t> txn;
         if (!q.upfront.is_zero()) {

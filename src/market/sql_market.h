@@ -85,7 +85,7 @@ class SqlMarket final : public Market {
 
   // Schema version this build writes (SQLite: PRAGMA user_version; PostgreSQL:
   // the schema_version table).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   using Market::Initialize;
   StatusOr<Bootstrap> Initialize(Currency currency, const KeepBootstrap& keep) override;
@@ -100,6 +100,13 @@ class SqlMarket final : public Market {
   StatusOr<std::string> ChargeStorage(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
                                       int64_t seconds) override;
   StatusOr<Listing> SetPrice(std::string_view api_key, std::string_view idem, const PriceSpec& spec) override;
+  Status GrantAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                     AccountId grantee) override;
+  Status RevokeAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
+                      AccountId grantee) override;
+  StatusOr<std::vector<AccountId>> Grantees(std::string_view api_key, std::string_view artifact_id) override;
+  StatusOr<std::vector<Listing>> VisibleListings(std::string_view api_key) override;
+  StatusOr<Listing> VisibleListing(std::string_view api_key, std::string_view artifact_id) override;
   StatusOr<Quote> GetQuote(std::string_view api_key, const PurchaseRequest& req) override;
   StatusOr<Purchase> Buy(std::string_view api_key, std::string_view idem, const PurchaseRequest& req) override;
   StatusOr<LoadResult> Load(std::string_view api_key, std::string_view idem, std::string_view artifact_id) override;

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <unordered_map>
 
 #include <httplib.h>
 
@@ -51,6 +52,17 @@ StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, cons
 // Answers a request the engine's admission refused: 429 with Retry-After (and
 // counted) when the queue is full, else the status.
 void SendAdmissionRefusal(Context& ctx, httplib::Response& res, const Status& refused);
+// The artifacts a caller may know of, by id: open listings it may see (public,
+// its own, granted to it) and artifacts it holds entitlements to (they load
+// even after a listing closes or a grant is revoked). An admin sees everything
+// the store holds. The value is the listing when there is one the caller sees.
+struct VisibleArtifacts {
+  bool everything = false;  // admin
+  std::unordered_map<std::string, std::optional<market::Listing>> ids;
+  bool Contains(std::string_view id) const { return everything || ids.contains(std::string(id)); }
+};
+StatusOr<VisibleArtifacts> ArtifactsVisibleTo(Context& ctx, const std::string& api_key, market::AccountId account,
+                                              uint32_t scopes);
 // Keeps a copy of a receipt for GET /v1/receipts/{id} and counts the posting.
 void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string& kind);
 

@@ -189,7 +189,12 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const Pro
   } else if (kv.mode == KvRequest::Mode::kAuto) {
     KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
     std::vector<uint32_t> u(plan.prompt.begin(), plan.prompt.end());
-    const store::PrefixMatch match = ctx.parts.store->Lookup(ctx.profile_digest, u);
+    // Only an artifact the caller may know of is matched: another tenant's
+    // private document reads as no match at all.
+    KVMART_ASSIGN_OR_RETURN(auto who, ctx.parts.market->Authenticate(api_key));
+    KVMART_ASSIGN_OR_RETURN(VisibleArtifacts visible, ArtifactsVisibleTo(ctx, api_key, who.first, who.second));
+    const store::PrefixMatch match = ctx.parts.store->Lookup(
+        ctx.profile_digest, u, [&visible](std::string_view id) { return visible.Contains(id); });
     auto miss = [&](const std::string& reason) {
       ctx.metrics.auto_misses.fetch_add(1);
       plan.kv_usage = {{"auto", true}, {"artifact_id", nullptr}, {"tokens_reused", 0},

@@ -1,6 +1,7 @@
 // Publishing and buying artifacts: POST/GET /v1/artifacts, GET
 // /v1/artifacts/{id}, quote, purchase and (off by default) export.
 #include <chrono>
+#include <limits>
 
 #include <httplib.h>
 
@@ -46,8 +47,20 @@ StatusOr<mk::PurchaseRequest> ParsePurchase(const httplib::Request& req, const s
   return p;
 }
 
+// "public" (the default for a new listing) or "private" (docs/API.md,
+// "Private artifacts"); absent keeps a listing's current visibility.
+Status ParseVisibility(std::optional<std::string> v, mk::PriceSpec* spec) {
+  if (!v) return Status::Ok();
+  auto parsed = mk::ParseVisibility(*v);
+  if (!parsed.ok()) return Status::InvalidArgument("'visibility': " + parsed.status().message());
+  spec->visibility = *parsed;
+  return Status::Ok();
+}
+
 // Optional price terms of a publish request, in the publisher's currency.
 Status ParsePrice(const json& body, mk::PriceSpec* spec) {
+  KVMART_ASSIGN_OR_RETURN(auto visibility, OptString(body, "visibility"));
+  KVMART_RETURN_IF_ERROR(ParseVisibility(visibility, spec));
   auto it = body.find("price");
   if (it == body.end() || it->is_null()) return Status::Ok();
   if (!it->is_object()) return Status::InvalidArgument("'price' must be an object");
@@ -193,7 +206,7 @@ StatusOr<json> List(Context& ctx, const std::string& key, const std::string& ide
   }
   ctx.metrics.publishes.fetch_add(1);
   json l = {{"per_load", MoneyJson(listing.per_load)}, {"per_load_is_default", listing.per_load_is_default},
-            {"publisher_account", listing.publisher}};
+            {"publisher_account", listing.publisher}, {"visibility", mk::VisibilityName(listing.visibility)}};
   if (listing.spec.bundle_loads > 0) {
     l["bundle_loads"] = listing.spec.bundle_loads;
     l["bundle_price"] = MoneyJson(mk::Money(listing.spec.bundle_price_micros, spec.currency));
@@ -243,6 +256,9 @@ void HandleUpload(Context& ctx, const httplib::Request& req, httplib::Response& 
   if (req.has_param("per_load")) {
     if (Status s = ParsePrice(json{{"price", {{"per_load", req.get_param_value("per_load")}}}}, &spec); !s.ok())
       return SendStatus(res, s);
+  }
+  if (req.has_param("visibility")) {
+    if (Status s = ParseVisibility(req.get_param_value("visibility"), &spec); !s.ok()) return SendStatus(res, s);
   }
 
   const auto* bytes = reinterpret_cast<const uint8_t*>(req.body.data());
@@ -304,9 +320,68 @@ bool Entitled(Context& ctx, const std::string& key, mk::AccountId account, const
   return false;
 }
 
+// Whether the caller may know artifact `id` exists (context.h,
+// VisibleArtifacts), asked for one id.
+StatusOr<bool> MayKnow(Context& ctx, const std::string& key, mk::AccountId account, uint32_t scopes,
+                       const std::string& id) {
+  if (scopes & mk::kScopeAdmin) return true;
+  auto l = ctx.parts.market->VisibleListing(key, id);
+  if (l.ok()) return true;
+  if (l.status().code() != Status::Code::kNotFound) return l.status();
+  return Entitled(ctx, key, account, id);
+}
+
+// GET/POST /v1/artifacts/{id}/grants, DELETE /v1/artifacts/{id}/grants/{account}:
+// the publisher says who may see a private listing.
+void AddGrantRoutes(httplib::Server& http, Context& ctx) {
+  const std::string base = std::string("/v1/artifacts/") + kIdPattern + "/grants";
+  AddRoute(http, ctx, "GET", base, "/v1/artifacts/{id}/grants",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             auto grantees = ctx.parts.market->Grantees(ApiKey(req), req.matches[1].str());
+             if (!grantees.ok()) return SendStatus(res, grantees.status());
+             SendJson(res, {{"artifact_id", req.matches[1].str()}, {"accounts", *grantees}});
+           });
+  AddRoute(http, ctx, "POST", base, "/v1/artifacts/{id}/grants",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             auto body = ParseJsonObject(req);
+             if (!body.ok()) return SendStatus(res, body.status());
+             auto account = OptInt(*body, "account", 1, std::numeric_limits<int64_t>::max());
+             if (!account.ok()) return SendStatus(res, account.status());
+             if (!*account) return SendStatus(res, Status::InvalidArgument("'account' (the grantee's account id) is required"));
+             auto idem = IdempotencyKey(req);
+             if (!idem.ok()) return SendStatus(res, idem.status());
+             const std::string id = req.matches[1];
+             if (Status s = ctx.parts.market->GrantAccess(ApiKey(req), *idem, id, **account); !s.ok())
+               return SendStatus(res, s);
+             SendJson(res, {{"artifact_id", id}, {"account", **account}, {"granted", true}}, 201);
+           });
+  AddRoute(http, ctx, "DELETE", base + R"(/(\d+))", "/v1/artifacts/{id}/grants/{account}",
+           [&ctx](const httplib::Request& req, httplib::Response& res) {
+             auto who = Authenticate(ctx, req);
+             if (!who.ok()) return SendStatus(res, who.status());
+             auto idem = IdempotencyKey(req);
+             if (!idem.ok()) return SendStatus(res, idem.status());
+             const std::string id = req.matches[1];
+             int64_t account = 0;
+             try {
+               account = std::stoll(req.matches[2].str());
+             } catch (const std::exception&) {
+               return SendStatus(res, Status::InvalidArgument("account id out of range"));
+             }
+             if (Status s = ctx.parts.market->RevokeAccess(ApiKey(req), *idem, id, account); !s.ok())
+               return SendStatus(res, s);
+             SendJson(res, {{"artifact_id", id}, {"account", account}, {"granted", false}});
+           });
+}
+
 }  // namespace
 
 void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
+  AddGrantRoutes(http, ctx);
   AddRoute(http, ctx, "POST", "/v1/artifacts", "/v1/artifacts",
            [&ctx](const httplib::Request& req, httplib::Response& res) { HandlePublish(ctx, req, res); });
   AddRoute(http, ctx, "POST", "/v1/artifacts/upload", "/v1/artifacts/upload",
@@ -316,16 +391,22 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
            [&ctx](const httplib::Request& req, httplib::Response& res) {
              auto who = Authenticate(ctx, req);
              if (!who.ok()) return SendStatus(res, who.status());
-             const std::string key = ApiKey(req);
+             // Only what the caller may know of: another tenant's private
+             // listing, or a document held but never listed, is not shown.
+             auto visible = ArtifactsVisibleTo(ctx, ApiKey(req), who->first, who->second);
+             if (!visible.ok()) return SendStatus(res, visible.status());
              json data = json::array();
              for (const auto& a : ctx.parts.store->List()) {
+               if (!visible->Contains(a.artifact_id)) continue;
                json row = {{"artifact_id", a.artifact_id}, {"tokens", a.token_count}, {"blocks", a.num_blocks},
                            {"stored_bytes", a.stored_bytes}, {"created_at", a.created_at},
                            {"title", a.title ? json(*a.title) : json(nullptr)},
                            {"compatible", a.profile_digest_hex == ctx.profile_digest_hex}};
-               auto q = ctx.parts.market->GetQuote(key, {a.artifact_id, mk::PurchaseKind::kMetered, 1});
-               row["per_load"] = q.ok() ? MoneyJson(q->per_load) : json(nullptr);
-               row["fresh_prefill_cost"] = q.ok() ? MoneyJson(q->fresh_prefill_cost) : json(nullptr);
+               const auto it = visible->ids.find(a.artifact_id);
+               const mk::Listing* l = it != visible->ids.end() && it->second ? &*it->second : nullptr;
+               row["per_load"] = l ? MoneyJson(l->per_load) : json(nullptr);
+               row["fresh_prefill_cost"] = l ? MoneyJson(l->fresh_prefill_cost) : json(nullptr);
+               row["visibility"] = l ? json(mk::VisibilityName(l->visibility)) : json(nullptr);
                data.push_back(row);
              }
              SendJson(res, {{"object", "list"}, {"data", data}});
@@ -336,7 +417,12 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
              auto who = Authenticate(ctx, req);
              if (!who.ok()) return SendStatus(res, who.status());
              const std::string id = req.matches[1];
-             auto m = ctx.parts.store->GetManifest(id);
+             // One answer for an id nobody published and one the caller may
+             // not know of.
+             auto known = MayKnow(ctx, ApiKey(req), who->first, who->second, id);
+             if (!known.ok()) return SendStatus(res, known.status());
+             auto m = *known ? ctx.parts.store->GetManifest(id)
+                             : StatusOr<artifact::Manifest>(Status::NotFound("no such artifact"));
              if (!m.ok()) return SendError(res, 404, "not_found_error", "no such artifact");
              auto text = artifact::SerializeManifest(*m);
              if (!text.ok()) return SendStatus(res, text.status());

@@ -73,6 +73,20 @@ StatusOr<std::pair<market::AccountId, uint32_t>> Authenticate(Context& ctx, cons
   return who;
 }
 
+StatusOr<VisibleArtifacts> ArtifactsVisibleTo(Context& ctx, const std::string& api_key, market::AccountId account,
+                                              uint32_t scopes) {
+  VisibleArtifacts v;
+  v.everything = (scopes & market::kScopeAdmin) != 0;
+  KVMART_ASSIGN_OR_RETURN(auto listings, ctx.parts.market->VisibleListings(api_key));
+  for (auto& l : listings) {
+    std::string id = l.spec.artifact_id;
+    v.ids.emplace(std::move(id), std::move(l));
+  }
+  KVMART_ASSIGN_OR_RETURN(auto ents, ctx.parts.market->Entitlements(api_key, account));
+  for (const auto& e : ents) v.ids.try_emplace(e.artifact_id, std::nullopt);
+  return v;
+}
+
 void SendAdmissionRefusal(Context& ctx, httplib::Response& res, const Status& refused) {
   if (refused.code() == Status::Code::kResourceExhausted) {
     ctx.metrics.rejected_429.fetch_add(1);

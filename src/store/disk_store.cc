@@ -138,7 +138,9 @@ class DiskStore final : public Store {
 
   Status Put(const artifact::Artifact& artifact) override;
   Status PutFile(const std::string& kva_path) override;
-  PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) override;
+  using Store::Lookup;
+  PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens,
+                     const ArtifactFilter& eligible) override;
   StatusOr<artifact::Manifest> GetManifest(const std::string& artifact_id) override;
   StatusOr<ArtifactInfo> Stat(const std::string& artifact_id) override;
   std::vector<ArtifactInfo> List() override;
@@ -651,7 +653,8 @@ Status DiskStore::Put(const artifact::Artifact& a) {
 // ---------------------------------------------------------------------------
 // Lookup
 
-PrefixMatch DiskStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
+PrefixMatch DiskStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens,
+                            const ArtifactFilter& eligible) {
   Sync(false);
   const int64_t now = NowUnix();
   std::shared_lock lock(index_mu_);
@@ -683,7 +686,7 @@ PrefixMatch DiskStore::Lookup(const Digest256& profile_digest, std::span<const u
       return v != nullptr && !v->owners.empty() ? v->owners.front() : std::string();
     }
   };
-  PrefixMatch match = LongestPrefix(Index{*this, now}, profile_digest, prof->second.first, tokens);
+  PrefixMatch match = LongestPrefix(Index{*this, now}, profile_digest, prof->second.first, tokens, eligible);
   if (match.matched_tokens == 0) misses_.fetch_add(1, std::memory_order_relaxed);
   return match;
 }

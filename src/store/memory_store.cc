@@ -160,12 +160,13 @@ Status MemoryStore::PutFile(const std::string& kva_path) {
   return Put(reader.ToArtifact());
 }
 
-PrefixMatch MemoryStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
+PrefixMatch MemoryStore::Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens,
+                            const ArtifactFilter& eligible) {
   std::shared_lock lock(mu_);
   auto prof = profiles_.find(profile_digest);
   PrefixMatch match;
   if (prof != profiles_.end()) {
-    match = LongestPrefix(MemoryStoreIndex{*this, NowUnix()}, profile_digest, prof->second.first, tokens);
+    match = LongestPrefix(MemoryStoreIndex{*this, NowUnix()}, profile_digest, prof->second.first, tokens, eligible);
   }
   if (match.matched_tokens == 0) misses_.fetch_add(1, std::memory_order_relaxed);
   return match;

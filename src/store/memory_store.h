@@ -32,7 +32,9 @@ class MemoryStore final : public Store {
 
   Status Put(const artifact::Artifact& artifact) override;
   Status PutFile(const std::string& kva_path) override;
-  PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) override;
+  using Store::Lookup;
+  PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens,
+                     const ArtifactFilter& eligible) override;
   StatusOr<artifact::Manifest> GetManifest(const std::string& artifact_id) override;
   StatusOr<ArtifactInfo> Stat(const std::string& artifact_id) override;
   std::vector<ArtifactInfo> List() override;

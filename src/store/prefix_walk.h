@@ -34,9 +34,11 @@ struct LiveArtifact {
 //   bool BlockAvailable(const Digest256& chain) const;   // an undamaged stored block
 //   std::string OwnerOf(const Digest256& chain) const;   // an artifact holding that block
 // Returns the match; matched_tokens == 0 is a miss (the caller counts it).
+// Only artifacts `eligible` accepts (all when it is empty) are named.
 template <typename Index>
 PrefixMatch LongestPrefix(const Index& index, const Digest256& profile_digest, uint64_t block_size,
-                          std::span<const uint32_t> tokens) {
+                          std::span<const uint32_t> tokens, const Store::ArtifactFilter& eligible) {
+  auto named = [&](std::string_view id) { return !eligible || eligible(id); };
   PrefixMatch match;
   const uint64_t bs = block_size, n = tokens.size();
   if (bs == 0 || n == 0) return match;
@@ -50,7 +52,7 @@ PrefixMatch LongestPrefix(const Index& index, const Digest256& profile_digest, u
         if (begin + r > n || (best && best->tokens >= begin + r)) continue;
         const Digest256 hp = artifact::ChainStep(h, tokens.subspan(begin, r));
         auto e = index.ArtifactEndingAt(hp);
-        if (e && e->id == id) {
+        if (e && e->id == id && named(id)) {
           best = e;
           best_partial_hash = hp;
         }
@@ -61,7 +63,7 @@ PrefixMatch LongestPrefix(const Index& index, const Digest256& profile_digest, u
     if (!index.BlockAvailable(next)) break;
     match.block_hashes.push_back(next);
     h = next;
-    if (auto e = index.ArtifactEndingAt(h)) {
+    if (auto e = index.ArtifactEndingAt(h); e && named(e->id)) {
       best = e;
       best_partial_hash.reset();
     }

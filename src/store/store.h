@@ -38,6 +38,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "artifact/container.h"
@@ -193,8 +194,17 @@ class Store {
   virtual Status PutFile(const std::string& kva_path) = 0;
 
   // Longest published prefix of `tokens` under `profile_digest`, in O(blocks)
-  // hash probes. Never touches block bytes.
-  virtual PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) = 0;
+  // hash probes. Never touches block bytes. `eligible` (empty: every artifact)
+  // says which artifacts the match may name — the server passes the ones the
+  // caller may see, so another tenant's private document is never offered. It
+  // runs under the store's index lock: it must be cheap and must not call the
+  // store.
+  using ArtifactFilter = std::function<bool(std::string_view artifact_id)>;
+  virtual PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens,
+                             const ArtifactFilter& eligible) = 0;
+  PrefixMatch Lookup(const Digest256& profile_digest, std::span<const uint32_t> tokens) {
+    return Lookup(profile_digest, tokens, ArtifactFilter());
+  }
 
   virtual StatusOr<artifact::Manifest> GetManifest(const std::string& artifact_id) = 0;
   virtual StatusOr<ArtifactInfo> Stat(const std::string& artifact_id) = 0;

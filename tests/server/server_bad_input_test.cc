@@ -224,7 +224,9 @@ class DamagedStore final : public store::Store {
   DamagedStore(std::unique_ptr<store::Store> inner, std::atomic<bool>* broken) : in_(std::move(inner)), broken_(broken) {}
   Status Put(const artifact::Artifact& a) override { return in_->Put(a); }
   Status PutFile(const std::string& p) override { return in_->PutFile(p); }
-  store::PrefixMatch Lookup(const Digest256& d, std::span<const uint32_t> t) override { return in_->Lookup(d, t); }
+  store::PrefixMatch Lookup(const Digest256& d, std::span<const uint32_t> t, const ArtifactFilter& f) override {
+    return in_->Lookup(d, t, f);
+  }
   StatusOr<artifact::Manifest> GetManifest(const std::string& id) override { return in_->GetManifest(id); }
   StatusOr<store::ArtifactInfo> Stat(const std::string& id) override { return in_->Stat(id); }
   std::vector<store::ArtifactInfo> List() override { return in_->List(); }
