@@ -4,6 +4,8 @@
 // reopening, crash safety) is tested in store_test.cc and crash_test.cc.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <functional>
 #include <thread>
@@ -277,6 +279,31 @@ TEST_P(StoreContract, LookupPrefersTheLongestExactArtifact) {
     return Status::Ok();
   }).ok());
   EXPECT_EQ(n, 2u);
+}
+
+// A filter (the server's: artifacts the caller may see) limits which artifact
+// a match names; the longest eligible one wins, and none eligible is no match.
+TEST_P(StoreContract, LookupNamesOnlyEligibleArtifacts) {
+  const Profile p = SmallProfile();
+  const Digest256 pd = artifact::ProfileDigest(p);
+  auto doc = Tokens(12);
+  std::vector<uint32_t> d8(doc.begin(), doc.begin() + 8), d6(doc.begin(), doc.begin() + 6);
+  std::vector<std::string> ids;
+  for (const auto& t : {d8, d6, doc}) {
+    Artifact a = MakeArtifact(p, t);
+    ASSERT_TRUE(store_->Put(a).ok());
+    ids.push_back(a.manifest.artifact_id);
+  }
+  auto req = doc;
+  req.push_back(1);
+  auto only = [](std::vector<std::string> allowed) {
+    return [allowed](std::string_view id) { return std::find(allowed.begin(), allowed.end(), id) != allowed.end(); };
+  };
+  EXPECT_EQ(store_->Lookup(pd, req, only({ids[0], ids[1]})).artifact_id, ids[0]);  // d8, not the 12-token doc
+  EXPECT_EQ(store_->Lookup(pd, req, only({ids[1]})).artifact_id, ids[1]);          // d6, partial last block
+  EXPECT_EQ(store_->Lookup(pd, req, only({ids[1]})).artifact_tokens, 6u);
+  EXPECT_EQ(store_->Lookup(pd, req, only({})).artifact_id, "");
+  EXPECT_EQ(store_->Lookup(pd, req, Store::ArtifactFilter()).artifact_id, ids[2]);  // empty filter: all
 }
 
 TEST_P(StoreContract, PinTtlGcAndQuota) {
