@@ -36,6 +36,7 @@ struct ServeArgs {
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false, accept_uploads = false;
   uint32_t upload_spot_check = 4;
+  double rate_limit = 0, rate_burst = 0;
   int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
 };
 
@@ -138,6 +139,8 @@ int RunServe(const ServeArgs& a) {
   o.export_enabled = a.enable_export;
   o.accept_uploads = a.accept_uploads;
   o.upload_spot_check_blocks = a.upload_spot_check;
+  o.rate_limit_per_s = a.rate_limit;
+  o.rate_limit_burst = a.rate_burst;
   o.market_maintenance_interval_s = a.maintenance_interval;
   o.storage_billing_period_s = a.storage_billing_period;
   if (!a.export_price_per_gb.empty()) {
@@ -216,6 +219,12 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
               "a bit-exact spot check on this engine");
   c->add_option("--upload-spot-check", a->upload_spot_check,
                 "blocks of an upload recomputed at random, besides the last (default 4)");
+  c->add_option("--rate-limit", a->rate_limit,
+                "requests per second per API key (per remote address without one); beyond it 429 with "
+                "Retry-After (default 0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--rate-burst", a->rate_burst, "requests a key may send at once under --rate-limit (default 2 x the rate)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--export-price-per-gb", a->export_price_per_gb, "egress tariff in currency units per GB");
   c->add_option("--market-maintenance-interval", a->maintenance_interval,
                  "seconds between market maintenance runs: void expired load holds, bill storage (0 = off)")

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -11,6 +12,7 @@
 #include "server/http_util.h"
 #include "server/json_log.h"
 #include "server/metrics.h"
+#include "server/rate_limiter.h"
 #include "server/resident_kv.h"
 #include "server/server.h"
 
@@ -22,6 +24,7 @@ struct Context {
   ResidentKv resident;  // after parts: its pages go back to the engine's pool first
   Metrics metrics;
   Admission admission;
+  std::optional<RateLimiter> rate_limiter;  // when options.rate_limit_per_s > 0
   JsonLog log;
   artifact::Profile profile;  // this engine's artifact profile
   Digest256 profile_digest{};

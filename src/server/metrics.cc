@@ -116,6 +116,8 @@ std::string Metrics::Render(const std::string& extra) const {
   counter("kvmart_uploads_rejected_total", "Uploaded artifacts refused (422).", uploads_rejected);
   counter("kvmart_client_disconnects_total", "Generations stopped because the client went away.", disconnects);
   counter("kvmart_rejected_total", "Requests rejected with 429 (queue full).", rejected_429);
+  counter("kvmart_rate_limited_total", "Requests refused with 429 because their API key was over its rate.",
+          rate_limited);
   gauge("kvmart_queue_depth", "Requests waiting for an engine session.", queue_depth);
   gauge("kvmart_active_sessions", "Engine sessions in use.", active_sessions);
   out += extra;

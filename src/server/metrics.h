@@ -52,6 +52,7 @@ class Metrics {
   std::atomic<uint64_t> uploads_accepted{0}, uploads_rejected{0};
   std::atomic<uint64_t> disconnects{0};       // generations stopped because the client left
   std::atomic<uint64_t> rejected_429{0};
+  std::atomic<uint64_t> rate_limited{0};  // 429 for a caller over its rate
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int64_t> active_sessions{0};
 

@@ -30,6 +30,9 @@ Context::Context(const ServerOptions& o, ServerParts p)
       resident(o.resident_kv_bytes != 0 ? o.resident_kv_bytes : DefaultResidentBytes()),
       admission(o.max_sessions, o.max_queue, &metrics),
       log(&std::cerr) {
+  if (o.rate_limit_per_s > 0) {
+    rate_limiter.emplace(o.rate_limit_per_s, o.rate_limit_burst > 0 ? o.rate_limit_burst : 2 * o.rate_limit_per_s);
+  }
   // Under KV-page pressure, resident artifacts give their pages back first.
   parts.engine->SetKvReclaimer([this] { return resident.EvictOldest(); });
   profile = ArtifactProfile(parts.engine->model());
@@ -44,8 +47,21 @@ void AddRoute(httplib::Server& http, Context& ctx, const std::string& method, co
               const std::string& route, Handler handler) {
   auto wrapped = [&ctx, route, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
     const auto t0 = std::chrono::steady_clock::now();
+    // Before any work, the market's included: a caller over its rate costs
+    // nothing. Probes of health, readiness and metrics are never limited.
+    std::optional<double> wait;
+    if (ctx.rate_limiter && route != "/healthz" && route != "/readyz" && route != "/metrics") {
+      const std::string key = ApiKey(req);
+      wait = ctx.rate_limiter->Admit(key.empty() ? "addr:" + req.remote_addr : "key:" + ToHex(Sha256Of(key)));
+    }
     try {
-      handler(req, res);
+      if (wait) {
+        ctx.metrics.rate_limited.fetch_add(1);
+        res.set_header("Retry-After", std::to_string(static_cast<int64_t>(std::ceil(*wait))));
+        SendError(res, 429, "rate_limit_error", "too many requests for this API key; retry after the Retry-After seconds");
+      } else {
+        handler(req, res);
+      }
     } catch (const std::exception& e) {
       SendError(res, 500, "server_error", std::string("internal error: ") + e.what());
     }

@@ -51,6 +51,11 @@ struct ServerOptions {
   // only after a spot check of this many random blocks (and the last).
   bool accept_uploads = false;
   uint32_t upload_spot_check_blocks = 4;
+  // Requests per second per API key (per remote address without one), in
+  // bursts of rate_limit_burst; beyond it 429 with Retry-After. 0 = no limit.
+  // Health, readiness and metrics are never limited.
+  double rate_limit_per_s = 0;
+  double rate_limit_burst = 0;  // 0 = max(1, 2 × the rate)
 };
 
 // What the server runs on. It takes ownership.
