@@ -36,7 +36,7 @@ struct ServeArgs {
   size_t max_sessions = 16, max_queue = 16, max_body_bytes = 8u << 20, prefill_chunk = 256;
   bool enable_export = false, quiet = false, accept_uploads = false;
   uint32_t upload_spot_check = 4;
-  double rate_limit = 0, rate_burst = 0;
+  double rate_limit = 0, rate_burst = 0, prefix_cache_gb = -1;
   int64_t maintenance_interval = 60, storage_billing_period = 3600, load_reservation = 900;
 };
 
@@ -140,6 +140,7 @@ int RunServe(const ServeArgs& a) {
   o.accept_uploads = a.accept_uploads;
   o.upload_spot_check_blocks = a.upload_spot_check;
   o.rate_limit_per_s = a.rate_limit;
+  o.prefix_cache_bytes = a.prefix_cache_gb < 0 ? -1 : static_cast<int64_t>(a.prefix_cache_gb * 1e9);
   o.rate_limit_burst = a.rate_burst;
   o.market_maintenance_interval_s = a.maintenance_interval;
   o.storage_billing_period_s = a.storage_billing_period;
@@ -206,6 +207,9 @@ void RegisterServerCommands(CLI::App& app, int* exit_code) {
                 "KV page memory in GB: allocated and faulted in at start-up, the most sessions and resident "
                 "artifacts may use (beyond it: 503 with Retry-After) (default 0: no limit, pages faulted in "
                 "on first use, up to a quarter of RAM kept between sessions)");
+  c->add_option("--prefix-cache-gb", a->prefix_cache_gb,
+                "automatic prefix caching of plain prompts, per account: GB of KV pages kept (0 = off; "
+                "default a sixteenth of RAM)");
   c->add_option("--store", a->store, "artifact store: disk (DIR/store) or memory (lost at exit)")
       ->check(CLI::IsMember({"disk", "memory"}))
       ->capture_default_str();

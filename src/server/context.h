@@ -12,6 +12,7 @@
 #include "server/http_util.h"
 #include "server/json_log.h"
 #include "server/metrics.h"
+#include "server/prefix_cache.h"
 #include "server/rate_limiter.h"
 #include "server/resident_kv.h"
 #include "server/server.h"
@@ -22,6 +23,7 @@ struct Context {
   ServerOptions options;
   ServerParts parts;
   ResidentKv resident;  // after parts: its pages go back to the engine's pool first
+  PrefixCache prefix_cache;  // likewise
   Metrics metrics;
   Admission admission;
   std::optional<RateLimiter> rate_limiter;  // when options.rate_limit_per_s > 0

@@ -41,6 +41,7 @@ StatusOr<GenerateResult> Generate(Session& session, const tokenizer::Tokenizer& 
     KVMART_RETURN_IF_ERROR(session.Prefill(prefill.subspan(i, n)));
     r.prefilled += n;
   }
+  if (params.on_prefilled) params.on_prefilled(session);
   const size_t max_context = session.engine().max_context();
   auto last_token = t0;
   tokenizer::StreamDecoder decoder(tok, /*skip_special_tokens=*/false);

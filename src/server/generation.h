@@ -24,6 +24,9 @@ struct GenerateParams {
   std::vector<int32_t> eos_ids;   // end-of-turn tokens (not included either)
   bool debug = false;             // record SHA-256 of the logits before each step
   size_t prefill_chunk = 256;
+  // Runs once the prompt is prefilled, before the first decoded token (the
+  // prefix cache keeps the prompt's KV here). Not run when cancelled.
+  std::function<void(Session&)> on_prefilled;
 };
 
 struct GenerateResult {

@@ -142,6 +142,16 @@ bool LoadHold::Void(std::string_view reason) {
   return s.ok();
 }
 
+void KeepPrompt(Context& ctx, const KvPlan& plan, Session& session) {
+  if (plan.keep_prompt_for == 0 || session.size() != plan.prompt.size()) return;
+  // The session's whole pages become shared (it keeps decoding on them) and
+  // the partial last page is copied: the prefix costs no second copy.
+  if (auto prefix = session.ShareAsPrefix(); prefix.ok()) {
+    ctx.prefix_cache.Insert(plan.keep_prompt_for, *prefix,
+                            (*prefix)->shared_bytes(session.engine().model().config()));
+  }
+}
+
 void PostPlanLoad(Context& ctx, KvPlan& plan) {
   if (!plan.hold.armed()) return;
   auto posted = plan.hold.Post();
@@ -159,11 +169,23 @@ void PostPlanLoad(Context& ctx, KvPlan& plan) {
   KeepReceipt(ctx, posted->receipt, "load");
 }
 
-StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec, const KvRequest& kv,
-                             std::unique_ptr<Session>* session, PrepaidHold* prepaid) {
+StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, market::AccountId account,
+                             const PromptSpec& spec, const KvRequest& kv, std::unique_ptr<Session>* session,
+                             PrepaidHold* prepaid) {
   KvPlan plan;
   if (kv.mode == KvRequest::Mode::kNone) {
     KVMART_ASSIGN_OR_RETURN(plan.prompt, PromptTokens(ctx, spec));
+    if (account == 0 || !ctx.prefix_cache.enabled()) return plan;
+    if (auto prefix = ctx.prefix_cache.Longest(account, plan.prompt)) {
+      if ((*session)->Attach(*prefix).ok()) {
+        plan.reused = prefix->tokens.size();
+        return plan;
+      }
+      *session = ctx.parts.engine->NewSession();  // no pages to attach to: prefill it all
+    }
+    if (plan.prompt.size() >= ctx.prefix_cache.min_tokens() && !ctx.prefix_cache.Contains(account, plan.prompt)) {
+      plan.keep_prompt_for = account;
+    }
     return plan;
   }
   mk::Market& market = *ctx.parts.market;

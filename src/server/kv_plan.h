@@ -64,7 +64,9 @@ StatusOr<KvRequest> ParseKvRequest(const json& body);
 // The outcome: the full prompt, and what part of it is loaded from an artifact.
 struct KvPlan {
   std::vector<int32_t> prompt;  // every prompt token, reused ones included
-  size_t reused = 0;            // leading tokens imported from the artifact
+  size_t reused = 0;            // leading tokens imported from the artifact or attached from the prefix cache
+  // Plain request: keep the prompt's KV for this account once prefilled (0: don't).
+  market::AccountId keep_prompt_for = 0;
   json kv_usage;                // null when no kv was requested
   LoadHold hold;                // the reserved load, until the answer is out
 };
@@ -80,10 +82,17 @@ struct PrepaidHold {
 // Resolves the prompt and, for kv requests, meters the load and imports the
 // artifact's KV into `session` (which must be empty). On a failed import the
 // load is refunded, the session is replaced by an empty one and the whole
-// prompt is prefilled instead (kv_usage says so). Errors are the HTTP answer.
-StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, const PromptSpec& spec,
-                             const KvRequest& kv, std::unique_ptr<Session>* session,
+// prompt is prefilled instead (kv_usage says so). A plain request of
+// `account` (0: none) attaches the longest prompt prefix the prefix cache
+// keeps for that account, or asks for its prompt to be kept
+// (KvPlan::keep_prompt_for, KeepPrompt). Errors are the HTTP answer.
+StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, market::AccountId account,
+                             const PromptSpec& spec, const KvRequest& kv, std::unique_ptr<Session>* session,
                              PrepaidHold* prepaid = nullptr);
+
+// Called once the prompt is prefilled: keeps it in the prefix cache when the
+// plan asked for that.
+void KeepPrompt(Context& ctx, const KvPlan& plan, Session& session);
 
 // Posts the plan's hold (the answer is complete) and records the load
 // receipt in kv_usage; a failure to post is logged and reported in kv_usage,

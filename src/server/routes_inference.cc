@@ -291,7 +291,8 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   if (!slot.ok()) return SendAdmissionRefusal(ctx, res, slot.status());
   job->slot = std::move(slot).value();
   job->session = ctx.parts.engine->NewSession();
-  auto plan = PlanAndLoad(ctx, api_key, job->req.prompt, job->req.kv, &job->session, prepaid ? &*prepaid : nullptr);
+  auto plan = PlanAndLoad(ctx, api_key, who ? who->first : 0, job->req.prompt, job->req.kv, &job->session,
+                          prepaid ? &*prepaid : nullptr);
   if (!plan.ok()) {
     // An authenticated caller without an entitlement may pay in the request.
     if (plan.status().code() == Status::Code::kPermissionDenied && job->req.kv.mode == KvRequest::Mode::kArtifact) {
@@ -301,6 +302,7 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
   }
   job->payment_response = std::move(payment_response);
   job->plan = std::move(plan).value();
+  job->req.gen.on_prefilled = [&ctx, j = job.get()](Session& s) { KeepPrompt(ctx, j->plan, s); };
   if (job->plan.prompt.empty()) return SendError(res, 400, "invalid_request_error", "the prompt is empty");
   if (job->plan.prompt.size() >= ctx.parts.engine->max_context()) {
     return SendError(res, 400, "invalid_request_error",

@@ -28,13 +28,15 @@ Context::Context(const ServerOptions& o, ServerParts p)
     : options(o),
       parts(std::move(p)),
       resident(o.resident_kv_bytes != 0 ? o.resident_kv_bytes : DefaultResidentBytes()),
+      prefix_cache(o.prefix_cache_bytes >= 0 ? static_cast<uint64_t>(o.prefix_cache_bytes) : DefaultResidentBytes() / 4),
       admission(o.max_sessions, o.max_queue, &metrics),
       log(&std::cerr) {
   if (o.rate_limit_per_s > 0) {
     rate_limiter.emplace(o.rate_limit_per_s, o.rate_limit_burst > 0 ? o.rate_limit_burst : 2 * o.rate_limit_per_s);
   }
-  // Under KV-page pressure, resident artifacts give their pages back first.
-  parts.engine->SetKvReclaimer([this] { return resident.EvictOldest(); });
+  // Under KV-page pressure, cached plain prompts give their pages back first,
+  // then resident artifacts (those were paid for).
+  parts.engine->SetKvReclaimer([this] { return prefix_cache.EvictOldest() || resident.EvictOldest(); });
   profile = ArtifactProfile(parts.engine->model());
   profile_digest = artifact::ProfileDigest(profile);
   profile_digest_hex = ToHex(profile_digest);
@@ -222,6 +224,13 @@ std::string EngineMetricsText(Context& ctx) {
   one("kvmart_kv_page_bytes", "gauge", "Bytes of one KV page (64 positions, all layers).", e.kv_pages().page_bytes());
   one("kvmart_kv_pages_used", "gauge", "KV pages held by sessions.", e.kv_pages().pages_in_use());
   one("kvmart_kv_pages_idle", "gauge", "KV pages kept faulted in for the next session.", e.kv_pages().idle_pages());
+  const PrefixCache::Stats pc = ctx.prefix_cache.stats();
+  one("kvmart_prefix_cache_entries", "gauge", "Plain prompts kept as shared prefixes (per account).", pc.entries);
+  one("kvmart_prefix_cache_bytes", "gauge", "Bytes of KV those prefixes hold.", pc.bytes);
+  one("kvmart_prefix_cache_hits_total", "counter", "Plain requests that attached a prefix of their own account.", pc.hits);
+  one("kvmart_prefix_cache_misses_total", "counter", "Plain requests that found no prefix to attach.", pc.misses);
+  one("kvmart_prefix_cache_tokens_reused_total", "counter", "Prompt tokens attached instead of prefilled.", pc.tokens_reused);
+  one("kvmart_prefix_cache_evictions_total", "counter", "Cached prefixes dropped for the budget or page pressure.", pc.evictions);
   const ResidentKv::Stats r = ctx.resident.stats();
   one("kvmart_resident_artifacts", "gauge", "Artifacts whose KV is resident in shared engine pages.", r.artifacts);
   one("kvmart_resident_kv_bytes", "gauge", "Bytes of those shared pages.", r.bytes);

@@ -33,6 +33,9 @@ struct ServerOptions {
   size_t max_body_bytes = 8u << 20;
   size_t prefill_chunk = 256;      // prefill granularity: interleaving and cancellation points
   uint64_t resident_kv_bytes = 0;  // hot artifacts' shared KV pages kept; 0 = a quarter of RAM
+  // Automatic prefix caching of plain prompts, per account (prefix_cache.h):
+  // bytes of engine pages kept; -1 = a sixteenth of RAM, 0 = off.
+  int64_t prefix_cache_bytes = -1;
   size_t default_max_tokens = 256;
   size_t max_tokens_limit = 4096;
   std::string model_id = "kvmart";  // the name /v1/models reports and requests may use
