@@ -74,7 +74,9 @@ Status ImportFromStore(Context& ctx, Session& session, const std::string& artifa
   }));
   if (session.size() != m.tokens.size()) return Status::Corruption("the store returned fewer blocks than the manifest lists");
   if (auto prefix = session.ShareAsPrefix(); prefix.ok()) {
-    ctx.resident.Insert(artifact_id, *prefix, (*prefix)->shared_bytes(session.engine().model().config()));
+    auto info = ctx.parts.store->Stat(artifact_id);
+    ctx.resident.Insert(artifact_id, *prefix, (*prefix)->shared_bytes(session.engine().model().config()),
+                        info.ok() && info->pinned);
   }
   return Status::Ok();
 }

@@ -4,7 +4,9 @@
 // attaches those pages to the new session's block table (no KV bytes copied)
 // and copies only the rows of the last, partial page. Least recently used
 // prefixes beyond the byte budget are dropped from the map; their pages go
-// back to the pool when the last session using them finishes.
+// back to the pool when the last session using them finishes. Artifacts the
+// operator pinned in the store go last: an unpinned one is always dropped
+// first, whatever its age.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +25,12 @@ class ResidentKv {
   explicit ResidentKv(uint64_t budget_bytes) : budget_(budget_bytes) {}
 
   std::shared_ptr<const KvPrefix> Find(const std::string& artifact_id);
-  void Insert(const std::string& artifact_id, std::shared_ptr<const KvPrefix> prefix, uint64_t bytes);
+  void Insert(const std::string& artifact_id, std::shared_ptr<const KvPrefix> prefix, uint64_t bytes,
+              bool pinned = false);
   void Erase(const std::string& artifact_id);
-  // Drops the least recently used prefix (its pages free once no session
-  // holds them); false when the map is empty.
+  // Drops the least recently used unpinned prefix, else the least recently
+  // used pinned one (its pages free once no session holds them); false when
+  // the map is empty.
   bool EvictOldest();
 
   struct Stats {
@@ -40,8 +44,12 @@ class ResidentKv {
   struct Entry {
     std::shared_ptr<const KvPrefix> prefix;
     uint64_t bytes;
+    bool pinned;
     std::list<std::string>::iterator lru;
   };
+  // The next to drop; map_ must not be empty. Returns the prefix (freed by the
+  // caller after the lock: that returns its pages).
+  std::shared_ptr<const KvPrefix> DropVictimLocked();
   const uint64_t budget_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> map_;
