@@ -65,7 +65,11 @@ Status ImportFromStore(Context& ctx, Session& session, const std::string& artifa
     }
     ctx.resident.Erase(artifact_id);
   }
-  KVMART_RETURN_IF_ERROR(ctx.parts.store->Load(artifact_id, {}, [&](const store::LoadedBlock& b) -> Status {
+  // The resident engine pages become the one decoded copy: the store's memory
+  // tier is not asked to keep a second.
+  store::LoadOptions lo;
+  lo.promote = false;
+  KVMART_RETURN_IF_ERROR(ctx.parts.store->Load(artifact_id, lo, [&](const store::LoadedBlock& b) -> Status {
     if (!b.payload || b.token_end > m.tokens.size() || b.token_begin != session.size()) {
       return Status::Corruption("store returned an unexpected block " + std::to_string(b.index));
     }

@@ -186,7 +186,7 @@ class DiskStore final : public Store {
 
   // ---- reads ----
   using Destination = std::function<std::span<uint8_t>(uint32_t, uint64_t)>;
-  StatusOr<LoadedBlock> Fetch(const BlockRef& ref, const std::string& what, const Destination& dest);
+  StatusOr<LoadedBlock> Fetch(const BlockRef& ref, const std::string& what, const LoadOptions& options);
   Status ReadStored(const BlockRef& ref, const std::string& what, std::vector<uint8_t>* stored);
   Status ReportDamage(const BlockKey& key, const std::string& what, const Status& cause);
   // A block this node's disk lacks (or holds damaged), fetched from the shared
@@ -820,7 +820,8 @@ Status DiskStore::ReadStored(const BlockRef& ref, const std::string& what, std::
   return ReadLocal(ref, what, stored, {});
 }
 
-StatusOr<LoadedBlock> DiskStore::Fetch(const BlockRef& ref, const std::string& what, const Destination& dest_fn) {
+StatusOr<LoadedBlock> DiskStore::Fetch(const BlockRef& ref, const std::string& what, const LoadOptions& options) {
+  const Destination& dest_fn = options.destination;
   LoadedBlock out;
   out.index = ref.v.index;
   out.token_begin = ref.v.token_begin;
@@ -870,10 +871,10 @@ StatusOr<LoadedBlock> DiskStore::Fetch(const BlockRef& ref, const std::string& w
     out.tier = Tier::kDisk;
     if (!dest_fn) {
       out.bytes = *out.payload;
-      memory_.Put(ref.v.key.chain, out.payload);
+      if (options.promote) memory_.Put(ref.v.key.chain, out.payload);
     } else {
       out.bytes = dest;
-      if (memory_.budget() >= ref.v.raw_bytes) {  // promote by a copy
+      if (options.promote && memory_.budget() >= ref.v.raw_bytes) {  // promote by a copy
         BufferPool::Buffer copy = pool_->Take(ref.v.raw_bytes);
         std::memcpy(copy->data(), dest.data(), dest.size());
         memory_.Put(ref.v.key.chain, pool_->Share(std::move(copy)));
@@ -893,7 +894,7 @@ Status DiskStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& 
   const size_t workers = prefetch ? std::min<size_t>(threads_, n > 0 ? n - 1 : 0) : 0;
   if (workers == 0) {
     for (size_t i = 0; i < n; ++i) {
-      KVMART_ASSIGN_OR_RETURN(LoadedBlock b, Fetch(refs[i], name(i), options.destination));
+      KVMART_ASSIGN_OR_RETURN(LoadedBlock b, Fetch(refs[i], name(i), options));
       KVMART_RETURN_IF_ERROR(consume(b));
     }
     return Status::Ok();
@@ -916,7 +917,7 @@ Status DiskStore::RunLoad(const std::vector<BlockRef>& refs, const LoadOptions& 
         if (stop || next >= n) return;
         i = next++;
       }
-      StatusOr<LoadedBlock> r = Fetch(refs[i], name(i), options.destination);
+      StatusOr<LoadedBlock> r = Fetch(refs[i], name(i), options);
       std::lock_guard lock(mu);
       slots[i] = std::move(r);
       cv.notify_all();

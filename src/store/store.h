@@ -137,6 +137,11 @@ struct LoadOptions {
   // contents are unspecified. Disk hits still promote (by a copy) when the
   // memory tier has room.
   std::function<std::span<uint8_t>(uint32_t index, uint64_t raw_bytes)> destination;
+  // Keep blocks read from disk in the memory tier. A caller that keeps the
+  // decoded KV itself (the server's resident engine pages) says false, so a
+  // hot artifact is held once in memory, not twice. Memory-tier hits are used
+  // either way.
+  bool promote = true;
 };
 
 struct StoreMetrics {

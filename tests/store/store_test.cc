@@ -113,6 +113,20 @@ TEST_P(StoreTest, PutLoadExportThroughBothTiers) {
     for (const auto& e : expected) concat.insert(concat.end(), e.begin(), e.end());
     EXPECT_EQ(dest, concat);
   }
+
+  // promote = false (the server keeps the KV itself): disk reads leave the
+  // memory tier as it was, so the next load reads the disk again.
+  store->DropMemoryTier();
+  LoadOptions once;
+  once.promote = false;
+  for (int round = 0; round < 2; ++round) {
+    tiers.clear();
+    auto got = LoadAll(*store, a.manifest.artifact_id, once, &tiers);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, expected);
+    EXPECT_EQ(tiers, std::vector<Tier>(3, Tier::kDisk)) << round;
+    EXPECT_EQ(store->Metrics().memory_bytes, 0u) << round;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Codecs, StoreTest, ::testing::Values(Codec::kRaw, Codec::kLossless),
