@@ -1,5 +1,7 @@
 #include "base/sqlite_db.h"
 
+#include <cerrno>
+
 namespace kvmart::sqlite {
 
 Status Db::Error(int rc, std::string_view what) const {
@@ -11,6 +13,12 @@ Status Db::Error(int rc, std::string_view what) const {
   // A full disk (or a file size limit) is a capacity problem, not an I/O fault;
   // the transaction rolled back, so nothing was written or charged.
   if (primary == SQLITE_FULL) return Status::DiskFull("disk full: " + msg);
+  // SQLite reports some writes that ran out of space (WAL and shared-memory
+  // growth, a COMMIT's journal) as plain I/O errors; the errno tells.
+  if (primary == SQLITE_IOERR && db_ != nullptr) {
+    const int err = sqlite3_system_errno(db_.get());
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG) return Status::DiskFull("disk full: " + msg);
+  }
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Status::Corruption(msg);
   return Status::IOError(msg);
 }
