@@ -190,7 +190,11 @@ Status CreateDirs(FileSystem& fs, const std::string& path, bool durable) {
     KVMART_RETURN_IF_ERROR(fs.CreateDir(dir, &created));
     if (created && durable) {
       const size_t slash = dir.rfind('/');
-      KVMART_RETURN_IF_ERROR(fs.SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash)));
+      if (Status st = fs.SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash)); !st.ok()) {
+        // A retry would find the directory and not sync it again: remove it.
+        (void)fs.RemoveDir(dir);
+        return st;
+      }
     }
   }
   return Status::Ok();

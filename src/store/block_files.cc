@@ -51,7 +51,14 @@ Status BlockFiles::EnsureDir(const std::string& dir) const {
   for (const std::string& d : {parent, dir}) {
     bool created = false;
     KVMART_RETURN_IF_ERROR(fs_->CreateDir(d, &created));
-    if (created && durable_) KVMART_RETURN_IF_ERROR(fs_->SyncDir(d.substr(0, d.rfind('/'))));
+    if (created && durable_) {
+      if (Status st = fs_->SyncDir(d.substr(0, d.rfind('/'))); !st.ok()) {
+        // Not durable, and a retry would find it and not sync again: it goes,
+        // so the next write makes (and syncs) it afresh.
+        (void)fs_->RemoveDir(d);
+        return st;
+      }
+    }
   }
   return Status::Ok();
 }
