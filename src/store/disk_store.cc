@@ -229,7 +229,7 @@ Status DiskStore::Init() {
   KVMART_RETURN_IF_ERROR(files_.Init());
   KVMART_ASSIGN_OR_RETURN(catalog_, Catalog::Open(options_.catalog.empty() ? options_.data_dir + "/catalog.sqlite"
                                                                          : options_.catalog,
-                                                  options_.durable));
+                                                  options_.durable, options_.catalog_sqlite_vfs));
   KVMART_ASSIGN_OR_RETURN(auto contents, catalog_->Snapshot());
   {
     std::lock_guard wlock(write_mu_);

@@ -81,6 +81,9 @@ struct StoreOptions {
   // put one here that loses unsynced writes or fails a chosen write or fsync
   // (tests/testing/fault_file_system.h).
   std::shared_ptr<FileSystem> file_system;
+  // A SQLite catalog's I/O: the name of a registered sqlite3_vfs; empty =
+  // SQLite's default (tests use tests/testing/fault_vfs.h).
+  std::string catalog_sqlite_vfs;
 };
 
 enum class Tier { kMemory, kDisk };

@@ -19,12 +19,14 @@
 #include "store/block_files.h"
 #include "store_test_util.h"
 #include "testing/fault_file_system.h"
+#include "testing/fault_vfs.h"
 
 namespace kvmart::store {
 namespace {
 
 using namespace testing;
 using kvmart::testing::FaultFileSystem;
+using kvmart::testing::FaultVfs;
 using kvmart::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -426,6 +428,63 @@ TEST(StoreFaults, CrashAtEverySyncPointLosesNothingAcknowledged) {
   std::printf("crash points: %llu (%llu inside a publish, %llu with unsynced bytes)\n",
               static_cast<unsigned long long>(points + 1), static_cast<unsigned long long>(crashed_in_put),
               static_cast<unsigned long long>(torn));
+}
+
+// The catalog's side: the store's SQLite catalog on the fault VFS too, and a
+// crash at each of its syncs (each commit's WAL sync). The file system stops
+// with it, and both lose what they had not synced.
+TEST(StoreFaults, CrashAtEveryCatalogSyncLosesNothingAcknowledged) {
+  const std::vector<Op> ops = Workload();
+  uint64_t points = 0;
+  {
+    TempDir tmp(FastTempBase());
+    FaultVfs vfs("kvmart-store-catalog-count");
+    auto ffs = std::make_shared<FaultFileSystem>(tmp.Sub("scratch"));
+    StoreOptions o = FaultOptions(tmp.Sub("store"), ffs);
+    o.catalog_sqlite_vfs = vfs.name();
+    auto s = Store::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    Acked a;
+    RunUntilFailure(**s, ops, &a);
+    ASSERT_TRUE(a.failure.ok()) << a.failure.ToString();
+    points = vfs.syncs();
+  }
+  ASSERT_GT(points, ops.size());  // the migration's and every change's commit
+  uint64_t lost_commits = 0;
+  for (uint64_t k = 1; k <= points; ++k) {
+    const std::string where = "crash at catalog sync " + std::to_string(k);
+    TempDir tmp(FastTempBase());
+    FaultVfs vfs("kvmart-store-catalog-crash");
+    auto ffs = std::make_shared<FaultFileSystem>(tmp.Sub("scratch"));
+    vfs.CrashAtSync(k);
+    vfs.OnCrash([&ffs] { ffs->Stop(); });  // one machine: both stop at once
+    const std::string dir = tmp.Sub("store");
+    StoreOptions o = FaultOptions(dir, ffs);
+    o.catalog_sqlite_vfs = vfs.name();
+    Acked a;
+    {
+      auto s = Store::Open(o);
+      if (s.ok()) RunUntilFailure(**s, ops, &a);
+      ASSERT_TRUE(vfs.crashed()) << where;
+      ASSERT_TRUE(!s.ok() || !a.failure.ok()) << where << ": the crash was acknowledged as success";
+      EXPECT_TRUE(ffs->crashed()) << where;
+      lost_commits += vfs.unsynced_writes() > 0;
+    }
+    ASSERT_TRUE(vfs.Crash().ok()) << where;
+    ASSERT_TRUE(ffs->Crash().ok()) << where;
+    auto s = Store::Open(o);
+    ASSERT_TRUE(s.ok()) << where << ": reopen: " << s.status().ToString();
+    CheckStore(**s, dir, a, where);
+    if (::testing::Test::HasFailure()) return;
+    Acked rest = a;
+    RunUntilFailure(**s, ops, &rest, 2);
+    ASSERT_TRUE(rest.failure.ok()) << where << ": after the restart: " << rest.failure.ToString();
+    CheckStore(**s, dir, rest, where + ", then two more ops");
+    if (::testing::Test::HasFailure()) return;
+  }
+  EXPECT_GT(lost_commits, 0u) << "no crash lost an unsynced commit";
+  std::printf("catalog crash points: %llu (%llu lost an unsynced commit)\n", static_cast<unsigned long long>(points),
+              static_cast<unsigned long long>(lost_commits));
 }
 
 // The N-th write or sync fails with `err`, for every N of the workload.

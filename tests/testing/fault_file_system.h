@@ -58,6 +58,8 @@ class FaultFileSystem final : public FileSystem {
   void FailWrite(uint64_t n, int err);
   void FailSync(uint64_t n, int err);
 
+  // The machine stops now (another layer crashed first): every later call fails.
+  void Stop();
   // Power loss: undoes what was not durable, then works again (a reboot).
   Status Crash();
 

@@ -158,6 +158,10 @@ void FaultVfs::CrashAtSync(uint64_t n) {
   std::lock_guard lock(mu_);
   crash_at_sync_ = n;
 }
+void FaultVfs::OnCrash(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  on_crash_ = std::move(fn);
+}
 void FaultVfs::FailWrite(uint64_t n, int rc) {
   std::lock_guard lock(mu_);
   fail_write_ = n;
@@ -257,6 +261,7 @@ int FaultVfs::BeforeSync(FileRecord*) {
   ++syncs_;
   if (syncs_ == crash_at_sync_) {
     crashed_ = true;
+    if (on_crash_) on_crash_();
     return SQLITE_IOERR_FSYNC;
   }
   if (syncs_ == fail_sync_) return fail_sync_rc_;

@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -44,6 +45,8 @@ class FaultVfs {
   const std::string& name() const { return name_; }
 
   void CrashAtSync(uint64_t n);
+  // Called when the crash comes (to stop another layer at the same moment).
+  void OnCrash(std::function<void()> fn);
   void FailWrite(uint64_t n, int rc);
   void FailSync(uint64_t n, int rc);
   // The machine stops now: every later read, write and sync fails, so closing
@@ -85,6 +88,7 @@ class FaultVfs {
   uint64_t writes_ = 0, syncs_ = 0;
   uint64_t crash_at_sync_ = 0, fail_write_ = 0, fail_sync_ = 0;
   int fail_write_rc_ = 0, fail_sync_rc_ = 0;
+  std::function<void()> on_crash_;
   std::map<std::string, FileRecord> files_;  // by path; node addresses are stable
 };
 
