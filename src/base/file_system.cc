@@ -186,6 +186,9 @@ Status CreateDirs(FileSystem& fs, const std::string& path, bool durable) {
     if (path[i] == '/' && path[i - 1] != '/') levels.push_back(path.substr(0, i));
   if (path.back() != '/') levels.push_back(path);
   for (const std::string& dir : levels) {
+    // Existing levels are left alone (mkdir on a read-only mount above the
+    // data can fail with EROFS rather than EEXIST).
+    if (auto info = fs.Stat(dir); info.ok() && info->is_directory) continue;
     bool created = false;
     KVMART_RETURN_IF_ERROR(fs.CreateDir(dir, &created));
     if (created && durable) {
