@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
     // Baseline 2: plain read() of the same block files (the raw codec's files
     // are exactly the payload bytes) into the destination, one thread.
     if (codec == Codec::kRaw) {
-      store::BlockFiles files(dir + "/blocks", false);
+      store::BlockFiles files(PosixFileSystem(), dir + "/blocks", false);
       std::vector<std::string> paths;
       for (const auto& b : art->manifest.blocks) paths.push_back(files.PathFor({b.chain_hash, b.xxh3_128}));
       row.read_s = BestOf(a.repeat, [&] {

@@ -23,9 +23,11 @@ Status Db::Error(int rc, std::string_view what) const {
   return Status::IOError(msg);
 }
 
-StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool synchronous_full, int busy_timeout_ms) {
+StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool synchronous_full, int busy_timeout_ms,
+                                      const std::string& vfs) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           vfs.empty() ? nullptr : vfs.c_str());
   auto db = std::make_unique<Db>();
   db->db_.reset(raw);
   if (rc != SQLITE_OK) return db->Error(rc, "open " + path);
@@ -172,8 +174,8 @@ class Statement final : public sql::Statement {
 }  // namespace
 
 StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path, bool synchronous_full,
-                                                       int busy_timeout_ms) {
-  KVMART_ASSIGN_OR_RETURN(auto db, Db::Open(path, synchronous_full, busy_timeout_ms));
+                                                       int busy_timeout_ms, const std::string& vfs) {
+  KVMART_ASSIGN_OR_RETURN(auto db, Db::Open(path, synchronous_full, busy_timeout_ms, vfs));
   return std::make_unique<Connection>(std::move(db));
 }
 

@@ -67,7 +67,10 @@ class Stmt {
 class Db {
  public:
   // Opens (creating) the file, sets WAL, the sync level and busy_timeout.
-  static StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool synchronous_full, int busy_timeout_ms);
+  // vfs: the name of a registered sqlite3_vfs to do the file I/O; empty =
+  // SQLite's default (tests pass a fault-injecting one: tests/testing/fault_vfs.h).
+  static StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool synchronous_full, int busy_timeout_ms,
+                                            const std::string& vfs = "");
   // Opens an existing file read-only (audits): nothing is created or changed.
   static StatusOr<std::unique_ptr<Db>> OpenReadOnly(const std::string& path, int busy_timeout_ms);
 
@@ -118,7 +121,8 @@ class ReadTxn {
 // sql::Connection over one Db: the market's SQLite back end.
 class Connection final : public sql::Connection {
  public:
-  static StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, bool synchronous_full, int busy_timeout_ms);
+  static StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, bool synchronous_full, int busy_timeout_ms,
+                                                    const std::string& vfs = "");
   static StatusOr<std::unique_ptr<Connection>> OpenReadOnly(const std::string& path, int busy_timeout_ms);
   explicit Connection(std::unique_ptr<Db> db) : db_(std::move(db)) {}
 

@@ -538,7 +538,7 @@ struct SqlMarket::Impl {
       KVMART_ASSIGN_OR_RETURN(auto c, postgres::Connection::Open(location, opt.connect_timeout_seconds));
       return std::unique_ptr<Db>(std::move(c));
     }
-    KVMART_ASSIGN_OR_RETURN(auto c, sqlite::Connection::Open(location, opt.synchronous_full, opt.busy_timeout_ms));
+    KVMART_ASSIGN_OR_RETURN(auto c, sqlite::Connection::Open(location, opt.synchronous_full, opt.busy_timeout_ms, opt.sqlite_vfs));
     return std::unique_ptr<Db>(std::move(c));
   }
 

@@ -40,6 +40,9 @@ struct MarketOptions {
   CostModel cost_model;
   FeeSchedule fees;
   bool synchronous_full = false;  // see the durability note above
+  // SQLite: the registered sqlite3_vfs that does the file I/O; empty = the
+  // default (tests use a fault-injecting one, tests/testing/fault_vfs.h).
+  std::string sqlite_vfs;
   int busy_timeout_ms = 10'000;
   // Retries of a transaction that met a busy database (SQLite) or a
   // serialisation failure (PostgreSQL) before the call gives up with Aborted.

@@ -1,38 +1,15 @@
 #include "store/block_files.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <random>
-
-#include "base/fd.h"
 
 namespace kvmart::store {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr std::string_view kSuffix = ".blk";
 constexpr std::string_view kTempPrefix = ".tmp-";
-
-Status ErrnoStatus(int err, const std::string& what) {
-  std::string msg = what + ": " + std::strerror(err);
-  // EFBIG is what a file size limit (RLIMIT_FSIZE) gives; treat it like a full disk.
-  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return Status::DiskFull("disk full: " + msg);
-  if (err == ENOENT) return Status::NotFound(msg);
-  return Status::IOError(msg);
-}
-
-Status FsyncDir(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoStatus(errno, "open directory " + dir);
-  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync directory " + dir);
-  return Status::Ok();
-}
 
 // Unique across threads and processes: pid plus 64 random bits.
 std::string TempName() {
@@ -43,12 +20,7 @@ std::string TempName() {
 
 }  // namespace
 
-Status BlockFiles::Init() const {
-  std::error_code ec;
-  fs::create_directories(root_, ec);
-  if (ec) return Status::IOError("create " + root_ + ": " + ec.message());
-  return Status::Ok();
-}
+Status BlockFiles::Init() const { return CreateDirs(*fs_, root_, durable_); }
 
 std::string BlockFiles::FileName(const BlockKey& key) {
   return ToHex(key.chain) + "-" + ToHex(key.xxh3.data(), key.xxh3.size()) + std::string(kSuffix);
@@ -77,10 +49,15 @@ Status BlockFiles::EnsureDir(const std::string& dir) const {
   // be durable before a file inside it can be.
   std::string parent = dir.substr(0, dir.rfind('/'));
   for (const std::string& d : {parent, dir}) {
-    if (::mkdir(d.c_str(), 0755) == 0) {
-      if (durable_) KVMART_RETURN_IF_ERROR(FsyncDir(d.substr(0, d.rfind('/'))));
-    } else if (errno != EEXIST) {
-      return ErrnoStatus(errno, "mkdir " + d);
+    bool created = false;
+    KVMART_RETURN_IF_ERROR(fs_->CreateDir(d, &created));
+    if (created && durable_) {
+      if (Status st = fs_->SyncDir(d.substr(0, d.rfind('/'))); !st.ok()) {
+        // Not durable, and a retry would find it and not sync again: it goes,
+        // so the next write makes (and syncs) it afresh.
+        (void)fs_->RemoveDir(d);
+        return st;
+      }
     }
   }
   return Status::Ok();
@@ -91,25 +68,22 @@ Status BlockFiles::Write(const BlockKey& key, std::span<const uint8_t> bytes) co
   const std::string dir = path.substr(0, path.rfind('/'));
   KVMART_RETURN_IF_ERROR(EnsureDir(dir));
   const std::string tmp = dir + "/" + TempName();
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (fd.get() < 0) return ErrnoStatus(errno, "create " + tmp);
-  auto fail = [&](int err, const std::string& what) {
-    ::unlink(tmp.c_str());
-    return ErrnoStatus(err, what + " " + tmp);
+  KVMART_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs_->CreateFile(tmp));
+  auto fail = [&](const Status& st) {
+    file.reset();
+    (void)fs_->RemoveFile(tmp);
+    return st;
   };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(errno, "write");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (durable_ && ::fsync(fd.get()) != 0) return fail(errno, "fsync");
-  if (fd.Close() != 0) return fail(errno, "close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(errno, "rename");
-  if (durable_) KVMART_RETURN_IF_ERROR(FsyncDir(dir));
+  if (Status st = file->Append(bytes); !st.ok()) return fail(st);
+  // A failed fsync is final: the temporary file goes, the write is not
+  // acknowledged, and a retry writes a new file (docs/SECURITY.md, "Storage faults").
+  if (durable_)
+    if (Status st = file->Sync(); !st.ok()) return fail(st);
+  if (Status st = file->Close(); !st.ok()) return fail(st);
+  if (Status st = fs_->Rename(tmp, path); !st.ok()) return fail(st);
+  // The rename is not durable until the directory is synced; a failure here
+  // leaves a complete file under its final name that the caller may remove.
+  if (durable_) KVMART_RETURN_IF_ERROR(fs_->SyncDir(dir));
   return Status::Ok();
 }
 
@@ -121,65 +95,78 @@ Status BlockFiles::Read(const BlockKey& key, uint64_t size, std::vector<uint8_t>
 Status BlockFiles::ReadInto(const BlockKey& key, std::span<uint8_t> out) const {
   const std::string path = PathFor(key);
   const uint64_t size = out.size();
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoStatus(errno, "open " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat " + path);
-  if (static_cast<uint64_t>(st.st_size) != size)
-    return Status::Corruption(path + ": " + std::to_string(st.st_size) + " bytes on disk, catalog says " +
+  KVMART_ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, fs_->OpenForRead(path));
+  KVMART_ASSIGN_OR_RETURN(const uint64_t on_disk, file->Size());
+  if (on_disk != size)
+    return Status::Corruption(path + ": " + std::to_string(on_disk) + " bytes on disk, catalog says " +
                               std::to_string(size));
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd.get(), out.data() + done, size - done, static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read " + path);
-    }
+    KVMART_ASSIGN_OR_RETURN(const size_t n, file->ReadAt(done, out.subspan(done)));
     if (n == 0) return Status::Corruption(path + ": file shrank while reading");
-    done += static_cast<size_t>(n);
+    done += n;
   }
   return Status::Ok();
 }
 
 bool BlockFiles::Exists(const BlockKey& key, uint64_t size) const {
-  struct stat st;
-  return ::stat(PathFor(key).c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == size;
+  auto info = fs_->Stat(PathFor(key));
+  return info.ok() && info->is_regular && info->size == size;
 }
 
-Status BlockFiles::Remove(const BlockKey& key) const {
-  const std::string path = PathFor(key);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink " + path);
-  return Status::Ok();
+Status BlockFiles::Remove(const BlockKey& key) const { return RemovePath(PathFor(key)); }
+
+Status BlockFiles::RemovePath(const std::string& path) const {
+  Status st = fs_->RemoveFile(path);
+  return st.code() == Status::Code::kNotFound ? Status::Ok() : st;
 }
 
 Status BlockFiles::Scan(
-    const std::function<void(const std::string& path, const std::optional<BlockKey>& key)>& fn) const {
-  std::error_code ec;
-  fs::recursive_directory_iterator it(root_, ec), end;
-  if (ec) return Status::IOError("scan " + root_ + ": " + ec.message());
-  std::vector<std::pair<std::string, std::optional<BlockKey>>> found;
-  for (; it != end; it.increment(ec)) {
-    if (ec) return Status::IOError("scan " + root_ + ": " + ec.message());
-    if (!it->is_regular_file(ec)) continue;
-    std::string name = it->path().filename().string();
-    std::optional<BlockKey> key = ParseFileName(name);
-    // A block file must also sit in the directory its name implies.
-    if (key && it->path().string() != PathFor(*key)) key.reset();
-    found.emplace_back(it->path().string(), key);
+    const std::function<void(const std::string& path, const std::optional<BlockKey>& key, uint64_t size)>& fn)
+    const {
+  struct Found {
+    std::string path;
+    std::optional<BlockKey> key;
+    uint64_t size;
+  };
+  std::vector<Found> found;
+  std::vector<std::string> dirs = {root_};
+  while (!dirs.empty()) {
+    const std::string dir = std::move(dirs.back());
+    dirs.pop_back();
+    KVMART_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, fs_->ListDir(dir));
+    for (const DirEntry& e : entries) {
+      const std::string path = dir + "/" + e.name;
+      if (e.is_directory) {
+        dirs.push_back(path);
+        continue;
+      }
+      if (!e.is_regular) continue;
+      std::optional<BlockKey> key = ParseFileName(e.name);
+      // A block file must also sit in the directory its name implies.
+      if (key && path != PathFor(*key)) key.reset();
+      auto info = fs_->Stat(path);
+      found.push_back({path, key, info.ok() ? info->size : 0});
+    }
   }
-  // Callbacks may delete files; run them after the iteration.
-  for (const auto& [path, key] : found) fn(path, key);
+  // Callbacks may delete files; run them after the walk.
+  for (const Found& f : found) fn(f.path, f.key, f.size);
   return Status::Ok();
 }
 
 void BlockFiles::PruneEmptyDirs() const {
-  std::error_code ec;
-  std::vector<fs::path> dirs;
-  for (fs::recursive_directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec)) dirs.push_back(it->path());
-  }
-  // Deepest first, so a parent is empty by the time it is tried.
-  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) fs::remove(*d, ec);  // fails (harmlessly) if not empty
+  // Depth first, children before their parent, so a parent is empty by the
+  // time it is tried; the root stays.
+  std::function<void(const std::string&)> prune = [&](const std::string& dir) {
+    auto entries = fs_->ListDir(dir);
+    if (!entries.ok()) return;
+    for (const DirEntry& e : *entries)
+      if (e.is_directory) {
+        prune(dir + "/" + e.name);
+        (void)fs_->RemoveDir(dir + "/" + e.name);  // fails (harmlessly) if not empty
+      }
+  };
+  prune(root_);
 }
 
 }  // namespace kvmart::store

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "artifact/manifest.h"
+#include "base/file_system.h"
 #include "base/sha256.h"
 #include "base/status.h"
 
@@ -52,10 +53,13 @@ struct BlockKeyHash {
 
 class BlockFiles {
  public:
-  // durable = fsync files and directories (crash safety depends on it).
-  BlockFiles(std::string root, bool durable) : root_(std::move(root)), durable_(durable) {}
+  // durable = fsync files and directories (crash safety depends on it). All
+  // file I/O goes through `fs` (base/file_system.h).
+  BlockFiles(std::shared_ptr<FileSystem> fs, std::string root, bool durable)
+      : fs_(std::move(fs)), root_(std::move(root)), durable_(durable) {}
 
-  // Creates the root directory if needed.
+  // Creates the root directory (and missing parents, each synced into its
+  // parent when durable) if needed.
   Status Init() const;
   const std::string& root() const { return root_; }
 
@@ -79,15 +83,20 @@ class BlockFiles {
   // Unlinks the file (missing is fine).
   Status Remove(const BlockKey& key) const;
 
-  // Calls fn(path, key) for every regular file under the root; key is nullopt for
-  // anything that is not a block file name (temporary files included).
-  Status Scan(const std::function<void(const std::string& path, const std::optional<BlockKey>& key)>& fn) const;
+  // Calls fn(path, key, size) for every regular file under the root; key is
+  // nullopt for anything that is not a block file name (temporary files
+  // included).
+  Status Scan(const std::function<void(const std::string& path, const std::optional<BlockKey>& key,
+                                       uint64_t size)>& fn) const;
+  // Unlinks a file Scan reported (missing is fine).
+  Status RemovePath(const std::string& path) const;
 
   // Removes empty fan-out directories (after GC); best effort.
   void PruneEmptyDirs() const;
 
  private:
   Status EnsureDir(const std::string& dir) const;
+  std::shared_ptr<FileSystem> fs_;
   std::string root_;
   bool durable_;
 };

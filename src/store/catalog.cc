@@ -127,8 +127,9 @@ Status Catalog::CommitChange(sql::WriteTxn* txn) {
   return Status::Ok();
 }
 
-StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& location, bool durable) {
-  std::unique_ptr<Catalog> c(new Catalog(location, durable));  // private constructor
+StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& location, bool durable,
+                                                 const std::string& sqlite_vfs) {
+  std::unique_ptr<Catalog> c(new Catalog(location, durable, sqlite_vfs));  // private constructor
   KVMART_RETURN_IF_ERROR(c->Conn().status());
   KVMART_RETURN_IF_ERROR(c->Migrate().WithContext("catalog " + c->Describe()));
   return c;
@@ -146,7 +147,7 @@ StatusOr<sql::Connection*> Catalog::Conn() {
     if (!pg.ok()) return pg.status().WithContext("catalog " + Describe());
     conn_ = std::move(pg).value();
   } else {
-    KVMART_ASSIGN_OR_RETURN(conn_, sqlite::Connection::Open(location_, durable_, /*busy_timeout_ms=*/5000));
+    KVMART_ASSIGN_OR_RETURN(conn_, sqlite::Connection::Open(location_, durable_, /*busy_timeout_ms=*/5000, sqlite_vfs_));
   }
   return conn_.get();
 }

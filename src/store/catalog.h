@@ -67,8 +67,10 @@ class Catalog {
   // Opens or creates the catalog at `location` (a file path, or a
   // postgresql:// URL), applies pending migrations in one transaction.
   // durable = synchronous=FULL on SQLite (a commit survives power loss, not
-  // only a crash); PostgreSQL keeps its own settings.
-  static StatusOr<std::unique_ptr<Catalog>> Open(const std::string& location, bool durable);
+  // only a crash); PostgreSQL keeps its own settings. sqlite_vfs: the
+  // registered SQLite VFS for a file catalog; empty = SQLite's default.
+  static StatusOr<std::unique_ptr<Catalog>> Open(const std::string& location, bool durable,
+                                                 const std::string& sqlite_vfs = "");
   ~Catalog();
 
   // True when the catalog can be shared by several nodes (PostgreSQL).
@@ -102,7 +104,8 @@ class Catalog {
   Status SetQuota(const std::string& publisher_hex, uint64_t bytes);
 
  private:
-  Catalog(std::string location, bool durable) : location_(std::move(location)), durable_(durable) {}
+  Catalog(std::string location, bool durable, std::string sqlite_vfs)
+      : location_(std::move(location)), durable_(durable), sqlite_vfs_(std::move(sqlite_vfs)) {}
   // The connection, dialled again when the server hung up.
   StatusOr<sql::Connection*> Conn();
   Status Migrate();
@@ -112,6 +115,7 @@ class Catalog {
                    const std::function<void(sql::Statement&)>& bind);
   std::string location_;
   bool durable_;
+  std::string sqlite_vfs_;
   std::unique_ptr<sql::Connection> conn_;
   int64_t pending_generation_ = 0, last_generation_ = 0;
 };

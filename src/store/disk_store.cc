@@ -1,14 +1,9 @@
 #include "store/disk_store.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -19,6 +14,7 @@
 #include "artifact/chain_hash.h"
 #include "artifact/integrity.h"
 #include "artifact/parallel.h"
+#include "base/file_system.h"
 #include "store/block_files.h"
 #include "store/buffer_pool.h"
 #include "store/catalog.h"
@@ -34,7 +30,6 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) { retu
 
 namespace {
 
-namespace fs = std::filesystem;
 using artifact::BlockInfo;
 using artifact::Codec;
 using artifact::KvDtype;
@@ -45,28 +40,6 @@ int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 Status DataLoss(const std::string& what, const Status& cause) {
   return Status::DataLoss("data loss: " + what + ": " + cause.message());
 }
-
-// The advisory whole-store lock, released by the kernel when the process dies
-// (so a SIGKILLed writer never leaves the store locked).
-class LockFile {
- public:
-  static StatusOr<std::unique_ptr<LockFile>> Acquire(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::IOError("open " + path + ": " + std::strerror(errno));
-    auto lock = std::unique_ptr<LockFile>(new LockFile(fd));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
-      return Status::FailedPrecondition("store " + path.substr(0, path.rfind('/')) +
-                                        " is in use by another process (" + std::strerror(errno) + ")");
-    return lock;
-  }
-  ~LockFile() { ::close(fd_); }
-  LockFile(const LockFile&) = delete;
-  LockFile& operator=(const LockFile&) = delete;
-
- private:
-  explicit LockFile(int fd) : fd_(fd) {}
-  int fd_;
-};
 
 // One stored encoding of a block (store.h: blocks are shared by chain hash).
 struct Variant {
@@ -129,7 +102,8 @@ class DiskStore final : public Store {
  public:
   explicit DiskStore(const StoreOptions& o)
       : options_(o),
-        files_(o.data_dir + "/blocks", o.durable),
+        fs_(o.file_system != nullptr ? o.file_system : PosixFileSystem()),
+        files_(fs_, o.data_dir + "/blocks", o.durable),
         memory_(o.memory_budget_bytes),
         pool_(std::make_shared<BufferPool>(o.read_buffer_pool_bytes)),
         threads_(o.decode_threads != 0 ? o.decode_threads : std::max(1u, std::thread::hardware_concurrency())) {}
@@ -201,7 +175,10 @@ class DiskStore final : public Store {
                  const BlockConsumer& consume);
 
   StoreOptions options_;
-  std::unique_ptr<LockFile> lock_;
+  std::shared_ptr<FileSystem> fs_;
+  // The advisory whole-store lock, released by the kernel when the process
+  // dies (so a SIGKILLed writer never leaves the store locked).
+  std::unique_ptr<FileLock> lock_;
   BlockFiles files_;
   MemoryTier memory_;
   std::shared_ptr<BufferPool> pool_;
@@ -242,14 +219,19 @@ class DiskStore final : public Store {
 
 Status DiskStore::Init() {
   if (options_.data_dir.empty()) return Status::InvalidArgument("store: empty data directory");
-  std::error_code ec;
-  fs::create_directories(options_.data_dir, ec);
-  if (ec) return Status::IOError("create " + options_.data_dir + ": " + ec.message());
-  KVMART_ASSIGN_OR_RETURN(lock_, LockFile::Acquire(options_.data_dir + "/LOCK"));
+  KVMART_RETURN_IF_ERROR(CreateDirs(*fs_, options_.data_dir, options_.durable));
+  {
+    auto lock = fs_->LockFile(options_.data_dir + "/LOCK");
+    if (lock.status().code() == Status::Code::kFailedPrecondition)
+      return Status::FailedPrecondition("store " + options_.data_dir + " is in use by another process (" +
+                                        lock.status().message() + ")");
+    KVMART_RETURN_IF_ERROR(lock.status());
+    lock_ = std::move(lock).value();
+  }
   KVMART_RETURN_IF_ERROR(files_.Init());
   KVMART_ASSIGN_OR_RETURN(catalog_, Catalog::Open(options_.catalog.empty() ? options_.data_dir + "/catalog.sqlite"
                                                                          : options_.catalog,
-                                                  options_.durable));
+                                                  options_.durable, options_.catalog_sqlite_vfs));
   KVMART_ASSIGN_OR_RETURN(auto contents, catalog_->Snapshot());
   {
     std::lock_guard wlock(write_mu_);
@@ -574,7 +556,12 @@ Status DiskStore::Put(const artifact::Artifact& a) {
     const bool in_catalog = FindVariant(keys[i]) != nullptr;
     if (in_catalog && !damaged_.contains(keys[i]) && files_.Exists(keys[i], m.blocks[i].stored_bytes)) continue;
     Status st = files_.Write(keys[i], a.stored_blocks[i]);
-    if (!st.ok()) return undo(st);
+    if (!st.ok()) {
+      // A write that failed after its rename (the directory sync) may have
+      // left the file under its final name; no row names it, so it goes.
+      if (!in_catalog) (void)files_.Remove(keys[i]);
+      return undo(st);
+    }
     (in_catalog ? rewritten : created).push_back(keys[i]);
   }
   // 1b. The shared tier, before the row: another node that sees the row must
@@ -1109,14 +1096,12 @@ Status DiskStore::Remove(const std::string& id) {
 }
 
 void DiskStore::CleanFilesLocked(GcReport* report) {
-  (void)files_.Scan([&](const std::string& path, const std::optional<BlockKey>& key) {
+  (void)files_.Scan([&](const std::string& path, const std::optional<BlockKey>& key, uint64_t size) {
     if (key && FindVariant(*key) != nullptr) return;
-    std::error_code ec;
-    const uint64_t size = fs::file_size(path, ec);
-    if (!fs::remove(path, ec) || ec) return;
+    if (!files_.RemovePath(path).ok()) return;
     if (key) {
       ++report->blocks_removed;
-      report->bytes_freed += ec ? 0 : size;
+      report->bytes_freed += size;
     } else {
       ++report->leftovers_removed;
     }

@@ -47,6 +47,10 @@
 #include "base/sha256.h"
 #include "base/status.h"
 
+namespace kvmart {
+class FileSystem;  // base/file_system.h
+}  // namespace kvmart
+
 namespace kvmart::store {
 
 class SharedBlockTier;  // store/shared_tier.h
@@ -72,6 +76,15 @@ struct StoreOptions {
   // Disk reads reuse up to this many bytes of freed read/payload buffers (a
   // fresh 38 MB buffer costs page faults comparable to the read itself).
   uint64_t read_buffer_pool_bytes = 512ull << 20;
+  // Every file the disk store makes, reads, syncs, renames or removes under
+  // data_dir goes through this (the LOCK file, the block files and their
+  // directories; the SQLite catalog has SQLite's own I/O). null = POSIX. Tests
+  // put one here that loses unsynced writes or fails a chosen write or fsync
+  // (tests/testing/fault_file_system.h).
+  std::shared_ptr<FileSystem> file_system;
+  // A SQLite catalog's I/O: the name of a registered sqlite3_vfs; empty =
+  // SQLite's default (tests use tests/testing/fault_vfs.h).
+  std::string catalog_sqlite_vfs;
 };
 
 enum class Tier { kMemory, kDisk };

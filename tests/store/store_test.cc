@@ -40,7 +40,7 @@ size_t CountFiles(const std::string& dir) {
 }
 
 std::string BlockPath(const std::string& dir, const artifact::BlockInfo& b) {
-  return BlockFiles(dir + "/blocks", false).PathFor({b.chain_hash, b.xxh3_128});
+  return BlockFiles(PosixFileSystem(), dir + "/blocks", false).PathFor({b.chain_hash, b.xxh3_128});
 }
 
 class StoreTest : public ::testing::TestWithParam<Codec> {};
