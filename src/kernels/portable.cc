@@ -14,7 +14,14 @@ namespace kvmart::portable {
 // std::fma is exactly specified (one rounding), so a clone that inlines the
 // hardware instruction gives the same bits as the library call; the clone only
 // removes the call overhead on CPUs that have FMA.
+// Under ThreadSanitizer there are no clones: the dynamic loader runs a clone's
+// ifunc resolver before the sanitizer's runtime is up, and the instrumented
+// resolver crashes the program at load.
+#if defined(__SANITIZE_THREAD__)
+#define KVMART_FMA_CLONES
+#else
 #define KVMART_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#endif
 
 KVMART_FMA_CLONES void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, size_t p0, size_t p1,
                   float* y, size_t ldy) {

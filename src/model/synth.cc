@@ -94,9 +94,8 @@ void FillChunk(const TensorSpec& t, uint64_t tensor_seed, uint64_t chunk, const 
       uint16_t b;
       if (dtype == "bf16") {
         b = F32ToBf16(v);
-      } else {  // f16: values are small, normal range; round via float -> half
-        _Float16 hv = static_cast<_Float16>(v);
-        std::memcpy(&b, &hv, 2);
+      } else {  // f16
+        b = F32ToF16(v);
       }
       std::memcpy(out + 2 * i, &b, 2);
     }

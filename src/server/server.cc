@@ -121,6 +121,17 @@ void KeepReceipt(Context& ctx, const std::string& signed_json, const std::string
   }
 }
 
+namespace {
+// cpp-httplib's per-connection request step (protected in 0.11) made
+// reachable for ServeStream.
+class StreamServer : public httplib::Server {
+ public:
+  bool ProcessRequest(httplib::Stream& stream, bool close_connection, bool& connection_closed) {
+    return process_request(stream, close_connection, connection_closed, nullptr);
+  }
+};
+}  // namespace
+
 struct Server::Impl {
   std::unique_ptr<Context> ctx;
   std::unique_ptr<httplib::Server> http;
@@ -260,7 +271,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
     if (!ssl->is_valid()) return Status::InvalidArgument("cannot load TLS certificate/key");
     impl->http = std::move(ssl);
   } else {
-    impl->http = std::make_unique<httplib::Server>();
+    impl->http = std::make_unique<StreamServer>();
   }
   httplib::Server& http = *impl->http;
   const size_t threads =
@@ -385,6 +396,17 @@ void Server::Stop() {
   // its check of `stopping` and the listen loop, wait for the loop.
   while (impl_->in_run && !impl_->http->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   impl_->http->stop();
+}
+
+Status Server::ServeStream(httplib::Stream& stream, size_t max_requests) {
+  auto* plain = dynamic_cast<StreamServer*>(impl_->http.get());
+  if (plain == nullptr) return Status::FailedPrecondition("ServeStream: a TLS server reads from sockets only");
+  bool closed = false;
+  for (size_t i = 0; i < max_requests && !closed; ++i) {
+    // false: the stream ended or held no request; the answer, if any, is written.
+    if (!plain->ProcessRequest(stream, i + 1 == max_requests, closed)) break;
+  }
+  return Status::Ok();
 }
 
 market::Market& Server::market() { return *impl_->ctx->parts.market; }

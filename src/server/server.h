@@ -22,6 +22,10 @@
 #include "store/store.h"
 #include "tokenizer/tokenizer.h"
 
+namespace httplib {
+class Stream;
+}
+
 namespace kvmart::server {
 
 struct ServerOptions {
@@ -85,6 +89,13 @@ class Server {
   Status Run();
   // Thread-safe, idempotent.
   void Stop();
+
+  // Serves the requests read from `stream` as a worker serves a connection
+  // (keep-alive and pipelined requests, at most `max_requests`), writing the
+  // answers back to it, without a listener or a socket: the HTTP fuzz target
+  // (tests/fuzz) drives the server through in-memory streams. Plain HTTP only
+  // (a TLS server reads from sockets). Thread-safe like the workers.
+  Status ServeStream(httplib::Stream& stream, size_t max_requests);
 
   market::Market& market();
   store::Store& store();

@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -170,6 +171,34 @@ TEST(Bf16Test, RoundsToNearestEven) {
   EXPECT_EQ(F32ToBf16(std::bit_cast<float>(0x3f818000u)), 0x3f82);  // tie -> even (up)
   EXPECT_EQ(F32ToBf16(std::bit_cast<float>(0x3f808001u)), 0x3f81);
   EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(std::nanf("")))));
+}
+
+// The narrowing the f16 checkpoint writer uses; checked once against GCC's
+// _Float16 conversion over every non-NaN f32 (no mismatch), here on the cases
+// that decide it: ties to even, the subnormal range and the edge of overflow.
+TEST(F16Test, NarrowsToNearestEven) {
+  auto bits = [](uint32_t u) { return F32ToF16(std::bit_cast<float>(u)); };
+  EXPECT_EQ(F32ToF16(1.0f), 0x3c00u);
+  EXPECT_EQ(F32ToF16(-2.0f), 0xc000u);
+  EXPECT_EQ(F32ToF16(0.0f), 0x0000u);
+  EXPECT_EQ(F32ToF16(-0.0f), 0x8000u);
+  EXPECT_EQ(bits(0x3f801000u), 0x3c00u);  // 1 + 2^-11: a tie, to the even 1.0
+  EXPECT_EQ(bits(0x3f803000u), 0x3c02u);  // 1 + 3*2^-11: a tie, to the even 1 + 2^-9
+  EXPECT_EQ(bits(0x3f801001u), 0x3c01u);  // just above the tie: up
+  EXPECT_EQ(F32ToF16(65504.0f), 0x7bffu);
+  EXPECT_EQ(F32ToF16(65519.0f), 0x7bffu);
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00u);  // the tie above the largest half: Inf
+  EXPECT_EQ(F32ToF16(-1e9f), 0xfc00u);
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -14)), 0x0400u);   // the smallest normal half
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -24)), 0x0001u);   // the smallest subnormal
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -25)), 0x0000u);   // half of it: a tie, to zero
+  EXPECT_EQ(F32ToF16(std::ldexp(1.5f, -25)), 0x0001u);   // above the tie: up
+  EXPECT_EQ(F32ToF16(std::ldexp(3.0f, -25)), 0x0002u);   // 1.5 units: a tie, to the even 2
+  EXPECT_EQ(F32ToF16(std::ldexp(1023.5f, -24)), 0x0400u);  // the largest subnormal's tie carries to normal
+  const uint16_t nan = F32ToF16(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(nan & 0x7c00u, 0x7c00u);
+  EXPECT_NE(nan & 0x3ffu, 0u);
+  for (uint16_t h = 0; h < 0x7c00u; ++h) EXPECT_EQ(F32ToF16(F16ToF32(h)), h) << h;  // every finite half round-trips
 }
 
 TEST(ExpTest, AccurateOverRange) {

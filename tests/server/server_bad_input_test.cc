@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 
 #include "engine/artifact_io.h"
 #include "model/synth.h"
@@ -95,6 +97,52 @@ TEST_F(ServerBadInput, MalformedAndMistypedRequests) {
   // Over the body limit: refused before the body is read.
   ExpectError(srv_->Call("POST", "/v1/chat/completions", std::string(100 << 10, ' '), buyer_.key), 413,
               "invalid_request_error");
+}
+
+// ServeStream (the HTTP fuzz target's way in): pipelined requests on one
+// in-memory connection are answered in order as on a socket, a malformed one
+// with a 400, and the stream is not read past the last request served.
+TEST_F(ServerBadInput, ServeStreamAnswersPipelinedRequestsWithoutASocket) {
+  class Bytes : public httplib::Stream {
+   public:
+    explicit Bytes(std::string in) : in_(std::move(in)) {}
+    bool is_readable() const override { return true; }
+    bool is_writable() const override { return true; }
+    ssize_t read(char* p, size_t n) override {
+      n = std::min(n, in_.size() - at_);
+      std::memcpy(p, in_.data() + at_, n);
+      at_ += n;
+      return static_cast<ssize_t>(n);
+    }
+    ssize_t write(const char* p, size_t n) override {
+      out.append(p, n);
+      return static_cast<ssize_t>(n);
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override { ip = "127.0.0.1", port = 0; }
+    void get_local_ip_and_port(std::string& ip, int& port) const override { ip = "127.0.0.1", port = 0; }
+    socket_t socket() const override { return INVALID_SOCKET; }
+    std::string out;
+
+   private:
+    std::string in_;
+    size_t at_ = 0;
+  };
+  const std::string me = "GET /v1/accounts/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + buyer_.key + "\r\n\r\n";
+  Bytes two("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + me + "GET /healthz HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(srv_->server().ServeStream(two, 2).ok());
+  ASSERT_EQ(two.out.rfind("HTTP/1.1 200", 0), 0u) << two.out;
+  // Answers follow one another directly (each body has its Content-Length).
+  const size_t second = two.out.find("HTTP/1.1 ", 1);
+  ASSERT_NE(second, std::string::npos) << two.out;
+  EXPECT_EQ(two.out.compare(second, 12, "HTTP/1.1 200"), 0) << two.out;
+  EXPECT_NE(two.out.find("\"name\":\"buyer\"", second), std::string::npos) << two.out;
+  EXPECT_EQ(two.out.find("HTTP/1.1 ", second + 1), std::string::npos) << "a third answer: " << two.out;
+  EXPECT_NE(two.out.find("Connection: close"), std::string::npos) << "the last request served closes: " << two.out;
+
+  Bytes bad("GET\r\n\r\n");
+  ASSERT_TRUE(srv_->server().ServeStream(bad, 4).ok());
+  EXPECT_EQ(bad.out.rfind("HTTP/1.1 400", 0), 0u) << bad.out;
+  EXPECT_NE(bad.out.find("invalid_request_error"), std::string::npos) << bad.out;
 }
 
 // A POST without a body and without Content-Length is valid HTTP/1.1 (the
