@@ -282,6 +282,13 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
   http.set_read_timeout(30);
   http.set_write_timeout(30);
   http.set_keep_alive_timeout(5);
+  // httplib writes a response's headers and its body (and each streamed
+  // chunk) with separate send()s. Under Nagle's algorithm the second waits for
+  // the ACK of the first, which a client delays (up to 40 ms on Linux) on a
+  // connection past its first exchanges: every answer on a kept-alive
+  // connection took 40 ms more (kvmart-bench-probe, docs/SECURITY.md). Set on
+  // the listening socket, inherited by every accepted one.
+  http.set_tcp_nodelay(true);
   // HTTP/1.1 (RFC 9112 §6.3): a request with neither Content-Length nor
   // Transfer-Encoding has a body of length zero. cpp-httplib instead reads a
   // POST/PUT/PATCH/DELETE without Content-Length until the peer closes, so
