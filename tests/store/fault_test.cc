@@ -344,6 +344,21 @@ void CheckStore(Store& s, const std::string& dir, const Acked& a, const std::str
   EXPECT_TRUE(disk.others.empty()) << where << ": leftover " << disk.others.front();
 }
 
+// After a crash: the store reopens on what survived, holds every acknowledged
+// artifact (CheckStore), and goes on — the failed op again and the next one
+// (each crash point's run stays short; the points cover the whole workload).
+void ReopenCheckAndGoOn(const StoreOptions& o, const std::string& dir, const std::vector<Op>& ops, const Acked& a,
+                        const std::string& where) {
+  auto s = Store::Open(o);
+  ASSERT_TRUE(s.ok()) << where << ": reopen: " << s.status().ToString();
+  CheckStore(**s, dir, a, where);
+  if (::testing::Test::HasFailure()) return;
+  Acked rest = a;
+  RunUntilFailure(**s, ops, &rest, 2);
+  ASSERT_TRUE(rest.failure.ok()) << where << ": after the restart: " << rest.failure.ToString();
+  CheckStore(**s, dir, rest, where + ", then two more ops");
+}
+
 TEST(StoreFaults, WorkloadHasAHundredBlocksAndItsSyncPoints) {
   const Corpus& c = TheCorpus();
   EXPECT_GE(c.distinct_blocks, 100u);
@@ -411,16 +426,7 @@ TEST(StoreFaults, CrashAtEverySyncPointLosesNothingAcknowledged) {
       torn += ffs->unsynced_bytes() > 0;
     }
     ASSERT_TRUE(ffs->Crash().ok()) << where;
-    auto s = Store::Open(FaultOptions(dir, ffs));
-    ASSERT_TRUE(s.ok()) << where << ": reopen: " << s.status().ToString();
-    CheckStore(**s, dir, a, where);
-    if (::testing::Test::HasFailure()) return;
-    // And the store goes on: the failed op again, and the next one (each
-    // crash point's run stays short; the points cover the whole workload).
-    Acked rest = a;
-    RunUntilFailure(**s, ops, &rest, 2);
-    ASSERT_TRUE(rest.failure.ok()) << where << ": after the restart: " << rest.failure.ToString();
-    CheckStore(**s, dir, rest, where + ", then two more ops");
+    ReopenCheckAndGoOn(FaultOptions(dir, ffs), dir, ops, a, where);
     if (::testing::Test::HasFailure()) return;
   }
   EXPECT_GT(crashed_in_put, points / 2);
@@ -472,14 +478,7 @@ TEST(StoreFaults, CrashAtEveryCatalogSyncLosesNothingAcknowledged) {
     }
     ASSERT_TRUE(vfs.Crash().ok()) << where;
     ASSERT_TRUE(ffs->Crash().ok()) << where;
-    auto s = Store::Open(o);
-    ASSERT_TRUE(s.ok()) << where << ": reopen: " << s.status().ToString();
-    CheckStore(**s, dir, a, where);
-    if (::testing::Test::HasFailure()) return;
-    Acked rest = a;
-    RunUntilFailure(**s, ops, &rest, 2);
-    ASSERT_TRUE(rest.failure.ok()) << where << ": after the restart: " << rest.failure.ToString();
-    CheckStore(**s, dir, rest, where + ", then two more ops");
+    ReopenCheckAndGoOn(o, dir, ops, a, where);
     if (::testing::Test::HasFailure()) return;
   }
   EXPECT_GT(lost_commits, 0u) << "no crash lost an unsynced commit";
