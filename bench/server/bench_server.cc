@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
   so2.port = 0;
   so2.log_requests = false;
   so2.max_queue = 64;
+  // Cold means cold: the per-account prefix cache would let a repeated plain
+  // prompt attach the last one's pages.
+  so2.prefix_cache_bytes = 0;
   auto srv = server::Server::Create(so2, std::move(parts)).value();
   if (!srv->Bind().ok()) return 1;
   std::thread run([&] { (void)srv->Run(); });
