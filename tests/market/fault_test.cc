@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 
+#include "testing/fault_points.h"
 #include "market/audit.h"
 #include "test_util.h"
 #include "testing/fault_vfs.h"
@@ -378,7 +379,7 @@ void FailEveryN(bool sync, int rc) {
   const auto& w = TheWorkload();
   const uint64_t total = sync ? ref.syncs : ref.writes;
   ASSERT_GT(total, 20u);
-  for (uint64_t n = 1; n <= total; ++n) {
+  for (uint64_t n = 1; n <= total; n = ::kvmart::testing::NextFaultPoint(n, total)) {
     const std::string where = std::string(sync ? "xSync " : "xWrite ") + std::to_string(n) + " fails with " +
                               (rc == SQLITE_FULL ? "SQLITE_FULL" : "SQLITE_IOERR");
     FaultVfs vfs("kvmart-fault-fail");

@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 
+#include "testing/fault_points.h"
 #include "store/block_files.h"
 #include "store_test_util.h"
 #include "testing/fault_file_system.h"
@@ -402,9 +403,10 @@ TEST(StoreFaults, CrashAtEverySyncPointLosesNothingAcknowledged) {
   const uint64_t points = CountSyncPoints(&writes);
   ASSERT_GT(points, 200u);
   const std::vector<Op> ops = Workload();
-  uint64_t crashed_in_put = 0, torn = 0;
+  uint64_t crashed_in_put = 0, torn = 0, visited = 0;
   // One past the last point: the crash comes after the final commit.
-  for (uint64_t k = 1; k <= points + 1; ++k) {
+  for (uint64_t k = 1; k <= points + 1; k = ::kvmart::testing::NextFaultPoint(k, points + 1)) {
+    ++visited;
     const std::string where = "crash at sync " + std::to_string(k);
     TempDir tmp(FastTempBase());
     FaultFileSystem::Options fo;
@@ -429,11 +431,11 @@ TEST(StoreFaults, CrashAtEverySyncPointLosesNothingAcknowledged) {
     ReopenCheckAndGoOn(FaultOptions(dir, ffs), dir, ops, a, where);
     if (::testing::Test::HasFailure()) return;
   }
-  EXPECT_GT(crashed_in_put, points / 2);
+  EXPECT_GT(crashed_in_put, visited / 2);
   EXPECT_GT(torn, 0u) << "no crash found unsynced bytes to tear";
-  std::printf("crash points: %llu (%llu inside a publish, %llu with unsynced bytes)\n",
-              static_cast<unsigned long long>(points + 1), static_cast<unsigned long long>(crashed_in_put),
-              static_cast<unsigned long long>(torn));
+  std::printf("crash points: %llu of %llu (%llu inside a publish, %llu with unsynced bytes)\n",
+              static_cast<unsigned long long>(visited), static_cast<unsigned long long>(points + 1),
+              static_cast<unsigned long long>(crashed_in_put), static_cast<unsigned long long>(torn));
 }
 
 // The catalog's side: the store's SQLite catalog on the fault VFS too, and a
@@ -493,7 +495,7 @@ void FailEveryN(bool sync, int err) {
   const uint64_t total = sync ? syncs : writes;
   ASSERT_GT(total, 100u);
   const std::vector<Op> ops = Workload();
-  for (uint64_t n = 1; n <= total; ++n) {
+  for (uint64_t n = 1; n <= total; n = ::kvmart::testing::NextFaultPoint(n, total)) {
     const std::string where = std::string(sync ? "fsync " : "write ") + std::to_string(n) + " fails with " +
                               (err == ENOSPC ? "ENOSPC" : "EIO");
     TempDir tmp(FastTempBase());
