@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 #include "kernels/bf16.h"
 
@@ -44,7 +45,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mo
                                       " kernel path needs a CPU with " +
                                       (o.kernels == KernelPath::kAvx2 ? "AVX2 and FMA" : "AVX-512F"));
   }
-  size_t max_ctx = model->config().max_position_embeddings;
+  const ModelConfig& mc = model->config();
+  if (mc.num_attention_heads / mc.num_key_value_heads > kMaxAttendShared) {
+    return Status::InvalidArgument("more than " + std::to_string(kMaxAttendShared) +
+                                   " query heads per kv head are not supported");
+  }
+  size_t max_ctx = mc.max_position_embeddings;
   if (o.max_context > 0) max_ctx = std::min(max_ctx, o.max_context);
   auto engine = std::unique_ptr<Engine>(
       new Engine(std::move(model), GetKernelOps(o.kernels), o.threads, max_ctx, o.kv_cache_bytes, o.kv_limit_bytes));
@@ -120,8 +126,9 @@ Status Engine::Submit(ForwardRequest& r) {
       pending_.pop_front();
     }
     lock.unlock();
-    ForwardBatch(batch);
+    const size_t shared_prefix_sequences = ForwardBatch(batch);
     lock.lock();
+    batch_stats_.shared_prefix_sequences += shared_prefix_sequences;
     batch_stats_.passes += 1;
     batch_stats_.sequences += batch.size();
     batch_stats_.tokens += tokens;
@@ -144,8 +151,9 @@ Engine::BatchStats Engine::batch_stats() const {
 // requests are stacked: every matmul runs once over all of them (the weights
 // stream from memory once per pass), and each row's result is the same as
 // alone because every output's FMA chain is its own (kernels.h). Attention is
-// per session, over that session's own pages.
-void Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
+// per session over its own pages, except that sessions continuing from the
+// same resident prefix read its pages together (attend_shared).
+size_t Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
   std::lock_guard<std::mutex> lock(compute_mu_);
   const Model& model = *model_;
   const ModelConfig& c = model.config();
@@ -174,17 +182,70 @@ void Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
   std::vector<float> gate(T * I), up(T * I);
   for (size_t r = 0; r < T; ++r) model.EmbedRow(batch[row_req[r]]->tokens[r - first_row[row_req[r]]], x.data() + r * H);
 
-  // Attention items: (request, kv head, block of neighbouring tokens), head-
-  // major within a request so a thread keeps one kv head's pages hot.
-  const size_t block = std::max<size_t>(1, kMaxAttendGroup / std::min(group, kMaxAttendGroup));
-  struct Item {
-    size_t req, g, t0, t1;  // rows [t0, t1) of the request, relative
+  // Attention items: up to kQueriesPerItem queries of one kv head — the GQA
+  // query heads of consecutive tokens of one request, then of the next request
+  // continuing from the same shared pages (a resident artifact) — so that the
+  // kernel reads each page of the common prefix once for all of them
+  // (attend_shared) instead of once per request and block of tokens.
+  constexpr size_t kQueriesPerItem = 32;
+  struct Segment {
+    size_t req, t0, t1;  // rows [t0, t1) of the request, relative
   };
+  struct Item {
+    size_t g, seg0, seg1;  // segments [seg0, seg1)
+    size_t shared;         // keys every query's table reads from the same pages
+  };
+  std::vector<Segment> segments;
   std::vector<Item> items;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const size_t n = batch[i]->tokens.size(), blocks = (n + block - 1) / block;
-    for (size_t g = 0; g < nkv; ++g) {
-      for (size_t bl = 0; bl < blocks; ++bl) items.push_back({i, g, bl * block, std::min(n, (bl + 1) * block)});
+  size_t shared_prefix_sequences = 0;
+  const size_t tokens_per_item = std::max<size_t>(1, kQueriesPerItem / group);
+  {
+    std::vector<std::vector<size_t>> sets;
+    std::unordered_map<const KvSharedPages*, size_t> set_of;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const KvSharedPages* sp = batch[i]->session->cache_.shared_prefix();
+      if (sp == nullptr) {
+        sets.push_back({i});
+        continue;
+      }
+      auto [it, inserted] = set_of.emplace(sp, sets.size());
+      if (inserted) sets.emplace_back();
+      sets[it->second].push_back(i);
+    }
+    for (const std::vector<size_t>& set : sets) {
+      if (set.size() > 1) shared_prefix_sequences += set.size();
+      const size_t set_shared = batch[set[0]]->session->cache_.shared_tokens();
+      for (size_t g = 0; g < nkv; ++g) {
+        Item item{g, segments.size(), segments.size(), 0};
+        size_t rows = 0;
+        auto close = [&] {
+          if (item.seg1 == item.seg0) return;
+          if (item.seg1 - item.seg0 == 1) {
+            // One request: its table is the same for every query; share the
+            // keys before the segment's first token, in whole pages.
+            const Segment& sg = segments[item.seg0];
+            const size_t first_keys = batch[sg.req]->session->tokens_.size() + sg.t0 + 1;
+            item.shared = std::max(set_shared, first_keys / kAttentionPageQuantum * kAttentionPageQuantum);
+          } else {
+            item.shared = set_shared;
+          }
+          items.push_back(item);
+          item = Item{g, segments.size(), segments.size(), 0};
+          rows = 0;
+        };
+        for (size_t i : set) {
+          const size_t n = batch[i]->tokens.size();
+          for (size_t t0 = 0; t0 < n;) {
+            if (rows == tokens_per_item) close();
+            const size_t t1 = std::min(n, t0 + (tokens_per_item - rows));
+            segments.push_back({i, t0, t1});
+            item.seg1 = segments.size();
+            rows += t1 - t0;
+            t0 = t1;
+          }
+        }
+        close();
+      }
     }
   }
   size_t longest = 0;
@@ -224,30 +285,27 @@ void Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
         }
       }
     });
-    // An item's queries (the kv head's GQA query heads × a block of
-    // neighbouring tokens) go to the kernel in groups that share each widened
-    // K and V vector; every query's chains are its own, so the bits do not
-    // depend on the grouping, on T or on the other sessions of the pass.
+    // Every query's chains are its own, so the bits do not depend on the
+    // items, on T or on the other sessions of the pass.
     pool.ParallelFor(items.size(), 1, [&](size_t b, size_t e) {
-      std::vector<float> scores(kMaxAttendGroup * score_stride);
+      std::vector<float> scores(tokens_per_item * group * score_stride);
       std::vector<AttentionQuery> queries;
       for (size_t i = b; i < e; ++i) {
         const Item& it = items[i];
-        const KvCache& cache = batch[it.req]->session->cache_;
         queries.clear();
-        for (size_t t = it.t0; t < it.t1; ++t) {
-          const size_t r = first_row[it.req] + t;
-          for (size_t h = it.g * group; h < (it.g + 1) * group; ++h) {
-            queries.push_back({q.data() + r * Q + h * hd, cache.key_pages(l, it.g), cache.key_tile_stride(),
-                               cache.value_pages(l, it.g), cache.value_stride(), kKvPageTokens, row_pos[r] + 1, hd,
-                               scale, nullptr, attn.data() + r * Q + h * hd});
+        for (size_t sg = it.seg0; sg < it.seg1; ++sg) {
+          const Segment& seg = segments[sg];
+          const KvCache& cache = batch[seg.req]->session->cache_;
+          for (size_t t = seg.t0; t < seg.t1; ++t) {
+            const size_t r = first_row[seg.req] + t;
+            for (size_t h = it.g * group; h < (it.g + 1) * group; ++h) {
+              queries.push_back({q.data() + r * Q + h * hd, cache.key_pages(l, it.g), cache.key_tile_stride(),
+                                 cache.value_pages(l, it.g), cache.value_stride(), kKvPageTokens, row_pos[r] + 1, hd,
+                                 scale, scores.data() + queries.size() * score_stride, attn.data() + r * Q + h * hd});
+            }
           }
         }
-        for (size_t k0 = 0; k0 < queries.size(); k0 += kMaxAttendGroup) {
-          const size_t count = std::min(kMaxAttendGroup, queries.size() - k0);
-          for (size_t cq = 0; cq < count; ++cq) queries[k0 + cq].scores = scores.data() + cq * score_stride;
-          ops.attend_group(queries.data() + k0, count);
-        }
+        ops.attend_shared(queries.data(), queries.size(), it.shared);
       }
     });
     MatMul(ops, pool, attn.data(), T, Q, L.o_proj, proj.data(), H);
@@ -297,6 +355,7 @@ void Engine::ForwardBatch(std::span<ForwardRequest* const> batch) {
     }
     batch[i]->result = Status::Ok();
   }
+  return shared_prefix_sequences;
 }
 
 StatusOr<KvExport> Session::ExportKv(size_t begin, size_t end) const {

@@ -91,6 +91,9 @@ class Engine {
   struct BatchStats {
     static constexpr size_t kBuckets = 6;  // sequences per pass: 1, 2, ≤4, ≤8, ≤16, more
     uint64_t passes = 0, sequences = 0, tokens = 0;
+    // Sequences whose attention read a resident prefix together with other
+    // sessions of the pass (each shared page read once for all of them).
+    uint64_t shared_prefix_sequences = 0;
     std::array<uint64_t, kBuckets> sequences_histogram{};
   };
   BatchStats batch_stats() const;
@@ -108,7 +111,8 @@ class Engine {
     bool done = false;
   };
   Status Submit(ForwardRequest& request);
-  void ForwardBatch(std::span<ForwardRequest* const> batch);
+  // Returns how many of the batch's sequences read a shared prefix together.
+  size_t ForwardBatch(std::span<ForwardRequest* const> batch);
 
   Engine(std::shared_ptr<const Model> model, const KernelOps& ops, size_t threads, size_t max_context,
          size_t kv_cache_bytes, size_t kv_limit_bytes);

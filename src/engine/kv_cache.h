@@ -115,6 +115,9 @@ class KvCache {
   // An empty cache starts with `shared` (positions [0, shared->tokens())).
   Status AttachShared(std::shared_ptr<const KvSharedPages> shared);
   size_t shared_tokens() const { return shared_ ? shared_->tokens() : 0; }
+  // The shared pages this cache starts with (nullptr: none); caches holding the
+  // same object read the same pages for positions [0, shared_tokens()).
+  const KvSharedPages* shared_prefix() const { return shared_.get(); }
   // Sets the number of valid positions (≤ reserved capacity).
   void set_size(size_t n) { size_ = n; }
 

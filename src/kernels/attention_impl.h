@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/bf16.h"
 #include "kernels/kernels.h"
@@ -127,58 +128,147 @@ static_assert(kAttentionPageQuantum % kValueBlock == 0 && kAttentionPageQuantum 
 // Register budget: NQ·NG score accumulators + NG keys + a broadcast, and
 // NQ·NV value accumulators + NV values + a broadcast, within V::kRegisters.
 template <class V, int NQ>
-void AttendGroupOf(const AttentionQuery* qs) {
-  constexpr int kGroups = V::kRegisters == 32 ? (NQ <= 2 ? 8 : 4) : (NQ <= 2 ? 4 : 2);
-  constexpr int kValues = V::kRegisters == 32 ? (NQ == 1 ? 8 : 4) : (NQ == 1 ? 8 : NQ == 2 ? 4 : 2);
+struct Blocking {
+  static constexpr int kGroups = V::kRegisters == 32 ? (NQ <= 2 ? 8 : 4) : (NQ <= 2 ? 4 : 2);
+  static constexpr int kValues = V::kRegisters == 32 ? (NQ == 1 ? 8 : 4) : (NQ == 1 ? 8 : NQ == 2 ? 4 : 2);
+};
+
+// Scores of NQ queries for key tiles [t0, t1), all read through qs[0]'s pages.
+// Lanes past a query's own n_keys get scores too; nothing reads them.
+template <class V, int NQ>
+inline void ScoreRange(const AttentionQuery* qs, size_t t0, size_t t1) {
+  constexpr int kGroups = Blocking<V, NQ>::kGroups;
   constexpr size_t kTilesPerVec = V::kLanes / kKeyTile;
-  size_t max_n = 0, min_n = qs[0].n_keys;
-  for (int q = 0; q < NQ; ++q) {
-    max_n = qs[q].n_keys > max_n ? qs[q].n_keys : max_n;
-    min_n = qs[q].n_keys < min_n ? qs[q].n_keys : min_n;
-  }
-  const size_t hd = qs[0].head_dim, tiles = (max_n + kKeyTile - 1) / kKeyTile;
   const typename V::vec scale = V::Set1(qs[0].scale);
-  // Lanes past a query's own n_keys get scores too; nothing reads them.
-  size_t t = 0;
-  for (; t + kGroups * kTilesPerVec <= tiles; t += kGroups * kTilesPerVec) {
-    ScoreTiles<V, NQ, kGroups, false>(qs, t, scale);
+  size_t t = t0;
+  for (; t + kGroups * kTilesPerVec <= t1; t += kGroups * kTilesPerVec) ScoreTiles<V, NQ, kGroups, false>(qs, t, scale);
+  for (; t + kTilesPerVec <= t1; t += kTilesPerVec) ScoreTiles<V, NQ, 1, false>(qs, t, scale);
+  for (; t < t1; ++t) ScoreTiles<V, NQ, 1, true>(qs, t, scale);
+}
+
+// e·V of NQ queries over keys [j0, j1), which all of them attend to, read
+// through qs[0]'s pages, one value block at a time.
+template <class V, int NQ>
+inline void ValueRange(const AttentionQuery* qs, size_t j0, size_t j1, float* sums) {
+  while (j0 < j1) {
+    const size_t block_end = (j0 / kValueBlock + 1) * kValueBlock;
+    const size_t end = block_end < j1 ? block_end : j1;
+    ValueBlock<V, NQ, Blocking<V, NQ>::kValues>(qs, j0, end, sums);
+    j0 = end;
   }
-  for (; t + kTilesPerVec <= tiles; t += kTilesPerVec) ScoreTiles<V, NQ, 1, false>(qs, t, scale);
-  for (; t < tiles; ++t) ScoreTiles<V, NQ, 1, true>(qs, t, scale);
-  for (int q = 0; q < NQ; ++q) V::ExpShifted(qs[q].scores, qs[q].n_keys);
-  // e·V: keys [0, min_n) shared by all queries, block by block, then each
-  // query alone over its own remaining keys (neighbouring tokens of a causal
-  // block see a few more). Every chain runs over its keys in order, from 0.0f.
-  float sums[NQ];
-  for (int q = 0; q < NQ; ++q) {
+}
+
+// Attention of NQ queries with one block table over the keys from `from` (a
+// multiple of kAttentionPageQuantum) to each one's n_keys, continuing chains
+// that keys [0, from) began: scores of [0, from) are already in each query's
+// scratch, and `out`/`sums` hold the e·V accumulators of those keys (unless
+// `scores_only`, when the value phase is not run yet). Keys [from, min n_keys)
+// are shared by the NQ queries block by block, then each query goes alone over
+// its own remaining keys (neighbouring tokens of a causal block see a few
+// more). Every chain runs over its keys in order.
+template <class V, int NQ>
+inline void ScoreTail(const AttentionQuery* qs, size_t from) {
+  size_t max_n = 0;
+  for (int q = 0; q < NQ; ++q) max_n = qs[q].n_keys > max_n ? qs[q].n_keys : max_n;
+  ScoreRange<V, NQ>(qs, from / kKeyTile, (max_n + kKeyTile - 1) / kKeyTile);
+}
+
+template <class V, int NQ>
+inline void ValueTail(const AttentionQuery* qs, size_t from, float* sums) {
+  size_t min_n = qs[0].n_keys;
+  for (int q = 0; q < NQ; ++q) min_n = qs[q].n_keys < min_n ? qs[q].n_keys : min_n;
+  ValueRange<V, NQ>(qs, from, min_n, sums);
+  for (int q = 0; q < NQ; ++q) ValueRange<V, 1>(qs + q, min_n, qs[q].n_keys, sums + q);
+}
+
+inline void StartValues(const AttentionQuery* qs, size_t count, float* sums) {
+  for (size_t q = 0; q < count; ++q) {
     sums[q] = 0.0f;
-    for (size_t d = 0; d < hd; ++d) qs[q].out[d] = 0.0f;
+    for (size_t d = 0; d < qs[q].head_dim; ++d) qs[q].out[d] = 0.0f;
   }
-  for (size_t j0 = 0; j0 < min_n; j0 += kValueBlock) {
-    ValueBlock<V, NQ, kValues>(qs, j0, j0 + kValueBlock < min_n ? j0 + kValueBlock : min_n, sums);
+}
+
+inline void FinishValues(const AttentionQuery* qs, size_t count, const float* sums) {
+  for (size_t q = 0; q < count; ++q) {
+    for (size_t d = 0; d < qs[q].head_dim; ++d) qs[q].out[d] = qs[q].out[d] / sums[q];
   }
-  // A query's own tail, cut at block (and so page) boundaries: the pieces
-  // carry the accumulators through `out` and `sums`, so the chains are those
-  // of one pass.
-  for (int q = 0; q < NQ; ++q) {
-    for (size_t j0 = min_n; j0 < qs[q].n_keys;) {
-      const size_t block_end = (j0 / kValueBlock + 1) * kValueBlock;
-      const size_t j1 = block_end < qs[q].n_keys ? block_end : qs[q].n_keys;
-      ValueBlock<V, 1, kValues>(qs + q, j0, j1, sums + q);
-      j0 = j1;
-    }
-    for (size_t d = 0; d < hd; ++d) qs[q].out[d] = qs[q].out[d] / sums[q];
+}
+
+template <class V, int NQ>
+void AttendGroupOf(const AttentionQuery* qs) {
+  ScoreTail<V, NQ>(qs, 0);
+  for (int q = 0; q < NQ; ++q) V::ExpShifted(qs[q].scores, qs[q].n_keys);
+  float sums[NQ];
+  StartValues(qs, NQ, sums);
+  ValueTail<V, NQ>(qs, 0, sums);
+  FinishValues(qs, NQ, sums);
+}
+
+// Runtime count (1..kMaxAttendGroup) to the template.
+template <class V, class F>
+inline void WithCount(size_t count, F&& f) {
+  switch (count) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    default: f(std::integral_constant<int, 4>{}); break;
   }
 }
 
 template <class V>
 void AttendGroup(const AttentionQuery* queries, size_t count) {
-  switch (count) {
-    case 1: AttendGroupOf<V, 1>(queries); break;
-    case 2: AttendGroupOf<V, 2>(queries); break;
-    case 3: AttendGroupOf<V, 3>(queries); break;
-    default: AttendGroupOf<V, 4>(queries); break;
+  WithCount<V>(count, [&](auto nq) { AttendGroupOf<V, decltype(nq)::value>(queries); });
+}
+
+// Keys per chunk of the shared range: its K (chunk · head_dim · 2 bytes, 64 KiB
+// at head_dim 128) stays in L2 while every group of queries scores against it.
+inline constexpr size_t kSharedChunk = 256;
+static_assert(kSharedChunk % kAttentionPageQuantum == 0, "a chunk is whole pages");
+
+// Queries of several sessions (or many tokens of one) against one kv head,
+// whose block tables agree on keys [0, shared): each key chunk of that range is
+// read from memory once and scored, then weighted, by every group of
+// kMaxAttendGroup queries while it is in cache; the rest of each query's keys
+// go through its own table with its neighbours of the same table. Only loads
+// are shared: every (query, key) dot product is its own chain from 0.0f, the
+// softmax of each query runs over all its scores at once, and every e·V chain
+// runs over the query's keys in order, carried through `out` and `sums`
+// across chunks — so each query's bits are those of attend(query).
+template <class V>
+void AttendShared(const AttentionQuery* qs, size_t count, size_t shared) {
+  float sums[kMaxAttendShared];
+  for (size_t c0 = 0; c0 < shared; c0 += kSharedChunk) {
+    const size_t c1 = c0 + kSharedChunk < shared ? c0 + kSharedChunk : shared;
+    for (size_t g = 0; g < count; g += kMaxAttendGroup) {
+      const size_t n = count - g < kMaxAttendGroup ? count - g : kMaxAttendGroup;
+      WithCount<V>(n, [&](auto nq) { ScoreRange<V, decltype(nq)::value>(qs + g, c0 / kKeyTile, c1 / kKeyTile); });
+    }
   }
+  // Runs of consecutive queries on one table, in groups of up to kMaxAttendGroup.
+  auto for_each_run = [&](auto&& f) {
+    for (size_t r0 = 0; r0 < count;) {
+      size_t r1 = r0 + 1;
+      while (r1 < count && r1 - r0 < kMaxAttendGroup && qs[r1].k_pages == qs[r0].k_pages) ++r1;
+      f(r0, r1 - r0);
+      r0 = r1;
+    }
+  };
+  for_each_run([&](size_t r0, size_t n) {
+    WithCount<V>(n, [&](auto nq) { ScoreTail<V, decltype(nq)::value>(qs + r0, shared); });
+  });
+  for (size_t q = 0; q < count; ++q) V::ExpShifted(qs[q].scores, qs[q].n_keys);
+  StartValues(qs, count, sums);
+  for (size_t c0 = 0; c0 < shared; c0 += kSharedChunk) {
+    const size_t c1 = c0 + kSharedChunk < shared ? c0 + kSharedChunk : shared;
+    for (size_t g = 0; g < count; g += kMaxAttendGroup) {
+      const size_t n = count - g < kMaxAttendGroup ? count - g : kMaxAttendGroup;
+      WithCount<V>(n, [&](auto nq) { ValueRange<V, decltype(nq)::value>(qs + g, c0, c1, sums + g); });
+    }
+  }
+  for_each_run([&](size_t r0, size_t n) {
+    WithCount<V>(n, [&](auto nq) { ValueTail<V, decltype(nq)::value>(qs + r0, shared, sums + r0); });
+  });
+  FinishValues(qs, count, sums);
 }
 
 }  // namespace kvmart::attention_impl

@@ -224,4 +224,8 @@ void AttendGroup(const AttentionQuery* queries, size_t count) {
   attention_impl::AttendGroup<Avx2Vec>(queries, count);
 }
 
+void AttendShared(const AttentionQuery* queries, size_t count, size_t shared_keys) {
+  attention_impl::AttendShared<Avx2Vec>(queries, count, shared_keys);
+}
+
 }  // namespace kvmart::avx2

@@ -57,11 +57,11 @@ StatusOr<KernelPath> ParseKernelPath(std::string_view name) {
 const KernelOps& GetKernelOps(KernelPath path) {
   static const KernelOps kPortable = {KernelPath::kPortable, portable::MatMulPanels, portable::RmsNorm,
                                       portable::SiluMul, portable::Attend,
-                                      portable::AttendGroup};
+                                      portable::AttendGroup, portable::AttendShared};
   static const KernelOps kAvx2 = {KernelPath::kAvx2, avx2::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
-                                  avx2::Attend, avx2::AttendGroup};
+                                  avx2::Attend, avx2::AttendGroup, avx2::AttendShared};
   static const KernelOps kAvx512 = {KernelPath::kAvx512, avx512::MatMulPanels, avx2::RmsNorm, avx2::SiluMul,
-                                    avx512::Attend, avx512::AttendGroup};
+                                    avx512::Attend, avx512::AttendGroup, avx512::AttendShared};
   switch (path) {
     case KernelPath::kAvx2: return kAvx2;
     case KernelPath::kAvx512: return kAvx512;

@@ -74,6 +74,8 @@ inline const uint16_t* ValueRowOf(const AttentionQuery& a, size_t j) {
 
 // The most queries one attend_group call takes.
 inline constexpr size_t kMaxAttendGroup = 4;
+// The most queries one attend_shared call takes.
+inline constexpr size_t kMaxAttendShared = 64;
 
 // One path's kernels. Each call is single-threaded; see the helpers below for
 // the multi-threaded drivers.
@@ -94,6 +96,16 @@ struct KernelOps {
   // only shares the loads and widening of K and V between queries (GQA heads of
   // one kv head, neighbouring tokens), never reorders a query's chains.
   void (*attend_group)(const AttentionQuery* queries, size_t count);
+  // `count` (1..kMaxAttendShared) queries against the same kv head whose block
+  // tables point at the same pages for keys [0, shared_keys) (a multiple of
+  // kAttentionPageQuantum, at most every query's n_keys): the shared prefix
+  // of sessions continuing from one resident artifact, or the keys before a
+  // prefill chunk for that chunk's tokens. Each key block of that range is
+  // read from memory once for all of them instead of once per query group;
+  // beyond it each query reads its own pages (queries in a row with the same
+  // k_pages are grouped). Same fields as attend_group otherwise, and each
+  // query's output is bit-identical to attend(query).
+  void (*attend_shared)(const AttentionQuery* queries, size_t count, size_t shared_keys);
 };
 
 const KernelOps& GetKernelOps(KernelPath path);

@@ -87,4 +87,10 @@ void AttendGroup(const AttentionQuery* queries, size_t count) {
   for (size_t i = 0; i < count; ++i) Attend(queries[i]);
 }
 
+// The reference path shares no loads: each query walks its own table, which
+// reads the same pages as the others' over the shared keys.
+void AttendShared(const AttentionQuery* queries, size_t count, size_t /*shared_keys*/) {
+  for (size_t i = 0; i < count; ++i) Attend(queries[i]);
+}
+
 }  // namespace kvmart::portable

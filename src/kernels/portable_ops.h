@@ -11,6 +11,7 @@ void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* y)
 void SiluMul(const float* g, const float* u, size_t n, float* out);
 void Attend(const AttentionQuery& a);
 void AttendGroup(const AttentionQuery* queries, size_t count);
+void AttendShared(const AttentionQuery* queries, size_t count, size_t shared_keys);
 }  // namespace kvmart::portable
 
 namespace kvmart::avx2 {
@@ -20,6 +21,7 @@ void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* y)
 void SiluMul(const float* g, const float* u, size_t n, float* out);
 void Attend(const AttentionQuery& a);
 void AttendGroup(const AttentionQuery* queries, size_t count);
+void AttendShared(const AttentionQuery* queries, size_t count, size_t shared_keys);
 // scores[j] <- KvExp(scores[j] - max) over [0, n), vectorised (shared by avx512).
 void ExpShiftedScores(float* scores, size_t n);
 }  // namespace kvmart::avx2
@@ -29,4 +31,5 @@ void MatMulPanels(const float* x, size_t m, size_t ldx, const PackedMatrix& w, s
                   float* y, size_t ldy);
 void Attend(const AttentionQuery& a);
 void AttendGroup(const AttentionQuery* queries, size_t count);
+void AttendShared(const AttentionQuery* queries, size_t count, size_t shared_keys);
 }  // namespace kvmart::avx512

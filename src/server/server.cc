@@ -222,6 +222,9 @@ std::string EngineMetricsText(Context& ctx) {
   };
   one("kvmart_engine_passes_total", "counter", "Forward passes (each may carry several sessions).", b.passes);
   one("kvmart_engine_pass_tokens_total", "counter", "New tokens run through forward passes.", b.tokens);
+  one("kvmart_engine_shared_prefix_sequences_total", "counter",
+      "Sequences whose attention read a resident prefix once together with other sessions of their pass.",
+      b.shared_prefix_sequences);
   out += "# HELP kvmart_engine_pass_sequences Sessions per forward pass.\n"
          "# TYPE kvmart_engine_pass_sequences histogram\n";
   uint64_t cumulative = 0;

@@ -31,10 +31,16 @@ std::unique_ptr<Engine> MakeEngine(const std::string& shape, size_t max_batch_to
   return std::move(e).value();
 }
 
-// What one session does: maybe import a shared document's KV (a cache hit),
+// How a session starts: cold, from the document's KV imported (copied into
+// its own pages), or from the document's resident pages attached (shared by
+// reference with every other attaching session, whose queries then read each
+// shared page once per pass for all of them).
+enum class Start { kCold, kImport, kAttach };
+
+// What one session does: maybe start from a shared document (a cache hit),
 // prefill its own prompt in chunks, then decode.
 struct Work {
-  bool hit;
+  Start start;
   std::vector<int32_t> prompt;
   size_t chunk;
   size_t steps;
@@ -48,11 +54,19 @@ struct Trace {
   std::string error;
 };
 
-Trace RunWork(Engine& engine, const Work& w, const KvExport* doc) {
+// The document, as rows to import and as a resident prefix of one engine.
+struct Doc {
+  KvExport rows;
+  std::shared_ptr<const KvPrefix> prefix;
+};
+
+Trace RunWork(Engine& engine, const Work& w, const Doc& doc) {
   Trace t;
   auto s = engine.NewSession();
-  if (w.hit) {
-    if (Status st = s->ImportKv(*doc); !st.ok()) return {{}, {}, st.ToString()};
+  if (w.start == Start::kImport) {
+    if (Status st = s->ImportKv(doc.rows); !st.ok()) return {{}, {}, st.ToString()};
+  } else if (w.start == Start::kAttach) {
+    if (Status st = s->Attach(*doc.prefix); !st.ok()) return {{}, {}, st.ToString()};
   }
   if (Status st = s->Prefill(w.prompt, w.chunk); !st.ok()) return {{}, {}, st.ToString()};
   for (size_t i = 0; i < w.steps; ++i) {
@@ -70,7 +84,7 @@ std::vector<Work> MakeWorks(size_t n) {
   std::vector<Work> works;
   for (size_t i = 0; i < n; ++i) {
     Work w;
-    w.hit = i % 2 == 0;
+    w.start = std::vector<Start>{Start::kAttach, Start::kCold, Start::kImport, Start::kAttach}[i % 4];
     w.prompt = RandomTextTokens(3 + (37 * i) % 90, 100 + i, 151936);
     w.chunk = std::vector<size_t>{0, 1, 7, 32}[i % 4];
     w.steps = 6 + i % 5;
@@ -90,24 +104,43 @@ TEST_P(BatchingTest, ConcurrentSessionsMatchTheSameWorkAlone) {
   const size_t n = GetParam();
   const auto works = MakeWorks(n);
   // The shared document (cache hit) and the references, on an idle engine.
+  // 330 tokens: 5 whole pages shared (more than one of the kernel's chunks of
+  // the shared range) and a partial page copied on attach.
   auto idle = MakeEngine("small", 512);
   auto pub = idle->NewSession();
-  ASSERT_TRUE(pub->Prefill(RandomTextTokens(150, 9, 151936), 64).ok());
-  auto doc = pub->ExportKv(0, pub->size());
-  ASSERT_TRUE(doc.ok());
+  ASSERT_TRUE(pub->Prefill(RandomTextTokens(330, 9, 151936), 64).ok());
+  auto rows = pub->ExportKv(0, pub->size());
+  ASSERT_TRUE(rows.ok());
+  // Alone, an attaching session reads the same pages through its own table.
+  Doc idle_doc{*rows, nullptr};
+  {
+    auto frozen = idle->NewSession();
+    ASSERT_TRUE(frozen->ImportKv(*rows).ok());
+    auto prefix = frozen->ShareAsPrefix();
+    ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+    idle_doc.prefix = *prefix;
+  }
   std::vector<Trace> alone;
   for (const auto& w : works) {
-    alone.push_back(RunWork(*idle, w, &*doc));
+    alone.push_back(RunWork(*idle, w, idle_doc));
     ASSERT_EQ(alone.back().error, "");
   }
 
   // A small token budget makes passes mix decodes with prefill chunks and
   // leave some requests for the next pass.
   auto engine = MakeEngine("small", 24);
+  Doc doc{*rows, nullptr};
+  {
+    auto frozen = engine->NewSession();
+    ASSERT_TRUE(frozen->ImportKv(*rows).ok());
+    auto prefix = frozen->ShareAsPrefix();
+    ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+    doc.prefix = *prefix;
+  }
   std::vector<Trace> together(n);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] { together[i] = RunWork(*engine, works[i], &*doc); });
+    threads.emplace_back([&, i] { together[i] = RunWork(*engine, works[i], doc); });
   }
   for (auto& t : threads) t.join();
   for (size_t i = 0; i < n; ++i) {
@@ -124,6 +157,9 @@ TEST_P(BatchingTest, ConcurrentSessionsMatchTheSameWorkAlone) {
     // The positive control: passes really carried several sessions (with five
     // or more threads each making a dozen requests, some always overlap).
     EXPECT_GT(st.sequences, st.passes) << "no pass batched two sessions";
+    // And some passes read the resident document's pages once for several
+    // attaching sessions.
+    EXPECT_GT(st.shared_prefix_sequences, 0u) << "no pass shared the attached prefix";
   }
 }
 

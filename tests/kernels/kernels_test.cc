@@ -394,5 +394,81 @@ TEST_F(PathTest, PagedAttentionIsBitIdenticalToContiguous) {
   }
 }
 
+// Attention over a shared prefix: queries of several sessions whose tables
+// point at the same pages for their first `shared` keys (a resident artifact)
+// and at their own pages after; each page of the prefix is read once for all of
+// them. Every query's bits must be attend()'s on its own table, whatever the
+// number of sessions, of queries per session (GQA heads × neighbouring tokens,
+// n_keys differing), the prefix length (one chunk or several) and head_dim.
+TEST_F(PathTest, AttendSharedIsBitIdenticalToAttendPerQuery) {
+  constexpr size_t kPage = kAttentionPageQuantum;
+  struct Case {
+    size_t sessions, shared_pages, queries_per_session;
+  };
+  const Case cases[] = {{1, 0, 1}, {1, 2, 6}, {2, 1, 2}, {5, 5, 3}, {16, 5, 2}, {16, 0, 4}, {3, 4, 5}, {21, 1, 3}};
+  for (size_t hd : {size_t{128}, size_t{24}}) {
+    const size_t tile_stride = hd * kKeyTile, page_k = kPage / kKeyTile * tile_stride, page_v = kPage * hd;
+    for (const Case& cs : cases) {
+      // Shared pages, then per session 2 private pages of its own keys.
+      const size_t own_pages = 2, pages = cs.shared_pages + own_pages;
+      auto make_page = [&](size_t elements, uint64_t seed) {
+        auto f = RandomFloats(elements, seed);
+        std::vector<uint16_t> b(f.size());
+        RoundToBf16(f.data(), f.size(), b.data());
+        return b;
+      };
+      std::vector<std::vector<uint16_t>> shared_k, shared_v;
+      for (size_t p = 0; p < cs.shared_pages; ++p) {
+        shared_k.push_back(make_page(page_k, 100 + p));
+        shared_v.push_back(make_page(page_v, 200 + p));
+      }
+      std::vector<std::vector<std::vector<uint16_t>>> own_k(cs.sessions), own_v(cs.sessions);
+      std::vector<std::vector<const uint16_t*>> kp(cs.sessions), vp(cs.sessions);
+      for (size_t s = 0; s < cs.sessions; ++s) {
+        for (size_t p = 0; p < cs.shared_pages; ++p) {
+          kp[s].push_back(shared_k[p].data());
+          vp[s].push_back(shared_v[p].data());
+        }
+        for (size_t p = 0; p < own_pages; ++p) {
+          own_k[s].push_back(make_page(page_k, 300 + 10 * s + p));
+          own_v[s].push_back(make_page(page_v, 600 + 10 * s + p));
+        }
+        for (size_t p = 0; p < own_pages; ++p) {
+          kp[s].push_back(own_k[s][p].data());
+          vp[s].push_back(own_v[s][p].data());
+        }
+      }
+      const size_t count = cs.sessions * cs.queries_per_session, max_keys = pages * kPage;
+      ASSERT_LE(count, kMaxAttendShared);
+      auto qf = RandomFloats(count * hd, 41, 2.0f);
+      std::vector<float> scores(count * max_keys), out(count * hd), one(hd), one_scores(max_keys);
+      std::vector<AttentionQuery> queries;
+      for (size_t s = 0; s < cs.sessions; ++s) {
+        for (size_t i = 0; i < cs.queries_per_session; ++i) {
+          // Sessions at different depths; neighbouring tokens see a key more.
+          const size_t n = cs.shared_pages * kPage + 1 + (s * 37) % (own_pages * kPage - 8) + i / 2;
+          const size_t c = queries.size();
+          queries.push_back({qf.data() + c * hd, kp[s].data(), tile_stride, vp[s].data(), hd, kPage, n, hd, 0.0883883f,
+                             scores.data() + c * max_keys, out.data() + c * hd});
+        }
+      }
+      for (KernelPath path : SupportedKernelPaths()) {
+        const KernelOps& ops = GetKernelOps(path);
+        std::fill(out.begin(), out.end(), 0.0f);
+        ops.attend_shared(queries.data(), count, cs.shared_pages * kPage);
+        for (size_t c = 0; c < count; ++c) {
+          AttentionQuery a = queries[c];
+          a.scores = one_scores.data();
+          a.out = one.data();
+          portable_.attend(a);
+          std::vector<float> got(out.begin() + c * hd, out.begin() + (c + 1) * hd);
+          EXPECT_TRUE(BitEqual(got, one)) << KernelPathName(path) << " head_dim " << hd << " sessions " << cs.sessions
+                                          << " shared pages " << cs.shared_pages << " query " << c;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvmart
