@@ -135,11 +135,14 @@ void RegisterEconomicsCommands(CLI::App& app, int* exit_code) {
   bench->require_subcommand(1);
   auto b = std::make_shared<BenchArgs>();
   auto* reuse = bench->add_subcommand(
-      "reuse", "prefill from scratch vs load + question prefill per document length, bit-exact check, costs, plots");
+      "reuse",
+      "prefill from scratch vs reuse + question prefill per document length; reuse paths: resident (Attach to the "
+      "artifact's KV pages in the engine, the provider's hit), memory, disk raw, disk lossless (load from the "
+      "store); bit-exact check, costs, plots");
   b->engine.Add(reuse);
   reuse->add_option("--lengths", b->lengths, "document lengths in tokens, comma-separated");
-  reuse->add_option("--question", b->question, "question tokens prefilled on both paths");
-  reuse->add_option("--decode", b->decode, "greedy tokens decoded and compared on both paths");
+  reuse->add_option("--question", b->question, "question tokens prefilled on every path");
+  reuse->add_option("--decode", b->decode, "greedy tokens decoded and compared on every path");
   reuse->add_option("--repeat", b->repeat, "repeats per length (the table shows median, min–max)");
   reuse->add_option("--chunk", b->chunk, "prefill chunk size");
   reuse->add_option("--out", b->out, "output directory");

@@ -151,19 +151,26 @@ ShippingBreakEven ShippingBreakEvenLength(const Prices& p, const ModelShape& m, 
   return r;
 }
 
+double HitReuseSeconds(const LengthFigures& f) { return f.reuse_resident_s.value_or(f.reuse_memory_s); }
+
 LengthCosts CostsForLength(const Prices& p, const LengthFigures& f) {
   LengthCosts c;
   c.doc_tokens = f.doc_tokens;
   c.exact = f.exact;
+  c.hit_resident = f.reuse_resident_s.has_value();
   c.prefill_usd = ComputeUsd(p, f.scratch_s);
+  if (f.reuse_resident_s) c.reuse_resident_usd = ComputeUsd(p, *f.reuse_resident_s);
   c.reuse_memory_usd = ComputeUsd(p, f.reuse_memory_s);
   c.reuse_disk_raw_usd = ComputeUsd(p, f.reuse_disk_raw_s);
   c.reuse_disk_lossless_usd = ComputeUsd(p, f.reuse_disk_lossless_s);
+  c.reuse_hit_usd = ComputeUsd(p, HitReuseSeconds(f));
   if (f.exact) {
+    if (f.reuse_resident_s) c.saving_ratio_resident = Ratio(f.scratch_s, *f.reuse_resident_s);
     c.saving_ratio_memory = Ratio(f.scratch_s, f.reuse_memory_s);
     c.saving_ratio_disk_raw = Ratio(f.scratch_s, f.reuse_disk_raw_s);
     c.saving_ratio_disk_lossless = Ratio(f.scratch_s, f.reuse_disk_lossless_s);
-    c.per_read_saving_usd = c.prefill_usd - c.reuse_memory_usd;
+    c.saving_ratio_hit = Ratio(f.scratch_s, HitReuseSeconds(f));
+    c.per_read_saving_usd = c.prefill_usd - c.reuse_hit_usd;
   }
   c.publish_usd = ComputeUsd(p, f.publish_s);
   c.storage_usd = StorageUsd(p, double(f.lossless_bytes), p.storage_months);
@@ -176,7 +183,7 @@ LengthCosts CostsForLength(const Prices& p, const LengthFigures& f) {
   c.agent_pays_usd = c.full_price_usd * p.cache_read_multiplier;
   c.provider_keeps_usd = c.agent_pays_usd * p.provider_fee;
   c.publisher_gets_usd = c.agent_pays_usd - c.provider_keeps_usd;
-  c.provider_cost_usd = c.reuse_memory_usd;
+  c.provider_cost_usd = c.reuse_hit_usd;
   c.provider_margin_usd = c.provider_keeps_usd - c.provider_cost_usd;
   c.provider_breakeven_input_usd_per_mtok =
       Ratio(c.provider_cost_usd * 1e6, double(f.doc_tokens) * p.cache_read_multiplier * p.provider_fee);
@@ -198,7 +205,7 @@ StatusOr<CostReport> BuildCostReport(const Prices& p, const ModelShape& shape,
     if (!f.exact) continue;
     flops += f.scratch_flops;
     secs += f.scratch_s;
-    reuse_pts.emplace_back(double(f.doc_tokens), f.reuse_memory_s);
+    reuse_pts.emplace_back(double(f.doc_tokens), HitReuseSeconds(f));
   }
   r.flops_per_second = secs > 0 ? flops / secs : 0;
   const uint64_t bpt_raw = shape.kv_bytes_per_token;
@@ -221,7 +228,7 @@ StatusOr<CostReport> BuildCostReport(const Prices& p, const ModelShape& shape,
   if (hit != nullptr) {
     h.measured = true;
     h.prefill_usd = ComputeUsd(p, hit->scratch_s);
-    h.reuse_usd = ComputeUsd(p, hit->reuse_memory_s);
+    h.reuse_usd = ComputeUsd(p, HitReuseSeconds(*hit));
     h.publish_usd = ComputeUsd(p, hit->publish_s);
     lossless_bytes = double(hit->lossless_bytes);
   } else {
@@ -266,9 +273,13 @@ StatusOr<ReuseSummary> ParseReuseJson(std::string_view text) {
       f.scratch_s = l.at("scratch").at("wall_s").at("median").get<double>();
       f.scratch_flops = l.at("scratch").at("flops").get<double>();
       f.publish_s = l.at("publish").at("total_s").at("median").get<double>();
-      f.reuse_memory_s = l.at("reuse").at("memory").at("total_s").at("median").get<double>();
-      f.reuse_disk_raw_s = l.at("reuse").at("disk_raw").at("total_s").at("median").get<double>();
-      f.reuse_disk_lossless_s = l.at("reuse").at("disk_lossless").at("total_s").at("median").get<double>();
+      const json& reuse = l.at("reuse");
+      if (reuse.contains("resident")) {
+        f.reuse_resident_s = reuse.at("resident").at("total_s").at("median").get<double>();
+      }
+      f.reuse_memory_s = reuse.at("memory").at("total_s").at("median").get<double>();
+      f.reuse_disk_raw_s = reuse.at("disk_raw").at("total_s").at("median").get<double>();
+      f.reuse_disk_lossless_s = reuse.at("disk_lossless").at("total_s").at("median").get<double>();
       f.raw_bytes = l.at("sizes").at("raw_bytes").get<uint64_t>();
       f.lossless_bytes = l.at("sizes").at("lossless_bytes").get<uint64_t>();
       s.lengths.push_back(f);
@@ -300,9 +311,14 @@ std::string CostReportJson(const CostReport& r) {
                     {"exact", c.exact},
                     {"attention_share", AttentionShare(r.shape, double(c.doc_tokens))},
                     {"prefill_usd", c.prefill_usd},
+                    {"hit_path", c.hit_resident ? "resident" : "memory"},
+                    {"reuse_hit_usd", c.reuse_hit_usd},
+                    {"reuse_resident_usd", c.reuse_resident_usd ? json(*c.reuse_resident_usd) : json(nullptr)},
                     {"reuse_memory_usd", c.reuse_memory_usd},
                     {"reuse_disk_raw_usd", c.reuse_disk_raw_usd},
                     {"reuse_disk_lossless_usd", c.reuse_disk_lossless_usd},
+                    {"saving_ratio_hit", Num(c.saving_ratio_hit)},
+                    {"saving_ratio_resident", Num(c.saving_ratio_resident)},
                     {"saving_ratio_memory", Num(c.saving_ratio_memory)},
                     {"saving_ratio_disk_raw", Num(c.saving_ratio_disk_raw)},
                     {"saving_ratio_disk_lossless", Num(c.saving_ratio_disk_lossless)},
@@ -347,22 +363,28 @@ std::string CostReportTable(const CostReport& r) {
     << p.provider_fee * 100 << "%\n";
   o << "measured prefill throughput " << Fmt("%.3g", r.flops_per_second / 1e9) << " GFLOP/s\n\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%8s %6s %11s %11s %11s %8s %9s %11s %8s %11s %8s %6s\n", "L", "attn%",
-                "prefill", "reuse(mem)", "publish", "saving", "N*", "egress raw", "eg/pf", "egress lsl", "eg/pf",
-                "exact");
+  std::snprintf(line, sizeof line, "%8s %6s %11s %11s %11s %11s %8s %9s %11s %8s %11s %8s %6s\n", "L", "attn%",
+                "prefill", "reuse(res)", "reuse(mem)", "publish", "saving", "N*", "egress raw", "eg/pf", "egress lsl",
+                "eg/pf", "exact");
   o << line;
+  bool any_memory_hit = false;
   for (const auto& c : r.lengths) {
-    std::snprintf(line, sizeof line, "%8llu %5.1f%% %11s %11s %11s %8s %9s %11s %8s %11s %8s %6s\n",
+    any_memory_hit = any_memory_hit || !c.hit_resident;
+    std::snprintf(line, sizeof line, "%8llu %5.1f%% %11s %11s %11s %11s %8s %9s %11s %8s %11s %8s %6s\n",
                   static_cast<unsigned long long>(c.doc_tokens), 100 * AttentionShare(r.shape, double(c.doc_tokens)),
-                  Usd(c.prefill_usd).c_str(), Usd(c.reuse_memory_usd).c_str(), Usd(c.publish_usd).c_str(),
-                  c.exact ? Times(c.saving_ratio_memory).c_str() : "FAIL",
+                  Usd(c.prefill_usd).c_str(), c.reuse_resident_usd ? Usd(*c.reuse_resident_usd).c_str() : "-",
+                  Usd(c.reuse_memory_usd).c_str(), Usd(c.publish_usd).c_str(),
+                  c.exact ? Times(c.saving_ratio_hit).c_str() : "FAIL",
                   std::isfinite(c.breakeven_reads) ? Fmt("%.0f", c.breakeven_reads).c_str() : "never",
                   Usd(c.egress_raw_usd).c_str(), Times(c.egress_over_prefill_raw).c_str(),
                   Usd(c.egress_lossless_usd).c_str(), Times(c.egress_over_prefill_lossless).c_str(),
                   c.exact ? "yes" : "NO");
     o << line;
   }
-  o << "\nN* = reads to recover publish + " << p.storage_months
+  o << "\nsaving, N*, the provider's cost and the hot document price a read as a hit on the resident pages "
+       "(reuse(res))"
+    << (any_memory_hit ? "; rows without a resident measurement (-) as a memory-tier load" : "") << "\n";
+  o << "N* = reads to recover publish + " << p.storage_months
     << " month(s) of storage (lossless); eg/pf = egress of the artifact / the prefill it replaces\n\n";
   o << "tariff per load (document tokens at the cache-read price):\n";
   std::snprintf(line, sizeof line, "%8s %11s %11s %11s %11s %11s %12s %16s\n", "L", "full price", "agent pays",
@@ -407,11 +429,14 @@ std::string CostReportTable(const CostReport& r) {
 
 std::string CostCsv(const CostReport& r) {
   std::ostringstream o;
-  o << "doc_tokens,exact,prefill_usd,reuse_memory_usd,reuse_disk_raw_usd,reuse_disk_lossless_usd,"
-       "egress_raw_usd,egress_lossless_usd,breakeven_reads,agent_pays_usd,provider_margin_usd\n";
+  o << "doc_tokens,exact,prefill_usd,reuse_hit_usd,reuse_resident_usd,reuse_memory_usd,reuse_disk_raw_usd,"
+       "reuse_disk_lossless_usd,egress_raw_usd,egress_lossless_usd,breakeven_reads,agent_pays_usd,"
+       "provider_margin_usd\n";
   for (const auto& c : r.lengths) {
-    o << c.doc_tokens << "," << (c.exact ? 1 : 0) << "," << c.prefill_usd << "," << c.reuse_memory_usd << ","
-      << c.reuse_disk_raw_usd << "," << c.reuse_disk_lossless_usd << "," << c.egress_raw_usd << ","
+    o << c.doc_tokens << "," << (c.exact ? 1 : 0) << "," << c.prefill_usd << "," << c.reuse_hit_usd << ",";
+    if (c.reuse_resident_usd) o << *c.reuse_resident_usd;  // empty when not measured
+    o << "," << c.reuse_memory_usd << "," << c.reuse_disk_raw_usd << "," << c.reuse_disk_lossless_usd << ","
+      << c.egress_raw_usd << ","
       << c.egress_lossless_usd << "," << (std::isfinite(c.breakeven_reads) ? std::to_string(c.breakeven_reads) : "")
       << "," << c.agent_pays_usd << "," << c.provider_margin_usd << "\n";
   }
@@ -424,7 +449,7 @@ std::string CostCurveCsv(const CostReport& r) {
   std::vector<std::pair<double, double>> reuse_pts;
   double lossless_ratio = 1.0;
   for (const auto& c : r.lengths) {
-    if (c.exact) reuse_pts.emplace_back(double(c.doc_tokens), c.reuse_memory_usd);
+    if (c.exact) reuse_pts.emplace_back(double(c.doc_tokens), c.reuse_hit_usd);
   }
   if (!r.lengths.empty()) {
     const auto& last = r.lengths.back();

@@ -61,6 +61,10 @@ struct LengthFigures {
   bool exact = false;               // reuse reproduced the tokens and logits bit for bit
   double scratch_s = 0;             // prefill of doc + question from scratch
   double publish_s = 0;             // prefill of doc + building the artifact
+  // Attach to the artifact's pages resident in the engine + prefill of the
+  // question: what the server does for a hot artifact. Absent in a reuse.json
+  // written before that path was measured.
+  std::optional<double> reuse_resident_s;
   double reuse_memory_s = 0;        // load from the memory tier + prefill of the question
   double reuse_disk_raw_s = 0;      // load from the disk tier, raw codec + question
   double reuse_disk_lossless_s = 0; // load from the disk tier, lossless codec + question
@@ -69,14 +73,23 @@ struct LengthFigures {
   double scratch_flops = 0;         // engine-counted FLOPs of the scratch prefill
 };
 
+// The reuse time a read of a published document costs the provider: a hit on
+// the resident pages when that was measured, else a load from the memory tier.
+double HitReuseSeconds(const LengthFigures& f);
+
 struct LengthCosts {
   uint64_t doc_tokens = 0;
   bool exact = false;
+  bool hit_resident = false;  // reuse_hit_usd is the resident path (else the memory tier)
   double prefill_usd = 0, reuse_memory_usd = 0, reuse_disk_raw_usd = 0, reuse_disk_lossless_usd = 0;
+  std::optional<double> reuse_resident_usd;  // when measured
+  double reuse_hit_usd = 0;                  // C(HitReuseSeconds)
   // scratch time / reuse time (price-independent); 0 when the run was not exact:
-  // a non-exact reuse is a failure, never a saving.
-  double saving_ratio_memory = 0, saving_ratio_disk_raw = 0, saving_ratio_disk_lossless = 0;
-  double per_read_saving_usd = 0;  // prefill − memory-tier reuse (0 when not exact)
+  // a non-exact reuse is a failure, never a saving. The resident ratio is also
+  // 0 when that path was not measured; the hit ratio is the one of reuse_hit_usd.
+  double saving_ratio_resident = 0, saving_ratio_memory = 0, saving_ratio_disk_raw = 0,
+         saving_ratio_disk_lossless = 0, saving_ratio_hit = 0;
+  double per_read_saving_usd = 0;  // prefill − reuse_hit (0 when not exact)
   double publish_usd = 0;          // publish prefill + build
   double storage_usd = 0;          // lossless bytes for Prices::storage_months
   double breakeven_reads = 0;      // N* (+inf: never)
@@ -88,7 +101,7 @@ struct LengthCosts {
   double agent_pays_usd = 0;        // L tokens at the cache-read price
   double publisher_gets_usd = 0;    // agent_pays × (1 − fee)
   double provider_keeps_usd = 0;    // agent_pays × fee
-  double provider_cost_usd = 0;     // compute of the memory-tier reuse
+  double provider_cost_usd = 0;     // compute of a hit (reuse_hit_usd)
   double provider_margin_usd = 0;   // provider_keeps − provider_cost
   // Input price at which the provider's fee just covers its reuse compute:
   // provider_cost / (L · cache_read_multiplier · provider_fee) per million tokens.
@@ -106,7 +119,7 @@ struct HotDocument {
   uint64_t doc_tokens = 0;
   double agents = 0;
   bool measured = false;           // length measured (else modelled from the fits)
-  double prefill_usd = 0, reuse_usd = 0, publish_usd = 0, storage_usd = 0;
+  double prefill_usd = 0, reuse_usd = 0, publish_usd = 0, storage_usd = 0;  // reuse: a hit
   double without_kvmart_usd = 0;   // agents × prefill
   double with_kvmart_usd = 0;      // publish + storage + agents × reuse
   double agents_pay_full_usd = 0;  // tariff: agents × L × input price

@@ -67,11 +67,12 @@ std::string CostPlotBody(const std::string& model) {
          "set xlabel 'document length L (tokens)'\nset ylabel 'USD per request (compute at machine price; egress)'\n"
          "set title 'cost per request vs L — " + model + " (lines: FLOP / fit model, points: measured)'\n"
          "plot 'cost_curve.csv' using 'doc_tokens':'prefill_usd' with lines lw 2 lc rgb '#c0392b' title 'prefill (model)', \\\n"
-         "     'cost_curve.csv' using 'doc_tokens':'reuse_usd' with lines lw 2 lc rgb '#27ae60' title 'reuse, memory tier (fit)', \\\n"
+         "     'cost_curve.csv' using 'doc_tokens':'reuse_usd' with lines lw 2 lc rgb '#27ae60' title 'reuse, a hit (fit)', \\\n"
          "     'cost_curve.csv' using 'doc_tokens':'egress_raw_usd' with lines lw 2 dt 2 lc rgb '#2c3e50' title 'egress, raw artifact', \\\n"
          "     'cost_curve.csv' using 'doc_tokens':'egress_lossless_usd' with lines lw 2 dt 3 lc rgb '#8e44ad' title 'egress, lossless artifact', \\\n"
          "     'costs.csv' using 'doc_tokens':'prefill_usd' with points pt 7 ps 1.3 lc rgb '#c0392b' title 'prefill (measured)', \\\n"
-         "     'costs.csv' using 'doc_tokens':'reuse_memory_usd' with points pt 7 ps 1.3 lc rgb '#27ae60' title 'reuse (measured)'\n";
+         "     'costs.csv' using 'doc_tokens':'reuse_hit_usd' with points pt 7 ps 1.3 lc rgb '#27ae60' title 'reuse, a hit (measured)', \\\n"
+         "     'costs.csv' using 'doc_tokens':'reuse_memory_usd' with points pt 5 ps 1.1 lc rgb '#16a085' title 'reuse, memory tier (measured)'\n";
 }
 
 }  // namespace
@@ -109,6 +110,7 @@ Status WriteReuseReport(const ReuseBenchResult& r, const Prices& prices, const s
       "set xlabel 'document length L (tokens)'\nset ylabel 'seconds to the first token (median, min–max)'\n"
       "set title 'prefill from scratch vs reuse — " + m + "'\n"
       "plot 'reuse.csv' using 'doc_tokens':'scratch_s':'scratch_min':'scratch_max' with yerrorlines lw 2 pt 7 lc rgb '#c0392b' title 'prefill L + question', \\\n"
+      "     'reuse.csv' using 'doc_tokens':'resident_s':'resident_min':'resident_max' with yerrorlines lw 2 pt 15 lc rgb '#d35400' title 'reuse: resident pages (Attach) + question', \\\n"
       "     'reuse.csv' using 'doc_tokens':'memory_s':'memory_min':'memory_max' with yerrorlines lw 2 pt 5 lc rgb '#27ae60' title 'reuse: memory tier + question', \\\n"
       "     'reuse.csv' using 'doc_tokens':'disk_raw_s':'disk_raw_min':'disk_raw_max' with yerrorlines lw 2 pt 9 lc rgb '#2980b9' title 'reuse: disk tier, raw', \\\n"
       "     'reuse.csv' using 'doc_tokens':'disk_lossless_s':'disk_lossless_min':'disk_lossless_max' with yerrorlines lw 2 pt 11 lc rgb '#8e44ad' title 'reuse: disk tier, lossless'\n";
@@ -116,7 +118,8 @@ Status WriteReuseReport(const ReuseBenchResult& r, const Prices& prices, const s
       "reset\n$paper << EOD\n255,9\n3774,49.7\nEOD\nset datafile separator ','\nset logscale xy\nset grid\nset key top left\n"
       "set xlabel 'document length L (tokens)'\nset ylabel 'prefill time / reuse time'\n"
       "set title 'reuse speed-up vs L — " + m + " (bit-exact runs only)'\n"
-      "plot 'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_memory') : NaN) with linespoints lw 2 pt 5 lc rgb '#27ae60' title 'memory tier', \\\n"
+      "plot 'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_resident') : NaN) with linespoints lw 2 pt 15 lc rgb '#d35400' title 'resident pages (Attach)', \\\n"
+      "     'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_memory') : NaN) with linespoints lw 2 pt 5 lc rgb '#27ae60' title 'memory tier', \\\n"
       "     'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_disk_raw') : NaN) with linespoints lw 2 pt 9 lc rgb '#2980b9' title 'disk tier, raw', \\\n"
       "     'reuse.csv' using 'doc_tokens':(column('exact') > 0 ? column('ratio_disk_lossless') : NaN) with linespoints lw 2 pt 11 lc rgb '#8e44ad' title 'disk tier, lossless', \\\n"
       "     'reuse.csv' using 'doc_tokens':'ratio_llamacpp' with linespoints lw 2 pt 13 lc rgb '#e67e22' title 'llama.cpp, same weights and tokens (load state + question)', \\\n"

@@ -1,6 +1,6 @@
 // Smoke test of the real `kvmart bench reuse` and `kvmart economics` commands on
 // the tiny synthetic shape: the table, CSV, JSON and plots are written and every
-// length is bit-exact.
+// length is bit-exact on every reuse path, the resident (Attach) one included.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -50,7 +50,10 @@ TEST(BenchReuse, TinyShapeWritesTableCsvJsonPlotsAndIsExact) {
                         " --lengths 40,300 --question 8 --decode 4 --repeat 2 --threads 2 --quiet --name tiny --out " +
                         out + " 2>&1");
   ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_NE(run.out.find("reuse resident s"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("reuse memory s"), std::string::npos) << run.out;
+  // The provider's hit path comes first in the table.
+  EXPECT_LT(run.out.find("reuse resident s"), run.out.find("reuse memory s")) << run.out;
   EXPECT_NE(run.out.find("exact"), std::string::npos);
   EXPECT_EQ(run.out.find("FALSE"), std::string::npos) << run.out;
 
@@ -59,7 +62,20 @@ TEST(BenchReuse, TinyShapeWritesTableCsvJsonPlotsAndIsExact) {
   ASSERT_EQ(j.at("lengths").size(), 2u);
   for (const auto& l : j.at("lengths")) {
     EXPECT_TRUE(l.at("exact").get<bool>());
-    EXPECT_TRUE(l.at("reuse").at("disk_lossless").at("logits_identical").get<bool>());
+    for (const char* path : {"resident", "memory", "disk_raw", "disk_lossless"}) {
+      const auto& p = l.at("reuse").at(path);
+      EXPECT_TRUE(p.at("tokens_identical").get<bool>()) << path;
+      EXPECT_TRUE(p.at("logits_identical").get<bool>()) << path;
+      EXPECT_GT(p.at("total_s").at("median").get<double>(), 0) << path;
+      EXPECT_GT(p.at("question_s").at("median").get<double>(), 0) << path;
+      EXPECT_GT(l.at("ratio").at(path).get<double>(), 0) << path;
+    }
+    // Attach is timed (min ≤ median ≤ max over the 2 repeats) and the whole
+    // reuse is at least its question prefill.
+    const auto& res = l.at("reuse").at("resident");
+    EXPECT_LE(res.at("load_s").at("min").get<double>(), res.at("load_s").at("median").get<double>());
+    EXPECT_LE(res.at("load_s").at("median").get<double>(), res.at("load_s").at("max").get<double>());
+    EXPECT_GE(res.at("total_s").at("median").get<double>(), res.at("question_s").at("median").get<double>());
     EXPECT_GT(l.at("scratch").at("wall_s").at("median").get<double>(), 0);
     EXPECT_GT(l.at("sizes").at("raw_bytes").get<uint64_t>(), 0u);
     EXPECT_EQ(l.at("greedy_tokens").size(), 4u);
@@ -74,6 +90,8 @@ TEST(BenchReuse, TinyShapeWritesTableCsvJsonPlotsAndIsExact) {
   std::getline(lines, row1);
   std::getline(lines, row2);
   EXPECT_EQ(header.rfind("doc_tokens,question_tokens,decode_tokens,exact,", 0), 0u) << header;
+  EXPECT_NE(header.find(",resident_s,resident_min,resident_max,"), std::string::npos) << header;
+  EXPECT_NE(header.find(",ratio_resident,"), std::string::npos) << header;
   EXPECT_EQ(row1.rfind("40,8,4,1,", 0), 0u) << row1;
   EXPECT_EQ(row2.rfind("300,8,4,1,", 0), 0u) << row2;
   EXPECT_FALSE(std::getline(lines, extra) && !extra.empty());
@@ -93,6 +111,12 @@ TEST(BenchReuse, TinyShapeWritesTableCsvJsonPlotsAndIsExact) {
   EXPECT_NE(econ.out.find("hot document: 3774 tokens"), std::string::npos) << econ.out;
   const auto e = nlohmann::json::parse(Slurp(fs::path(tmp.Sub("econ")) / "economics.json"));
   EXPECT_EQ(e.at("lengths").size(), 2u);
+  for (const auto& l : e.at("lengths")) {
+    // A read is priced as a hit on the resident pages.
+    EXPECT_EQ(l.at("hit_path").get<std::string>(), "resident");
+    EXPECT_EQ(l.at("reuse_hit_usd").get<double>(), l.at("reuse_resident_usd").get<double>());
+    EXPECT_EQ(l.at("tariff").at("provider_cost_usd").get<double>(), l.at("reuse_resident_usd").get<double>());
+  }
   EXPECT_EQ(Slurp(fs::path(tmp.Sub("econ")) / "cost_vs_length.png").substr(0, 4), "\x89PNG");
 }
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "../testing/synthetic_model.h"
 #include "economics/reuse_bench.h"
@@ -83,6 +84,48 @@ TEST(CostModel, KnownLength) {
   EXPECT_DOUBLE_EQ(c.provider_margin_usd, 0.000002 - 0.0005);
   // 0.0005 / (1000 · 0.1 · 0.1) per token = $50 per million tokens.
   EXPECT_DOUBLE_EQ(c.provider_breakeven_input_usd_per_mtok, 50);
+}
+
+// Figures() has no resident measurement (a reuse.json from before that path):
+// a read is priced as a memory-tier load, as KnownLength checks.
+TEST(CostModel, ReadIsPricedAsAResidentHitWhenMeasured) {
+  LengthFigures f = Figures();
+  EXPECT_EQ(HitReuseSeconds(f), 0.5);
+  EXPECT_FALSE(CostsForLength(RoundPrices(), f).hit_resident);
+  f.reuse_resident_s = 0.25;
+  EXPECT_EQ(HitReuseSeconds(f), 0.25);
+  const LengthCosts c = CostsForLength(RoundPrices(), f);
+  EXPECT_TRUE(c.hit_resident);
+  ASSERT_TRUE(c.reuse_resident_usd.has_value());
+  EXPECT_DOUBLE_EQ(*c.reuse_resident_usd, 0.00025);
+  EXPECT_DOUBLE_EQ(c.reuse_hit_usd, 0.00025);
+  EXPECT_DOUBLE_EQ(c.reuse_memory_usd, 0.0005);  // still reported
+  EXPECT_DOUBLE_EQ(c.saving_ratio_resident, 40);
+  EXPECT_DOUBLE_EQ(c.saving_ratio_hit, 40);
+  EXPECT_DOUBLE_EQ(c.saving_ratio_memory, 20);
+  EXPECT_DOUBLE_EQ(c.per_read_saving_usd, 0.00975);
+  EXPECT_EQ(c.breakeven_reads, 10);  // ceil(0.089 / 0.00975) = ceil(9.13)
+  EXPECT_DOUBLE_EQ(c.provider_cost_usd, 0.00025);
+  EXPECT_DOUBLE_EQ(c.provider_breakeven_input_usd_per_mtok, 25);
+  // The hot document, measured, and the fit over lengths use the hit too.
+  Prices p = RoundPrices();
+  p.hot_tokens = 1000;
+  ModelShape m;
+  m.matmul_params_per_token = 1000;
+  m.num_layers = m.num_attention_heads = m.head_dim = 1;
+  m.max_context = 40960;
+  m.kv_bytes_per_token = 1000;
+  auto r = BuildCostReport(p, m, {f});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->hot.measured);
+  EXPECT_DOUBLE_EQ(r->hot.reuse_usd, 0.00025);
+  EXPECT_NE(CostReportTable(*r).find("reuse(res)"), std::string::npos);
+  // Not exact: no saving on any path, the resident one included.
+  f.exact = false;
+  const LengthCosts d = CostsForLength(RoundPrices(), f);
+  EXPECT_EQ(d.saving_ratio_resident, 0);
+  EXPECT_EQ(d.saving_ratio_hit, 0);
+  EXPECT_EQ(d.per_read_saving_usd, 0);
 }
 
 TEST(CostModel, NotExactIsNeverASaving) {
@@ -235,6 +278,7 @@ TEST(CostModel, ReuseJsonRoundTrip) {
   l.exact = true;
   l.scratch_wall_s = Stat3::Of({3, 1, 2});
   l.publish_total_s = Stat3::Of({1.5});
+  l.resident.total_s = Stat3::Of({0.04, 0.08, 0.05});
   l.memory.total_s = Stat3::Of({0.1, 0.3});
   l.disk_raw.total_s = Stat3::Of({0.4});
   l.disk_lossless.total_s = Stat3::Of({0.5});
@@ -253,11 +297,21 @@ TEST(CostModel, ReuseJsonRoundTrip) {
   EXPECT_EQ(f.question_tokens, 7u);
   EXPECT_TRUE(f.exact);
   EXPECT_EQ(f.scratch_s, 2);  // median
+  ASSERT_TRUE(f.reuse_resident_s.has_value());
+  EXPECT_DOUBLE_EQ(*f.reuse_resident_s, 0.05);
   EXPECT_DOUBLE_EQ(f.reuse_memory_s, 0.2);
   EXPECT_EQ(f.publish_s, 1.5);
   EXPECT_EQ(f.lossless_bytes, 30000u);
   EXPECT_DOUBLE_EQ(f.scratch_flops, 1.2e6);
   EXPECT_FALSE(ParseReuseJson(R"({"model": {}})").ok());
+
+  // A reuse.json written before the resident path: still read, no resident figure.
+  auto j = nlohmann::json::parse(ReuseJson(r));
+  j["lengths"][0]["reuse"].erase("resident");
+  auto old = ParseReuseJson(j.dump());
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_FALSE(old->lengths[0].reuse_resident_s.has_value());
+  EXPECT_DOUBLE_EQ(HitReuseSeconds(old->lengths[0]), 0.2);
 }
 
 TEST(CostModel, Stat3) {
