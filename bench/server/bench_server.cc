@@ -57,6 +57,16 @@ struct Http {
   }
 };
 
+// VmRSS of this process, kB (0 when /proc is unreadable).
+size_t ResidentKb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -137,6 +147,7 @@ int main(int argc, char** argv) {
   eo.threads = a.threads;
   server::ServerParts parts;
   parts.engine = Engine::Create(shared, eo).value();
+  const Engine* engine = parts.engine.get();  // the server owns it; read for the KV page figures
   parts.tokenizer = tokenizer::Tokenizer::Load(a.model_dir + "/tokenizer.json").value();
   const auto doc = DocumentTokens(*parts.tokenizer, a.doc_tokens);
   const auto question = parts.tokenizer->Encode("\n\nQuestion: what does one metered load cost, and who is paid?\nAnswer:").value();
@@ -263,8 +274,19 @@ int main(int argc, char** argv) {
   std::printf("  ratio cold/resident   %8.1fx\n", cw / rw);
   std::printf("  1-token continuation: cold %.3f s, resident hit %.3f s wall, ratio %.1fx\n", c1, r1, c1 / r1);
 
-  // 2. Hit throughput with concurrent clients.
-  std::atomic<size_t> next{0}, ok{0};
+  // 2. Hit throughput with concurrent clients. A sampler records the peak of
+  // KV pages in use and of the process's resident memory meanwhile.
+  std::atomic<size_t> next{0}, ok{0}, max_prompt{0};
+  std::atomic<bool> sampling{true};
+  size_t peak_pages = 0, peak_rss_kb = 0;
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      peak_pages = std::max(peak_pages, engine->kv_pages().pages_in_use());
+      peak_rss_kb = std::max(peak_rss_kb, ResidentKb());
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  const size_t rss_before_kb = ResidentKb(), pages_before = engine->kv_pages().pages_in_use();
   std::vector<double> lat(a.hit_requests);
   auto th0 = Clock::now();
   std::vector<std::thread> clients;
@@ -278,16 +300,42 @@ int main(int argc, char** argv) {
                             {"max_tokens", a.hit_max_tokens}, {"temperature", 0}, {"kv", {{"artifact", id}}}},
                            buyer, &s);
         lat[i] = Since(t);
-        if (s == 200 && r["usage"]["prompt_tokens_details"]["cached_tokens"] == doc.size()) ++ok;
+        if (s == 200 && r["usage"]["prompt_tokens_details"]["cached_tokens"] == doc.size()) {
+          ++ok;
+          const size_t pt = r["usage"]["prompt_tokens"];
+          for (size_t m = max_prompt.load(); pt > m && !max_prompt.compare_exchange_weak(m, pt);) {
+          }
+        }
       }
     });
   }
   for (auto& t : clients) t.join();
   const double secs = Since(th0);
+  sampling = false;
+  sampler.join();
   std::printf("\ncache-hit chat completions, %zu clients, %zu requests (%zu generated tokens each, %zu engine sessions):\n"
               "  %zu/%zu ok in %.2f s = %.2f req/s; latency p50 %.3f s, p90 %.3f s\n",
               a.clients, a.hit_requests, a.hit_max_tokens, so2.max_sessions, ok.load(), a.hit_requests, secs,
               a.hit_requests / secs, Percentile(lat, 0.5), Percentile(lat, 0.9));
+  // The memory bound: one copy of the artifact's KV (its whole pages resident
+  // once) plus each concurrent session's private pages (the copied partial
+  // page, its own prompt and generated tokens), + 10 %.
+  {
+    const size_t page_bytes = engine->kv_pages().page_bytes(), page_tokens = kKvPageTokens;
+    const size_t shared_pages = doc.size() / page_tokens;
+    const size_t own_tokens = max_prompt.load() + a.hit_max_tokens - shared_pages * page_tokens;
+    const size_t private_pages = (own_tokens + page_tokens - 1) / page_tokens;
+    const size_t concurrent = std::min(a.clients, so2.max_sessions == 0 ? a.clients : so2.max_sessions);
+    const double bound = 1.10 * double(shared_pages + concurrent * private_pages) * page_bytes;
+    const double copy = double(doc.size()) * shared->config().kv_bytes_per_token();
+    std::printf("  KV pages in use: peak %.1f MB (before the clients %.1f MB); one copy of the artifact's KV %.1f MB; "
+                "bound (one copy + %zu sessions x %zu private pages, +10%%) %.1f MB: %s\n",
+                peak_pages * double(page_bytes) / 1e6, pages_before * double(page_bytes) / 1e6, copy / 1e6, concurrent,
+                private_pages, bound / 1e6, peak_pages * double(page_bytes) <= bound ? "within" : "EXCEEDED");
+    std::printf("  process RSS: peak %.1f MB during the clients, %.1f MB before (weights, tokenizer, server included); "
+                "%zu copies of the KV would be %.1f MB\n",
+                peak_rss_kb / 1e3, rss_before_kb / 1e3, a.clients, a.clients * copy / 1e6);
+  }
 
   // 3. Refusal timing: the artifact held (and warm) vs an id that does not exist.
   const std::string unknown = "kv1-" + std::string(64, '7');
