@@ -285,23 +285,21 @@ void RegisterMarketCommands(CLI::App& app, int* exit_code) {
 
   CLI::App* grant = market->add_subcommand("grant", "who may see a private listing (publish)");
   grant->require_subcommand(1);
-  auto* gadd = Leaf(grant, "add", "let an account see, quote and buy a private listing", o, exit_code, [](const Opts& o) {
-    auto m = OpenMarket(o, false);
-    if (!m.ok()) return Fail(m.status());
-    if (Status s = (*m)->GrantAccess(ApiKey(o), Idem(o), o.artifact, o.account); !s.ok()) return Fail(s);
-    Emit(o, json{{"artifact_id", o.artifact}, {"account", o.account}, {"granted", true}},
-         "account " + std::to_string(o.account) + " may see " + o.artifact + "\n");
-    return 0;
-  });
-  auto* gremove = Leaf(grant, "remove", "stop an account seeing a private listing (its entitlements still load)", o,
-                       exit_code, [](const Opts& o) {
-    auto m = OpenMarket(o, false);
-    if (!m.ok()) return Fail(m.status());
-    if (Status s = (*m)->RevokeAccess(ApiKey(o), Idem(o), o.artifact, o.account); !s.ok()) return Fail(s);
-    Emit(o, json{{"artifact_id", o.artifact}, {"account", o.account}, {"granted", false}},
-         "account " + std::to_string(o.account) + " no longer sees " + o.artifact + "\n");
-    return 0;
-  });
+  // add and remove differ only in the market call and the words.
+  auto grant_leaf = [&](const char* name, const char* help, bool granted) {
+    return Leaf(grant, name, help, o, exit_code, [granted](const Opts& o) {
+      auto m = OpenMarket(o, false);
+      if (!m.ok()) return Fail(m.status());
+      Status s = granted ? (*m)->GrantAccess(ApiKey(o), Idem(o), o.artifact, o.account)
+                         : (*m)->RevokeAccess(ApiKey(o), Idem(o), o.artifact, o.account);
+      if (!s.ok()) return Fail(s);
+      Emit(o, json{{"artifact_id", o.artifact}, {"account", o.account}, {"granted", granted}},
+           "account " + std::to_string(o.account) + (granted ? " may see " : " no longer sees ") + o.artifact + "\n");
+      return 0;
+    });
+  };
+  auto* gadd = grant_leaf("add", "let an account see, quote and buy a private listing", true);
+  auto* gremove = grant_leaf("remove", "stop an account seeing a private listing (its entitlements still load)", false);
   for (CLI::App* c : {gadd, gremove}) {
     c->add_option("--artifact", p->artifact, "artifact id kv1-<64 hex>")->required();
     c->add_option("--account", p->account, "the grantee's account id")->required();

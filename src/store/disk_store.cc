@@ -30,6 +30,25 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) { retu
 
 namespace {
 
+// What the index shows of an artifact: its catalog row, less the manifest and
+// the block keys.
+ArtifactInfo InfoFromRow(const CatalogArtifact& row) {
+  ArtifactInfo info;
+  info.artifact_id = row.artifact_id;
+  info.publisher_hex = row.publisher_hex;
+  info.profile_digest_hex = row.profile_digest_hex;
+  info.token_count = row.token_count;
+  info.num_blocks = row.num_blocks;
+  info.raw_bytes = row.raw_bytes;
+  info.stored_bytes = row.stored_bytes;
+  info.codec = row.codec;
+  info.title = row.title;
+  info.created_at = row.created_at;
+  info.pinned = row.pinned;
+  info.expires_at_unix = row.expires_at_unix;
+  return info;
+}
+
 using artifact::BlockInfo;
 using artifact::Codec;
 using artifact::KvDtype;
@@ -263,18 +282,7 @@ Status DiskStore::IndexContents(Catalog::Contents contents) {
         return Status::Corruption(where + ": block " + std::to_string(i) + " row missing or inconsistent");
     }
     auto e = std::make_shared<ArtifactEntry>();
-    e->info.artifact_id = a.artifact_id;
-    e->info.publisher_hex = a.publisher_hex;
-    e->info.profile_digest_hex = a.profile_digest_hex;
-    e->info.token_count = a.token_count;
-    e->info.num_blocks = a.num_blocks;
-    e->info.raw_bytes = a.raw_bytes;
-    e->info.stored_bytes = a.stored_bytes;
-    e->info.codec = a.codec;
-    e->info.title = a.title;
-    e->info.created_at = a.created_at;
-    e->info.pinned = a.pinned;
-    e->info.expires_at_unix = a.expires_at_unix;
+    e->info = InfoFromRow(a);
     e->keys = std::move(a.blocks);
     e->profile_digest = artifact::ProfileDigest(m.profile);
     e->last_hash = m.blocks.back().chain_hash;
@@ -617,16 +625,7 @@ Status DiskStore::Put(const artifact::Artifact& a) {
 
   // 3. Visible to readers.
   auto e = std::make_shared<ArtifactEntry>();
-  e->info.artifact_id = row.artifact_id;
-  e->info.publisher_hex = row.publisher_hex;
-  e->info.profile_digest_hex = row.profile_digest_hex;
-  e->info.token_count = row.token_count;
-  e->info.num_blocks = row.num_blocks;
-  e->info.raw_bytes = row.raw_bytes;
-  e->info.stored_bytes = row.stored_bytes;
-  e->info.codec = row.codec;
-  e->info.title = row.title;
-  e->info.created_at = row.created_at;
+  e->info = InfoFromRow(row);
   e->keys = keys;
   e->profile_digest = pd;
   e->last_hash = m.blocks.back().chain_hash;
