@@ -86,9 +86,13 @@ Status Session::Prefill(std::span<const int32_t> tokens, size_t chunk_size, cons
   return Status::Ok();
 }
 
-StatusOr<int32_t> Session::DecodeStep(const SamplingParams& params) {
+StatusOr<int32_t> Session::Sample(const SamplingParams& params) const {
   KVMART_ASSIGN_OR_RETURN(auto l, logits());
-  const int32_t next = SampleToken(l, params, tokens_.size());
+  return SampleToken(l, params, tokens_.size());
+}
+
+StatusOr<int32_t> Session::DecodeStep(const SamplingParams& params) {
+  KVMART_ASSIGN_OR_RETURN(const int32_t next, Sample(params));
   KVMART_RETURN_IF_ERROR(Prefill(std::span<const int32_t>(&next, 1)));
   return next;
 }

@@ -142,6 +142,9 @@ class Session {
   // Picks the next token from the current logits, appends it, and computes the
   // logits after it. Returns the token.
   StatusOr<int32_t> DecodeStep(const SamplingParams& params = {});
+  // The token DecodeStep would choose now, without running it: the last token
+  // of an answer needs no forward pass (its logits would go unused).
+  StatusOr<int32_t> Sample(const SamplingParams& params = {}) const;
   // Logits after the last token; FailedPrecondition when none are computed
   // (empty session, or right after ImportKv).
   StatusOr<std::span<const float>> logits() const;

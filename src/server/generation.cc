@@ -54,17 +54,21 @@ StatusOr<GenerateResult> Generate(Session& session, const tokenizer::Tokenizer& 
     return !on_text || on_text(piece);
   };
   for (size_t step = 0; step < params.max_tokens; ++step) {
-    if (session.size() >= max_context) break;  // context full: "length"
     if (cancelled && cancelled()) {
       r.cancelled = true;
       return r;
     }
+    // The previous token runs only now that another one is wanted: the last
+    // token of an answer is never run (its logits would go unused), which
+    // saves a forward pass per answer and one from every time to first token.
+    if (step > 0) KVMART_RETURN_IF_ERROR(session.Prefill(std::span<const int32_t>(&r.tokens.back(), 1)));
+    if (session.size() >= max_context) break;  // no position left for a token: "length"
     if (params.debug) {
       KVMART_ASSIGN_OR_RETURN(auto logits, session.logits());
       r.logits_sha256.push_back(ToHex(Sha256Of(std::string_view(reinterpret_cast<const char*>(logits.data()),
                                                                 logits.size() * sizeof(float)))));
     }
-    KVMART_ASSIGN_OR_RETURN(int32_t id, session.DecodeStep(params.sampling));
+    KVMART_ASSIGN_OR_RETURN(int32_t id, session.Sample(params.sampling));
     const auto now = std::chrono::steady_clock::now();
     if (step == 0) {
       r.ttft_seconds = std::chrono::duration<double>(now - t0).count();
