@@ -339,6 +339,31 @@ TEST_F(ServerE2E, ListingManifestHealthAndMetrics) {
   EXPECT_EQ(srv_->Get("/v1/artifacts/" + id + "/export", buyer_.key).status, 403);  // off by default
 }
 
+// The last token of an answer is sampled but never run through the model (its
+// logits would go unused): an answer of n tokens that ran to max_tokens costs
+// its prompt plus n − 1 token passes, one that ended on an end token (sampled
+// after the n-th) its prompt plus n.
+TEST_F(ServerE2E, AnAnswerNeverRunsItsLastToken) {
+  auto tokens_run = [&] {
+    const std::string text = srv_->Get("/metrics").text;
+    const std::string name = "\nkvmart_engine_pass_tokens_total ";
+    const size_t at = text.find(name);
+    EXPECT_NE(at, std::string::npos);
+    return at == std::string::npos ? 0ull : std::stoull(text.substr(at + name.size()));
+  };
+  const std::vector<int32_t> prompt = {785, 3974, 13876, 38835, 34208, 916, 279, 15678, 5562, 13};
+  for (int max_tokens : {1, 2, 7}) {
+    const uint64_t before = tokens_run();
+    Reply r = srv_->Post("/v1/completions", {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}},
+                         buyer_.key);
+    ASSERT_EQ(r.status, 200) << r.text;
+    const uint64_t n = r.body["usage"]["completion_tokens"];
+    const bool length = r.body["choices"][0]["finish_reason"] == "length";
+    EXPECT_EQ(tokens_run() - before, prompt.size() + n - (length ? 1 : 0)) << "max_tokens " << max_tokens;
+    if (length) EXPECT_EQ(n, static_cast<uint64_t>(max_tokens));
+  }
+}
+
 // Export with an egress tariff: one load of the entitlement plus the egress,
 // billed before a byte leaves; a buyer who cannot pay the egress gets 402, the
 // load is voided (never charged) and nothing is sent.
