@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -165,6 +166,21 @@ struct LoadHold {
   int64_t tokens_reused = 0;
   Money reserved;          // 0 for prepaid entitlements
   int64_t expires_at = 0;  // unix seconds; voided by the sweeper after this
+  // The drawn entitlement as this reservation left it: loads still on it
+  // (nullopt = unlimited; 0 = this was its last, also what an unknown value
+  // reads as) and when it expires (0 = never). Lets the server know, without
+  // another query, whether the buyer still holds a live entitlement after
+  // this load. A replay repeats the values of the first call.
+  std::optional<int64_t> entitlement_loads_left = 0;
+  int64_t entitlement_expires_at = 0;
+};
+
+// An artifact some account holds a live entitlement to: one a load could be
+// reserved on now (loads left, or unlimited, and not expired) — exactly the
+// entitlements ReserveLoad may draw on.
+struct EntitledArtifact {
+  std::string artifact_id;
+  int64_t until = 0;  // when the last of its live entitlements expires; 0 = one never does
 };
 
 // An account's money as a publisher sees it before asking for a payout.
@@ -377,6 +393,13 @@ class Market {
   // (artifact, period_start); arrears are retried; listings whose arrears are
   // older than the grace period are unlisted (never deleted).
   virtual StatusOr<StorageBillReport> BillStorage(int64_t period_start, int64_t period_seconds) = 0;
+
+  // --- provider bookkeeping (no caller key: the server's own cache policy) ---
+  // Which of `artifact_ids` some account holds a live entitlement to
+  // (EntitledArtifact), in no particular order; ids with none, and unknown
+  // ids, are left out. Read-only. The server keeps such artifacts' KV
+  // resident longer than unentitled ones (server/resident_kv.h).
+  virtual StatusOr<std::vector<EntitledArtifact>> EntitledArtifacts(std::span<const std::string> artifact_ids) = 0;
 
   // --- HTTP 402 pay-per-load ---
   // Registers an Ed25519 public key (hex) that may sign payment authorisations

@@ -23,6 +23,12 @@ using Db = sql::Connection;
 
 namespace {
 
+// What makes an entitlement live: a load could be reserved on it now (one
+// `?`: the time). A macro so that the statements that draw on entitlements and
+// EntitledArtifacts, which reports them, are one literal each and can never
+// disagree about it.
+#define KVMART_LIVE_ENTITLEMENT "(expires_at=0 OR expires_at>?) AND (loads_remaining IS NULL OR loads_remaining>0)"
+
 // Versioned migrations, one list per back end with the same versions: entry i
 // upgrades schema version i → i+1 (SQLite keeps it in PRAGMA user_version,
 // PostgreSQL in schema_version). Never edit a shipped entry; append a new one
@@ -181,6 +187,11 @@ CREATE TABLE listing_grants(
   created_at INTEGER NOT NULL,
   PRIMARY KEY(artifact_id, account_id)) WITHOUT ROWID;
 CREATE INDEX listing_grants_by_account ON listing_grants(account_id);
+)sql",
+    // v4: entitlements by artifact, for EntitledArtifacts (the server asks
+    // which resident artifacts anyone may still load).
+    R"sql(
+CREATE INDEX entitlements_by_artifact ON entitlements(artifact_id);
 )sql",
 };
 
@@ -348,6 +359,9 @@ CREATE TABLE listing_grants(
   PRIMARY KEY(artifact_id, account_id));
 CREATE INDEX listing_grants_by_account ON listing_grants(account_id);
 )sql",
+    R"sql(
+CREATE INDEX entitlements_by_artifact ON entitlements(artifact_id);
+)sql",
 };
 static_assert(std::size(kSqliteMigrations) == std::size(kPostgresMigrations),
               "every schema version exists on every back end");
@@ -421,6 +435,12 @@ StatusOr<LoadHold> HoldFromJson(const json& r) {
   h.tokens_reused = r.at("tokens").get<int64_t>();
   h.reserved = MoneyFromJson(r.at("reserved"));
   h.expires_at = r.at("expires_at").get<int64_t>();
+  // A reservation stored before these fields existed reads as "its last
+  // load": whoever needs to know asks the market (EntitledArtifacts).
+  if (auto it = r.find("entitlement_loads_left"); it != r.end()) {
+    h.entitlement_loads_left = it->is_null() ? std::nullopt : std::optional<int64_t>(it->get<int64_t>());
+  }
+  h.entitlement_expires_at = r.value("entitlement_expires_at", int64_t{0});
   return h;
 }
 
@@ -832,18 +852,19 @@ struct SqlMarket::Impl {
     std::string kind;
     std::optional<int64_t> remaining;
     int64_t per_load = 0;
+    int64_t expires_at = 0;
   };
   StatusOr<PickedEntitlement> PickEntitlement(Db* db, AccountId account, std::string_view artifact_id, int64_t now) {
     KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
-        "SELECT id, kind, loads_remaining, per_load FROM entitlements WHERE account_id=? AND artifact_id=? "
-        "AND (expires_at=0 OR expires_at>?) AND (loads_remaining IS NULL OR loads_remaining>0) "
+        "SELECT id, kind, loads_remaining, per_load, expires_at FROM entitlements WHERE account_id=? AND artifact_id=? "
+        "AND " KVMART_LIVE_ENTITLEMENT " "
         "ORDER BY CASE kind WHEN 'unlimited' THEN 0 WHEN 'bundle' THEN 1 ELSE 2 END, id LIMIT 1"));
     st->Bind(1, account).Bind(2, artifact_id).Bind(3, now);
     KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
     // Same answer for "never listed", "not bought", "expired", "used up":
     // authorisation must not reveal what the provider holds.
     if (!row) return Status::PermissionDenied("no valid entitlement to load " + std::string(artifact_id));
-    return PickedEntitlement{st->Int(0), st->Text(1), st->OptInt(2), st->Int(3)};
+    return PickedEntitlement{st->Int(0), st->Text(1), st->OptInt(2), st->Int(3), st->Int(4)};
   }
 
   // Phase one: decrement the entitlement and hold the metered price on the
@@ -884,8 +905,11 @@ struct SqlMarket::Impl {
     ins->Bind(1, e.id).Bind(2, account).Bind(3, artifact_id).Bind(4, l.spec.tokens).Bind(5, price).Bind(6, now)
         .Bind(7, expires);
     KVMART_ASSIGN_OR_RETURN(const int64_t load, InsertedId(*ins));
+    json left = nullptr;  // unlimited
+    if (e.remaining) left = *e.remaining - 1;
     return json{{"load", load}, {"entitlement", e.id}, {"tokens", l.spec.tokens},
-                {"reserved", MoneyJson(Money(price, l.spec.currency))}, {"expires_at", expires}};
+                {"reserved", MoneyJson(Money(price, l.spec.currency))}, {"expires_at", expires},
+                {"entitlement_loads_left", left}, {"entitlement_expires_at", e.expires_at}};
   }
 
   // Phase two: post (charge the held price, sign the load receipt) or void
@@ -970,6 +994,28 @@ struct SqlMarket::Impl {
         return out;
       }();
       Count(true, r.status(), started);
+      if (r.ok() || !sql::IsRetryable(r.status())) return r;
+      last = r.status();
+    }
+    return last;
+  }
+
+  // Runs fn in one read snapshot without a caller key (the provider's own
+  // bookkeeping).
+  template <typename T, typename Fn>
+  StatusOr<T> RunSystemRead(Fn&& fn) {
+    Status last;
+    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
+      Backoff(attempt);
+      const auto started = std::chrono::steady_clock::now();
+      StatusOr<T> r = [&]() -> StatusOr<T> {
+        KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+        Db* db = lease.get();
+        sql::ReadTxn txn(db);
+        KVMART_RETURN_IF_ERROR(txn.Begin());
+        return fn(db);
+      }();
+      Count(false, r.status(), started);
       if (r.ok() || !sql::IsRetryable(r.status())) return r;
       last = r.status();
     }
@@ -1767,6 +1813,39 @@ StatusOr<int64_t> SqlMarket::VoidExpiredLoads() {
   return impl_->RunSystemWrite<int64_t>([&](Db* db) { return impl_->VoidExpired(db); });
 }
 
+// --- provider bookkeeping ---
+
+StatusOr<std::vector<EntitledArtifact>> SqlMarket::EntitledArtifacts(std::span<const std::string> artifact_ids) {
+  // A fixed number of ids per statement (unused places hold '', which no
+  // artifact is called): one SQL text, prepared once per connection, however
+  // many ids are asked about. The entitlements_by_artifact index answers it.
+  constexpr size_t kPerStatement = 16;
+  static constexpr const char* kSql =
+      "SELECT artifact_id, MIN(expires_at), MAX(expires_at) FROM entitlements "
+      "WHERE artifact_id IN (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) AND " KVMART_LIVE_ENTITLEMENT " GROUP BY artifact_id";
+  if (artifact_ids.empty()) return std::vector<EntitledArtifact>{};
+  return impl_->RunSystemRead<std::vector<EntitledArtifact>>([&](Db* db) -> StatusOr<std::vector<EntitledArtifact>> {
+    const int64_t now = impl_->Now();
+    std::vector<EntitledArtifact> out;
+    for (size_t at = 0; at < artifact_ids.size(); at += kPerStatement) {
+      KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(kSql));
+      for (size_t i = 0; i < kPerStatement; ++i) {
+        const size_t k = at + i;
+        st->Bind(static_cast<int>(i + 1), k < artifact_ids.size() ? std::string_view(artifact_ids[k]) : std::string_view(""));
+      }
+      st->Bind(static_cast<int>(kPerStatement + 1), now);
+      for (;;) {
+        KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        // One live entitlement that never expires makes the artifact entitled
+        // until it is used up, whatever the others' expiry.
+        out.push_back({st->Text(0), st->Int(1) == 0 ? 0 : st->Int(2)});
+      }
+    }
+    return out;
+  });
+}
+
 // --- payouts ---
 
 StatusOr<Earnings> SqlMarket::GetEarnings(std::string_view api_key, AccountId account) {
@@ -2021,7 +2100,7 @@ StatusOr<PaidLoad> SqlMarket::PayAndReserve(const PaymentAuthorization& a) {
     rc.currency = l.spec.currency.str();
     rc.entitlement = ent;
     KVMART_ASSIGN_OR_RETURN(std::string purchase_rc, impl_->SignReceipt(db, rc));
-    Impl::PickedEntitlement forced{ent, "metered", 1, l.per_load.micros()};
+    Impl::PickedEntitlement forced{ent, "metered", 1, l.per_load.micros(), 0};
     KVMART_ASSIGN_OR_RETURN(json hold, impl_->ReserveIn(db, account, a.artifact_id, &forced));
     KVMART_ASSIGN_OR_RETURN(auto burn, db->Prepare("INSERT INTO payment_nonces(nonce, account_id, load_id, created_at) VALUES(?,?,?,?)"));
     burn->Bind(1, a.nonce).Bind(2, account).Bind(3, hold.at("load").get<int64_t>()).Bind(4, now);
@@ -2183,3 +2262,5 @@ Status SqlMarket::CheckInvariants() {
 }
 
 }  // namespace kvmart::market
+
+#undef KVMART_LIVE_ENTITLEMENT

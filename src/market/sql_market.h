@@ -88,7 +88,7 @@ class SqlMarket final : public Market {
 
   // Schema version this build writes (SQLite: PRAGMA user_version; PostgreSQL:
   // the schema_version table).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   using Market::Initialize;
   StatusOr<Bootstrap> Initialize(Currency currency, const KeepBootstrap& keep) override;
@@ -130,6 +130,7 @@ class SqlMarket final : public Market {
   StatusOr<Earnings> GetEarnings(std::string_view api_key, AccountId account) override;
   StatusOr<PayoutResult> Payout(std::string_view api_key, std::string_view idem, const PayoutRequest& req) override;
   StatusOr<StorageBillReport> BillStorage(int64_t period_start, int64_t period_seconds) override;
+  StatusOr<std::vector<EntitledArtifact>> EntitledArtifacts(std::span<const std::string> artifact_ids) override;
   Status RegisterPaymentKey(std::string_view api_key, std::string_view idem, std::string_view public_key_hex) override;
   StatusOr<PaidLoad> PayAndReserve(const PaymentAuthorization& auth) override;
   StatusOr<PaymentQuote> IssuePaymentQuote(std::string_view artifact_id) override;

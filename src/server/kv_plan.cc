@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 #include <utility>
 
 #include "engine/artifact_io.h"
@@ -85,6 +86,23 @@ Status ImportFromStore(Context& ctx, Session& session, const std::string& artifa
   return Status::Ok();
 }
 
+// Posts the armed hold and records the receipt (or the failure) in kv_usage.
+void PostAndRecord(Context& ctx, KvPlan& plan) {
+  auto posted = plan.hold.Post();
+  if (!posted.ok()) {
+    ctx.log.Write("warn", "kv load could not be posted; not charged",
+                  {{"load", plan.hold.load()}, {"error", posted.status().ToString()}});
+    const std::string cur = plan.kv_usage.contains("price") ? plan.kv_usage["price"].value("currency", "USD") : "USD";
+    auto c = market::Currency::Parse(cur);
+    plan.kv_usage["price"] = MoneyJson(market::Money::Zero(c.ok() ? *c : market::Currency()));
+    plan.kv_usage["post_error"] = posted.status().message();
+    return;
+  }
+  plan.kv_usage["price"] = MoneyJson(posted->charged);
+  plan.kv_usage["receipt"] = json::parse(posted->receipt);
+  KeepReceipt(ctx, posted->receipt, "load");
+}
+
 }  // namespace
 
 StatusOr<KvRequest> ParseKvRequest(const json& body) {
@@ -158,21 +176,34 @@ void KeepPrompt(Context& ctx, const KvPlan& plan, Session& session) {
   }
 }
 
-void PostPlanLoad(Context& ctx, KvPlan& plan) {
-  if (!plan.hold.armed()) return;
-  auto posted = plan.hold.Post();
-  if (!posted.ok()) {
-    ctx.log.Write("warn", "kv load could not be posted; not charged",
-                  {{"load", plan.hold.load()}, {"error", posted.status().ToString()}});
-    const std::string cur = plan.kv_usage.contains("price") ? plan.kv_usage["price"].value("currency", "USD") : "USD";
-    auto c = market::Currency::Parse(cur);
-    plan.kv_usage["price"] = MoneyJson(market::Money::Zero(c.ok() ? *c : market::Currency()));
-    plan.kv_usage["post_error"] = posted.status().message();
+void RefreshResidentEntitlements(Context& ctx, std::span<const std::string> ids) {
+  if (ids.empty()) return;
+  auto live = ctx.parts.market->EntitledArtifacts(ids);
+  if (!live.ok()) {
+    ctx.log.Write("warn", "resident artifacts' entitlements could not be read; eviction order kept",
+                  {{"artifacts", ids.size()}, {"error", live.status().ToString()}});
     return;
   }
-  plan.kv_usage["price"] = MoneyJson(posted->charged);
-  plan.kv_usage["receipt"] = json::parse(posted->receipt);
-  KeepReceipt(ctx, posted->receipt, "load");
+  std::unordered_map<std::string, int64_t> until;
+  for (auto& e : *live) until.emplace(std::move(e.artifact_id), e.until);
+  ctx.resident.SetEntitlements(ids, until);
+}
+
+bool NoteEntitlement(Context& ctx, const std::string& artifact_id, const market::LoadHold& drawn) {
+  // nullopt: unlimited loads (until it expires; the map compares the time).
+  if (drawn.entitlement_loads_left.has_value() && *drawn.entitlement_loads_left <= 0) return false;
+  ctx.resident.MarkEntitled(artifact_id, drawn.entitlement_expires_at);
+  return true;
+}
+
+void PostPlanLoad(Context& ctx, KvPlan& plan) {
+  if (!plan.hold.armed()) return;
+  PostAndRecord(ctx, plan);
+  // Whatever the posting did: the loads were counted at the reservation, so
+  // the market already says whether anyone may still load the artifact.
+  if (!plan.recheck_entitlement.empty()) {
+    RefreshResidentEntitlements(ctx, std::span<const std::string>(&plan.recheck_entitlement, 1));
+  }
 }
 
 StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, market::AccountId account,
@@ -203,13 +234,16 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, market::A
   // Two-phase: the load is reserved here, before the store is touched, and
   // posted only when the answer is complete (PostPlanLoad); every failure in
   // between voids it (LoadHold), so a failed load is never charged.
+  mk::LoadHold drawn;  // what the reservation left of the buyer's entitlement
   auto reserved = [&](const mk::LoadHold& h) {
+    drawn = h;
     plan.hold = LoadHold(&market, api_key, 0, h.load);
     plan.kv_usage["load"] = h.load;
     plan.kv_usage["price"] = MoneyJson(h.reserved);
   };
   if (prepaid != nullptr) {
     plan.hold = std::move(prepaid->hold);
+    drawn = prepaid->reservation;
     plan.kv_usage["load"] = plan.hold.load();
     purchase_receipt = json::parse(prepaid->purchase_receipt);
     auto q = market.PublicListing(artifact_id);
@@ -315,6 +349,7 @@ StatusOr<KvPlan> PlanAndLoad(Context& ctx, const std::string& api_key, market::A
     return plan;
   }
   plan.reused = reused;
+  if (!NoteEntitlement(ctx, artifact_id, drawn)) plan.recheck_entitlement = artifact_id;
   ctx.metrics.kv_loads.fetch_add(1);
   if (quote) {
     // What this request saved: the prefill it did not run, less what the load cost.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,10 @@ struct KvPlan {
   market::AccountId keep_prompt_for = 0;
   json kv_usage;                // null when no kv was requested
   LoadHold hold;                // the reserved load, until the answer is out
+  // The artifact whose reservation took the last load of its entitlement:
+  // whether anyone else may still load it is read from the market once the
+  // answer is out (PostPlanLoad), not before the first token.
+  std::string recheck_entitlement;
 };
 
 // A load paid in the request itself (HTTP 402, x402 "kvmart-ledger"): the
@@ -76,6 +81,7 @@ struct KvPlan {
 // reserving one with the API key.
 struct PrepaidHold {
   LoadHold hold;  // moved into the plan
+  market::LoadHold reservation;  // what the market reserved (the entitlement it left)
   std::string purchase_receipt;
 };
 
@@ -96,8 +102,20 @@ void KeepPrompt(Context& ctx, const KvPlan& plan, Session& session);
 
 // Posts the plan's hold (the answer is complete) and records the load
 // receipt in kv_usage; a failure to post is logged and reported in kv_usage,
-// and the buyer is not charged.
+// and the buyer is not charged. Then re-reads the entitlement of
+// plan.recheck_entitlement, if any.
 void PostPlanLoad(Context& ctx, KvPlan& plan);
+
+// Asks the market which of `ids` anyone holds a live entitlement to and tells
+// the resident map (server/resident_kv.h says why it is told, not asked). A
+// failure is logged and leaves the map as it was: the flag only orders
+// evictions. Called for one artifact whose known entitlement was just used
+// up, and for every resident one on the market scheduler's interval.
+void RefreshResidentEntitlements(Context& ctx, std::span<const std::string> ids);
+// After a load of `artifact_id` reserved as `drawn`: marks the resident copy
+// entitled when the buyer's entitlement has loads left; returns false when
+// this load was its last (the caller then refreshes, off the hot path).
+bool NoteEntitlement(Context& ctx, const std::string& artifact_id, const market::LoadHold& drawn);
 
 // The full prompt tokens of `spec` without any artifact.
 StatusOr<std::vector<int32_t>> PromptTokens(Context& ctx, const PromptSpec& spec);

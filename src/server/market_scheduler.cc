@@ -9,8 +9,9 @@ int64_t LastCompletedPeriodStart(int64_t now, int64_t period_seconds) {
   return (now / period_seconds - 1) * period_seconds;
 }
 
-MarketScheduler::MarketScheduler(market::Market* market, std::chrono::seconds interval, int64_t period_seconds, Log log)
-    : market_(market), interval_(interval), period_seconds_(period_seconds), log_(std::move(log)) {
+MarketScheduler::MarketScheduler(market::Market* market, std::chrono::seconds interval, int64_t period_seconds, Log log,
+                                 std::function<void()> also)
+    : market_(market), interval_(interval), period_seconds_(period_seconds), log_(std::move(log)), also_(std::move(also)) {
   thread_ = std::jthread([this](std::stop_token stop) {
     std::unique_lock<std::mutex> lock(mu_);
     // The first run waits one interval: holds voided at start-up were already
@@ -29,6 +30,11 @@ MarketScheduler::~MarketScheduler() {
 }
 
 void MarketScheduler::RunOnce() {
+  Maintain();
+  if (also_) also_();
+}
+
+void MarketScheduler::Maintain() {
   auto voided = market_->VoidExpiredLoads();
   if (!voided.ok()) {
     log_("market maintenance: voiding expired loads failed", {{"error", voided.status().ToString()}});

@@ -11,6 +11,7 @@
 #include "engine/artifact_io.h"
 #include "engine/spot_check.h"
 #include "server/context.h"
+#include "server/kv_plan.h"
 #include "tokenizer/chat_template.h"
 
 namespace kvmart::server {
@@ -457,6 +458,8 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
              auto purchase = ctx.parts.market->Buy(ApiKey(req), *idem, *p);
              if (!purchase.ok()) return SendStatus(res, purchase.status());
              KeepReceipt(ctx, purchase->receipt, "purchase");
+             // A fresh entitlement has loads left: a resident copy is now entitled.
+             ctx.resident.MarkEntitled(p->artifact_id, purchase->quote.expires_at);
              SendJson(res, {{"entitlement", purchase->entitlement}, {"quote", QuoteJson(purchase->quote)},
                             {"receipt", json::parse(purchase->receipt)}}, 201);
            });
@@ -509,6 +512,9 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
              }
              auto load = ctx.parts.market->PostLoad(key, *idem + "-post", hold->load);
              if (!load.ok()) return SendStatus(res, load.status());
+             // An export is a load: one that took the last of its entitlement
+             // may leave a resident copy that nobody is entitled to.
+             if (!NoteEntitlement(ctx, id, *hold)) RefreshResidentEntitlements(ctx, std::span<const std::string>(&id, 1));
              KeepReceipt(ctx, load->receipt, "load");
              res.set_header("X-Kvmart-Load-Receipt", load->receipt);
              res.set_content(std::string(bytes->begin(), bytes->end()), "application/octet-stream");

@@ -277,6 +277,7 @@ void HandleCompletion(Context& ctx, bool chat, const httplib::Request& hreq, htt
     KeepReceipt(ctx, paid->purchase.receipt, "purchase");
     prepaid.emplace();
     prepaid->hold = LoadHold(ctx.parts.market.get(), "", paid->account, paid->hold.load);
+    prepaid->reservation = paid->hold;
     prepaid->purchase_receipt = paid->purchase.receipt;
     payment_response = {{"success", true}, {"scheme", std::string(market::kPaymentScheme)},
                         {"payer", auth->payer_public_key}, {"account_id", paid->account}, {"load", paid->hold.load}};

@@ -13,6 +13,7 @@
 
 #include "engine/artifact_io.h"
 #include "server/context.h"
+#include "server/kv_plan.h"
 
 namespace kvmart::server {
 
@@ -35,7 +36,8 @@ Context::Context(const ServerOptions& o, ServerParts p)
     rate_limiter.emplace(o.rate_limit_per_s, o.rate_limit_burst > 0 ? o.rate_limit_burst : 2 * o.rate_limit_per_s);
   }
   // Under KV-page pressure, cached plain prompts give their pages back first,
-  // then resident artifacts (those were paid for).
+  // then resident artifacts (those were paid for), in ResidentKv's order:
+  // unentitled, then entitled, then pinned.
   parts.engine->SetKvReclaimer([this] { return prefix_cache.EvictOldest() || resident.EvictOldest(); });
   profile = ArtifactProfile(parts.engine->model());
   profile_digest = artifact::ProfileDigest(profile);
@@ -247,6 +249,8 @@ std::string EngineMetricsText(Context& ctx) {
   one("kvmart_prefix_cache_evictions_total", "counter", "Cached prefixes dropped for the budget or page pressure.", pc.evictions);
   const ResidentKv::Stats r = ctx.resident.stats();
   one("kvmart_resident_artifacts", "gauge", "Artifacts whose KV is resident in shared engine pages.", r.artifacts);
+  one("kvmart_resident_entitled_artifacts", "gauge",
+      "Resident artifacts some buyer holds a live entitlement to (evicted after unentitled ones).", r.entitled);
   one("kvmart_resident_kv_bytes", "gauge", "Bytes of those shared pages.", r.bytes);
   one("kvmart_kv_attaches_total", "counter", "Loads served by attaching resident pages (no KV copied).", r.attaches);
   one("kvmart_resident_evictions_total", "counter", "Resident artifacts dropped for the byte budget.", r.evictions);
@@ -388,7 +392,8 @@ Status Server::Run() {
     impl_->scheduler = std::make_unique<MarketScheduler>(
         ctx.parts.market.get(), std::chrono::seconds(ctx.options.market_maintenance_interval_s),
         ctx.options.storage_billing_period_s,
-        [&ctx](const char* what, const json& fields) { ctx.log.Write("info", what, fields); });
+        [&ctx](const char* what, const json& fields) { ctx.log.Write("info", what, fields); },
+        [&ctx] { RefreshResidentEntitlements(ctx, ctx.resident.Ids()); });
   }
   // Returns after stop(): the listener is closed and the worker pool has
   // drained, i.e. every in-flight request has been answered.

@@ -1,6 +1,8 @@
 // Behaviour of the market through its public interface (SQLite back end).
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "market/keys.h"
 #include "test_util.h"
 
@@ -335,6 +337,93 @@ TEST_F(MarketTest, StatePersistsAcrossReopenAndInitializeRunsOnce) {
   // A different provider key is refused for this file.
   MarketOptions opt;
   EXPECT_CODE(SqlMarket::Open(Location(), opt), kFailedPrecondition);
+}
+
+// EntitledArtifacts reports exactly the entitlements a load could be
+// reserved on now, and a reservation says what it left of its entitlement.
+TEST_F(MarketTest, EntitledArtifactsAreThoseWithALiveEntitlement) {
+  ASSERT_OK(market_->Deposit(admin_, "d", buyer_, Usd(1'000'000)));
+  const int64_t t0 = clock_.now->load();
+  const std::string metered = ArtifactId(1), bundle = ArtifactId(2), unlimited = ArtifactId(3), unbought = ArtifactId(4),
+                    last = ArtifactId(5), mixed = ArtifactId(6), unknown = ArtifactId(99);
+  for (const auto& a : {metered, bundle, unlimited, unbought, last, mixed}) List(a, 100);
+  ASSERT_OK(market_->Buy(buyer_key_, "m", {metered, PurchaseKind::kMetered, 2}));
+  ASSERT_OK(market_->Buy(buyer_key_, "b", {bundle, PurchaseKind::kBundle, 1}));
+  ASSERT_OK(market_->Buy(buyer_key_, "u", {unlimited, PurchaseKind::kUnlimited, 1}));
+  ASSERT_OK(market_->Buy(buyer_key_, "l", {last, PurchaseKind::kMetered, 1}));
+  ASSERT_OK(market_->Buy(buyer_key_, "x1", {mixed, PurchaseKind::kUnlimited, 1}));
+  // More ids than one statement takes (16), all entitled.
+  std::vector<std::string> ids = {metered, bundle, unlimited, unbought, last, mixed, unknown};
+  for (int i = 10; i < 30; ++i) {
+    ids.push_back(ArtifactId(i));
+    List(ids.back(), 100);
+    ASSERT_OK(market_->Buy(buyer_key_, "many" + std::to_string(i), {ids.back(), PurchaseKind::kMetered, 1}));
+  }
+  auto entitled = [&]() {
+    std::map<std::string, int64_t> out;
+    auto r = market_->EntitledArtifacts(ids);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    for (const auto& e : r.ok() ? *r : std::vector<EntitledArtifact>{}) {
+      EXPECT_TRUE(out.emplace(e.artifact_id, e.until).second) << "reported twice: " << e.artifact_id;
+    }
+    return out;
+  };
+  auto want = [&](std::map<std::string, int64_t> m) {
+    for (int i = 10; i < 30; ++i) m[ArtifactId(i)] = 0;
+    return m;
+  };
+  EXPECT_EQ(entitled(), want({{metered, 0}, {bundle, 0}, {unlimited, t0 + 3600}, {last, 0}, {mixed, t0 + 3600}}));
+  EXPECT_TRUE(market_->EntitledArtifacts({})->empty());
+
+  // A second unlimited entitlement that expires later extends `until`; a
+  // metered one (never expires) makes it 0.
+  clock_.now->fetch_add(100);
+  ASSERT_OK(market_->Buy(buyer_key_, "u2", {unlimited, PurchaseKind::kUnlimited, 1}));
+  ASSERT_OK(market_->Buy(buyer_key_, "x2", {mixed, PurchaseKind::kMetered, 1}));
+  EXPECT_EQ(entitled()[unlimited], t0 + 3700);
+  EXPECT_EQ(entitled()[mixed], 0);
+
+  // Reservations: what is left of the drawn entitlement.
+  auto h1 = market_->ReserveLoad(buyer_key_, "r1", metered);
+  ASSERT_OK(h1);
+  EXPECT_EQ(h1->entitlement_loads_left, std::optional<int64_t>(1));
+  EXPECT_EQ(h1->entitlement_expires_at, 0);
+  auto hu = market_->ReserveLoad(buyer_key_, "ru", unlimited);
+  ASSERT_OK(hu);
+  EXPECT_EQ(hu->entitlement_loads_left, std::nullopt);
+  EXPECT_EQ(hu->entitlement_expires_at, t0 + 3600);  // the older one is drawn first
+  auto hl = market_->ReserveLoad(buyer_key_, "rl", last);
+  ASSERT_OK(hl);
+  EXPECT_EQ(hl->entitlement_loads_left, std::optional<int64_t>(0));
+  // A replay repeats what the first call said.
+  auto hl_again = market_->ReserveLoad(buyer_key_, "rl", last);
+  ASSERT_OK(hl_again);
+  EXPECT_EQ(hl_again->load, hl->load);
+  EXPECT_EQ(hl_again->entitlement_loads_left, std::optional<int64_t>(0));
+  // The pending reservation holds the last load: not live while it does.
+  EXPECT_FALSE(entitled().contains(last));
+  EXPECT_TRUE(entitled().contains(metered));  // one of two left
+  ASSERT_OK(market_->VoidLoad(buyer_key_, "vl", hl->load, "test"));
+  EXPECT_TRUE(entitled().contains(last));  // the void gave it back
+  auto hl2 = market_->ReserveLoad(buyer_key_, "rl2", last);
+  ASSERT_OK(hl2);
+  ASSERT_OK(market_->PostLoad(buyer_key_, "pl2", hl2->load));
+  EXPECT_FALSE(entitled().contains(last));  // used up
+
+  // Read-only: asking changes nothing.
+  const auto before = Snapshot();
+  ASSERT_OK(market_->EntitledArtifacts(ids));
+  EXPECT_EQ(Snapshot(), before);
+
+  // Expiry: the first unlimited entitlement lapses, the second 100 s later.
+  clock_.now->store(t0 + 3600);
+  EXPECT_EQ(entitled()[unlimited], t0 + 3700);
+  EXPECT_EQ(entitled()[mixed], 0);  // its metered entitlement never expires
+  clock_.now->store(t0 + 3700);
+  EXPECT_FALSE(entitled().contains(unlimited));
+  EXPECT_FALSE(entitled().contains(unbought));
+  EXPECT_FALSE(entitled().contains(unknown));
+  ASSERT_OK(market_->CheckInvariants());
 }
 
 }  // namespace

@@ -414,6 +414,63 @@ TEST(ServerKvPages, ExhaustedPoolAnswers503AndChargesNothing) {
   EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
 }
 
+// Page pressure drops the resident artifact nobody may load any more before
+// one a buyer still holds loads of, although that one is the least recently
+// used: entitlement is read from the reservations the loads already make.
+TEST(ServerKvPages, PressureEvictsTheUnentitledArtifactBeforeTheEntitledOne) {
+  const size_t page = 2 * 2 * 2 * 64 * 32 * 2;  // the tiny model's page (see above)
+  server::ServerOptions o;
+  o.prefix_cache_bytes = 0;  // only resident artifacts hold pages between requests
+  TestServer srv(Models(), o, nullptr, "", nullptr, 8 * page);
+  auto pub = srv.NewAccount("publisher", "publish");
+  auto buyer = srv.NewAccount("buyer", "buy", "1");
+  auto publish = [&](int base) {
+    std::vector<int> doc(128);  // two whole pages once resident
+    for (int i = 0; i < 128; ++i) doc[i] = base + i;
+    Reply p = srv.Post("/v1/artifacts", {{"tokens", doc}, {"price", {{"per_load", "0.01"}}}}, pub.key);
+    EXPECT_EQ(p.status, 201) << p.text;
+    return p.body.value("artifact_id", std::string());
+  };
+  const std::string kept = publish(5000), spent = publish(6000);
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + kept + "/purchase", {{"quantity", 3}}, buyer.key).status, 201);
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + spent + "/purchase", {{"quantity", 2}}, buyer.key).status, 201);
+  auto metric = [&](const std::string& name) {
+    Reply m = srv.Get("/metrics");
+    const size_t at = m.text.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(m.text.substr(at + name.size() + 2));
+  };
+  auto load = [&](const std::string& id) {
+    Reply r = srv.Post("/v1/completions", {{"prompt", {1, 2, 3}}, {"max_tokens", 2}, {"temperature", 0},
+                                           {"kv", {{"artifact", id}}}}, buyer.key);
+    EXPECT_EQ(r.status, 200) << r.text;
+  };
+  load(kept);  // resident; two loads left: entitled
+  EXPECT_EQ(metric("kvmart_resident_entitled_artifacts"), 1);
+  load(spent);  // resident, one load left: entitled
+  EXPECT_EQ(metric("kvmart_resident_entitled_artifacts"), 2);
+  load(spent);  // its last load: re-read from the market, nobody is entitled now
+  EXPECT_EQ(metric("kvmart_resident_artifacts"), 2);
+  EXPECT_EQ(metric("kvmart_resident_entitled_artifacts"), 1);
+  const double attaches = metric("kvmart_kv_attaches_total");
+  EXPECT_EQ(attaches, 1);  // the second load of `spent`
+  // A plain request of 5 pages: 4 of the 8 are free, so one resident artifact
+  // must give its pages back. `kept` is the least recently used, yet `spent` goes.
+  std::vector<int> question(300, 17);
+  Reply plain = srv.Post("/v1/completions", {{"prompt", question}, {"max_tokens", 2}}, buyer.key);
+  ASSERT_EQ(plain.status, 200) << plain.text;
+  EXPECT_EQ(metric("kvmart_resident_evictions_total"), 1);
+  EXPECT_EQ(metric("kvmart_resident_artifacts"), 1);
+  EXPECT_EQ(metric("kvmart_resident_entitled_artifacts"), 1);
+  load(kept);  // attached: it stayed resident
+  EXPECT_EQ(metric("kvmart_kv_attaches_total"), attaches + 1);
+  // A purchase marks a resident artifact entitled at once.
+  load(kept);  // kept's last load
+  EXPECT_EQ(metric("kvmart_resident_entitled_artifacts"), 0);
+  ASSERT_EQ(srv.Post("/v1/artifacts/" + kept + "/purchase", {{"quantity", 1}}, buyer.key).status, 201);
+  EXPECT_EQ(metric("kvmart_resident_entitled_artifacts"), 1);
+  EXPECT_TRUE(srv.server().market().CheckInvariants().ok());
+}
+
 TEST_F(ServerBadInput, ClientDisconnectFreesTheSession) {
   json body = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}}}},
                {"max_tokens", 4000}, {"temperature", 0}, {"stream", true}};
