@@ -360,7 +360,9 @@ TEST_F(ServerE2E, AnAnswerNeverRunsItsLastToken) {
     const uint64_t n = r.body["usage"]["completion_tokens"];
     const bool length = r.body["choices"][0]["finish_reason"] == "length";
     EXPECT_EQ(tokens_run() - before, prompt.size() + n - (length ? 1 : 0)) << "max_tokens " << max_tokens;
-    if (length) EXPECT_EQ(n, static_cast<uint64_t>(max_tokens));
+    if (length) {
+      EXPECT_EQ(n, static_cast<uint64_t>(max_tokens));
+    }
   }
 }
 
