@@ -534,6 +534,23 @@ struct SqlMarket::Impl {
     std::this_thread::sleep_for(std::chrono::microseconds(cap / 2 + randombytes_uniform(static_cast<uint32_t>(cap))));
   }
 
+  // Runs `once` (one transaction) until it succeeds or fails for a reason
+  // other than a busy or conflicting database, at most max_busy_retries more
+  // times with backoff, counting every try in the transaction metrics.
+  template <typename T, typename Once>
+  StatusOr<T> Retried(bool write, Once&& once) {
+    Status last;
+    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
+      Backoff(attempt);
+      const auto started = std::chrono::steady_clock::now();
+      StatusOr<T> r = once();
+      Count(write, r.status(), started);
+      if (r.ok() || !sql::IsRetryable(r.status())) return r;
+      last = r.status();
+    }
+    return last;
+  }
+
   // --- connection pool ---
   class Lease {
    public:
@@ -979,47 +996,29 @@ struct SqlMarket::Impl {
   // maintenance: the sweeper, storage billing, key-less paid loads).
   template <typename T, typename Fn>
   StatusOr<T> RunSystemWrite(Fn&& fn) {
-    Status last;
-    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
-      Backoff(attempt);
-      const auto started = std::chrono::steady_clock::now();
-      StatusOr<T> r = [&]() -> StatusOr<T> {
-        KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
-        Db* db = lease.get();
-        auto writer = WriterLock();
-        sql::WriteTxn txn(db);
-        KVMART_RETURN_IF_ERROR(txn.Begin());
-        KVMART_ASSIGN_OR_RETURN(T out, fn(db));
-        KVMART_RETURN_IF_ERROR(txn.Commit());
-        return out;
-      }();
-      Count(true, r.status(), started);
-      if (r.ok() || !sql::IsRetryable(r.status())) return r;
-      last = r.status();
-    }
-    return last;
+    return Retried<T>(true, [&]() -> StatusOr<T> {
+      KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+      Db* db = lease.get();
+      auto writer = WriterLock();
+      sql::WriteTxn txn(db);
+      KVMART_RETURN_IF_ERROR(txn.Begin());
+      KVMART_ASSIGN_OR_RETURN(T out, fn(db));
+      KVMART_RETURN_IF_ERROR(txn.Commit());
+      return out;
+    });
   }
 
   // Runs fn in one read snapshot without a caller key (the provider's own
   // bookkeeping).
   template <typename T, typename Fn>
   StatusOr<T> RunSystemRead(Fn&& fn) {
-    Status last;
-    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
-      Backoff(attempt);
-      const auto started = std::chrono::steady_clock::now();
-      StatusOr<T> r = [&]() -> StatusOr<T> {
-        KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
-        Db* db = lease.get();
-        sql::ReadTxn txn(db);
-        KVMART_RETURN_IF_ERROR(txn.Begin());
-        return fn(db);
-      }();
-      Count(false, r.status(), started);
-      if (r.ok() || !sql::IsRetryable(r.status())) return r;
-      last = r.status();
-    }
-    return last;
+    return Retried<T>(false, [&]() -> StatusOr<T> {
+      KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+      Db* db = lease.get();
+      sql::ReadTxn txn(db);
+      KVMART_RETURN_IF_ERROR(txn.Begin());
+      return fn(db);
+    });
   }
 
   // Sale proceeds younger than the hold period stay unpaid: the load they
@@ -1071,16 +1070,7 @@ struct SqlMarket::Impl {
     if (idem.empty() || idem.size() > 200) return Status::InvalidArgument("an idempotency key of 1-200 bytes is required");
     std::string req_text = std::string(op) + "\n" + CanonicalJson(request);
     Digest256 req_hash = Sha256Of(req_text);
-    Status last;
-    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
-      Backoff(attempt);
-      const auto started = std::chrono::steady_clock::now();
-      StatusOr<json> r = TryWrite(op, api_key, idem, scope, req_hash, fn);
-      Count(true, r.status(), started);
-      if (r.ok() || !sql::IsRetryable(r.status())) return r;
-      last = r.status();
-    }
-    return last;
+    return Retried<json>(true, [&] { return TryWrite(op, api_key, idem, scope, req_hash, fn); });
   }
 
   template <typename Fn>
@@ -1124,22 +1114,14 @@ struct SqlMarket::Impl {
   // Reads: authenticate then run fn inside one snapshot.
   template <typename T, typename Fn>
   StatusOr<T> RunRead(std::string_view api_key, uint32_t scope, Fn&& fn) {
-    Status last;
-    for (int attempt = 0; attempt <= opt.max_busy_retries; ++attempt) {
-      const auto started = std::chrono::steady_clock::now();
-      StatusOr<T> r = [&]() -> StatusOr<T> {
-        KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
-        Db* db = lease.get();
-        sql::ReadTxn txn(db);
-        KVMART_RETURN_IF_ERROR(txn.Begin());
-        KVMART_ASSIGN_OR_RETURN(Caller caller, Auth(db, api_key, scope));
-        return fn(db, caller);
-      }();
-      Count(false, r.status(), started);
-      if (r.ok() || !sql::IsRetryable(r.status())) return r;
-      last = r.status();
-    }
-    return last;
+    return Retried<T>(false, [&]() -> StatusOr<T> {
+      KVMART_ASSIGN_OR_RETURN(Lease lease, Acquire());
+      Db* db = lease.get();
+      sql::ReadTxn txn(db);
+      KVMART_RETURN_IF_ERROR(txn.Begin());
+      KVMART_ASSIGN_OR_RETURN(Caller caller, Auth(db, api_key, scope));
+      return fn(db, caller);
+    });
   }
 
   // A caller may read its own account; an admin any account.

@@ -60,6 +60,22 @@ struct Doc {
   std::shared_ptr<const KvPrefix> prefix;
 };
 
+// The rows made resident in `engine`'s pages, as the server's first load of an
+// artifact leaves them; nullptr (and a test failure) if that fails.
+std::shared_ptr<const KvPrefix> Resident(Engine& engine, const KvExport& rows) {
+  auto frozen = engine.NewSession();
+  if (Status st = frozen->ImportKv(rows); !st.ok()) {
+    ADD_FAILURE() << st.ToString();
+    return nullptr;
+  }
+  auto prefix = frozen->ShareAsPrefix();
+  if (!prefix.ok()) {
+    ADD_FAILURE() << prefix.status().ToString();
+    return nullptr;
+  }
+  return *prefix;
+}
+
 Trace RunWork(Engine& engine, const Work& w, const Doc& doc) {
   Trace t;
   auto s = engine.NewSession();
@@ -112,14 +128,8 @@ TEST_P(BatchingTest, ConcurrentSessionsMatchTheSameWorkAlone) {
   auto rows = pub->ExportKv(0, pub->size());
   ASSERT_TRUE(rows.ok());
   // Alone, an attaching session reads the same pages through its own table.
-  Doc idle_doc{*rows, nullptr};
-  {
-    auto frozen = idle->NewSession();
-    ASSERT_TRUE(frozen->ImportKv(*rows).ok());
-    auto prefix = frozen->ShareAsPrefix();
-    ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
-    idle_doc.prefix = *prefix;
-  }
+  const Doc idle_doc{*rows, Resident(*idle, *rows)};
+  ASSERT_NE(idle_doc.prefix, nullptr);
   std::vector<Trace> alone;
   for (const auto& w : works) {
     alone.push_back(RunWork(*idle, w, idle_doc));
@@ -129,14 +139,8 @@ TEST_P(BatchingTest, ConcurrentSessionsMatchTheSameWorkAlone) {
   // A small token budget makes passes mix decodes with prefill chunks and
   // leave some requests for the next pass.
   auto engine = MakeEngine("small", 24);
-  Doc doc{*rows, nullptr};
-  {
-    auto frozen = engine->NewSession();
-    ASSERT_TRUE(frozen->ImportKv(*rows).ok());
-    auto prefix = frozen->ShareAsPrefix();
-    ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
-    doc.prefix = *prefix;
-  }
+  const Doc doc{*rows, Resident(*engine, *rows)};
+  ASSERT_NE(doc.prefix, nullptr);
   std::vector<Trace> together(n);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < n; ++i) {
