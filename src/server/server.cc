@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -139,6 +140,7 @@ struct Server::Impl {
   std::unique_ptr<httplib::Server> http;
   std::unique_ptr<MarketScheduler> scheduler;  // while Run serves
   int port = -1;
+  int listen_fd = -1;  // recorded by the socket-options hook, before bind
   std::atomic<bool> in_run{false}, stopping{false};
 };
 
@@ -281,6 +283,13 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, S
     impl->http = std::make_unique<StreamServer>();
   }
   httplib::Server& http = *impl->http;
+  // The listening socket passes through this hook on its way to bind (the
+  // default options plus a note of the descriptor, so Bind can widen its
+  // accept queue).
+  http.set_socket_options([raw = impl.get()](socket_t sock) {
+    httplib::default_socket_options(sock);
+    raw->listen_fd = sock;
+  });
   const size_t threads =
       options.http_threads != 0 ? options.http_threads : options.max_sessions + options.max_queue + 8;
   // httplib owns (and deletes) the queue it gets from this factory.
@@ -371,6 +380,15 @@ Status Server::Bind() {
   }
   if (impl_->port <= 0) {
     return Status::IOError("cannot listen on " + ctx.options.host + ":" + std::to_string(ctx.options.port));
+  }
+  // Debian's cpp-httplib is a compiled library that listens with a backlog of
+  // 5 (CPPHTTPLIB_LISTEN_BACKLOG was fixed when it was built). 16 clients
+  // connecting at once overflowed that accept queue: the kernel dropped their
+  // handshakes and, now and then, a client's connection died unanswered
+  // ("transport error: Read"). Linux lets listen() be called again on a
+  // listening socket to change its backlog (capped by net.core.somaxconn).
+  if (impl_->listen_fd < 0 || ::listen(impl_->listen_fd, kListenBacklog) != 0) {
+    return Status::IOError("cannot widen the accept queue of " + ctx.options.host + ":" + std::to_string(impl_->port));
   }
   return Status::Ok();
 }

@@ -77,12 +77,17 @@ struct ServerParts {
   std::unique_ptr<artifact::SigningKey> signing_key;
 };
 
+// The listening socket's accept queue: room for every client of a burst
+// (thousands of connections at once) while the accept loop hands them out.
+inline constexpr int kListenBacklog = 1024;
+
 class Server {
  public:
   static StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options, ServerParts parts);
   ~Server();
 
-  // Binds the listening socket (port 0 picks a free one).
+  // Binds the listening socket (port 0 picks a free one) with an accept queue
+  // of kListenBacklog.
   Status Bind();
   int port() const;
   // Serves until Stop(); in-flight requests finish before it returns.

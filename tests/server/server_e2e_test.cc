@@ -3,6 +3,9 @@
 // receipt verifies offline; and the same checks for streaming, sampling,
 // completions and kv.auto.
 #include <gtest/gtest.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/tcp.h>
 #include <sys/stat.h>
 
@@ -454,6 +457,54 @@ TEST(ServerConnections, AcceptedSocketsSendWithoutNagleDelay) {
   }
   ::close(client);
   EXPECT_EQ(found, 1) << "the server's end of the connection was not found";
+}
+
+// The backlog of the listening TCP socket on 127.0.0.1:`port`, as the kernel
+// reports it through sock_diag (what `ss -ltn` prints as Send-Q), or -1.
+int ListenBacklog(int port) {
+  const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return -1;
+  struct {
+    nlmsghdr h;
+    inet_diag_req_v2 r;
+  } req{};
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.r.sdiag_family = AF_INET;
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = 1u << 10;  // TCP_LISTEN
+  req.r.id.idiag_sport = htons(static_cast<uint16_t>(port));
+  int backlog = -1;
+  if (::send(nl, &req, sizeof req, 0) == static_cast<ssize_t>(sizeof req)) {
+    alignas(nlmsghdr) char buf[16384];
+    for (bool done = false; !done;) {
+      const ssize_t n = ::recv(nl, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      int left = static_cast<int>(n);
+      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+        if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+          done = true;
+          break;
+        }
+        const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+        if (ntohs(m->id.idiag_sport) == port) backlog = static_cast<int>(m->idiag_wqueue);
+      }
+    }
+  }
+  ::close(nl);
+  return backlog;
+}
+
+// Debian's cpp-httplib listens with a compiled-in backlog of 5: 16 clients
+// connecting at once overflowed it, and now and then one's connection died
+// unanswered. The server widens it after bind.
+TEST(ServerConnections, ListeningSocketHoldsABurstOfClients) {
+  TestServer srv(Models());
+  int somaxconn = 0;  // the kernel's cap on any backlog
+  std::ifstream("/proc/sys/net/core/somaxconn") >> somaxconn;
+  ASSERT_GT(somaxconn, 5);
+  EXPECT_EQ(ListenBacklog(srv.port()), std::min(server::kListenBacklog, somaxconn));
 }
 
 }  // namespace
