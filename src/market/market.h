@@ -85,7 +85,8 @@ struct Listing {
   AccountId publisher = 0;
   Money per_load;  // effective (after the default rule)
   bool per_load_is_default = false;
-  int64_t unlisted_at = 0;  // != 0: hidden for unpaid storage (entitlements still load)
+  int64_t unlisted_at = 0;  // != 0: hidden for unpaid storage (entitlements still load) or removed
+  int64_t removed_at = 0;   // != 0: its KV was removed from the store (RemoveListing)
   Visibility visibility = Visibility::kPublic;
   Money fresh_prefill_cost;  // what one prefill of its tokens would cost
 };
@@ -339,6 +340,12 @@ class Market {
                               AccountId grantee) = 0;
   // The accounts granted access to a listing (its publisher or an admin).
   virtual StatusOr<std::vector<AccountId>> Grantees(std::string_view api_key, std::string_view artifact_id) = 0;
+  // Takes artifact_id off the market once its KV is removed from the store
+  // (admin): no longer shown, quoted or sold, and no storage billed for it
+  // from the next period on (bills of the periods it was stored stand and are
+  // still collected). Idempotent. A later SetPrice of the same artifact (a
+  // republish) lists it again. NotFound when it was never listed.
+  virtual Status RemoveListing(std::string_view api_key, std::string_view idem, std::string_view artifact_id) = 0;
 
   // --- buyer ---
   // Every open listing the caller may see (public ones, its own, those it was

@@ -193,6 +193,10 @@ CREATE INDEX listing_grants_by_account ON listing_grants(account_id);
     R"sql(
 CREATE INDEX entitlements_by_artifact ON entitlements(artifact_id);
 )sql",
+    // v5: listings of artifacts removed from the store (RemoveListing).
+    R"sql(
+ALTER TABLE listings ADD COLUMN removed_at INTEGER;
+)sql",
 };
 
 
@@ -361,6 +365,9 @@ CREATE INDEX listing_grants_by_account ON listing_grants(account_id);
 )sql",
     R"sql(
 CREATE INDEX entitlements_by_artifact ON entitlements(artifact_id);
+)sql",
+    R"sql(
+ALTER TABLE listings ADD COLUMN removed_at BIGINT;
 )sql",
 };
 static_assert(std::size(kSqliteMigrations) == std::size(kPostgresMigrations),
@@ -729,7 +736,7 @@ struct SqlMarket::Impl {
   // What ListingFromRow reads, in its order (`l` names the listings table).
   static constexpr const char* kListingColumns =
       "l.publisher, l.tokens, l.stored_bytes, l.currency, l.per_load, l.bundle_loads, l.bundle_price, "
-      "l.unlimited_seconds, l.unlimited_price, l.unlisted_at, l.private, l.artifact_id";
+      "l.unlimited_seconds, l.unlimited_price, l.unlisted_at, l.private, l.artifact_id, l.removed_at";
 
   StatusOr<Listing> GetListing(Db* db, std::string_view artifact_id) {
     const std::string text = std::string("SELECT ") + kListingColumns + " FROM listings l WHERE artifact_id=?";
@@ -760,6 +767,7 @@ struct SqlMarket::Impl {
     l.spec.unlimited_seconds = st.Int(7);
     l.spec.unlimited_price_micros = st.Int(8);
     l.unlisted_at = st.OptInt(9).value_or(0);
+    l.removed_at = st.OptInt(12).value_or(0);
     l.visibility = st.Int(10) != 0 ? Visibility::kPrivate : Visibility::kPublic;
     l.spec.visibility = l.visibility;
     if (l.spec.per_load_micros) {
@@ -1420,7 +1428,11 @@ StatusOr<Listing> SqlMarket::SetPrice(std::string_view api_key, std::string_view
             "bundle_loads=excluded.bundle_loads, bundle_price=excluded.bundle_price, "
             "unlimited_seconds=excluded.unlimited_seconds, unlimited_price=excluded.unlimited_price, "
             // A repricing that names no visibility keeps the listing's.
-            "updated_at=excluded.updated_at, private=COALESCE(CAST(? AS BIGINT), listings.private)"));
+            "updated_at=excluded.updated_at, private=COALESCE(CAST(? AS BIGINT), listings.private), "
+            // A republish of a removed artifact lists it again, unless it
+            // was (also) unlisted for storage arrears: paying them relists.
+            "unlisted_at=CASE WHEN listings.removed_at IS NOT NULL AND listings.unpaid_since IS NULL THEN NULL "
+            "ELSE listings.unlisted_at END, removed_at=NULL"));
         st->Bind(1, spec.artifact_id).Bind(2, c.account).Bind(3, spec.tokens).Bind(4, spec.stored_bytes)
             .Bind(5, spec.currency.str()).Bind(6, spec.per_load_micros).Bind(7, spec.bundle_loads)
             .Bind(8, spec.bundle_price_micros).Bind(9, spec.unlimited_seconds).Bind(10, spec.unlimited_price_micros)
@@ -1458,6 +1470,21 @@ Status SqlMarket::RevokeAccess(std::string_view api_key, std::string_view idem, 
         st->Bind(1, l.spec.artifact_id).Bind(2, grantee);
         KVMART_RETURN_IF_ERROR(st->Run());
         return json{{"artifact_id", l.spec.artifact_id}, {"account", grantee}};
+      }).status();
+}
+
+Status SqlMarket::RemoveListing(std::string_view api_key, std::string_view idem, std::string_view artifact_id) {
+  json request{{"artifact_id", artifact_id}};
+  return impl_->RunWrite("listing.remove", api_key, idem, kScopeAdmin, request,
+      [&](Db* db, const Caller&) -> StatusOr<json> {
+        KVMART_ASSIGN_OR_RETURN(Listing l, impl_->GetListing(db, artifact_id));
+        const int64_t now = impl_->Now();
+        KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
+            "UPDATE listings SET removed_at=COALESCE(removed_at, ?), unlisted_at=COALESCE(unlisted_at, ?) "
+            "WHERE artifact_id=?"));
+        st->Bind(1, now).Bind(2, now).Bind(3, l.spec.artifact_id);
+        KVMART_RETURN_IF_ERROR(st->Run());
+        return json{{"artifact_id", l.spec.artifact_id}, {"removed", true}};
       }).status();
 }
 
@@ -1907,16 +1934,18 @@ StatusOr<StorageBillReport> SqlMarket::BillStorage(int64_t period_start, int64_t
       int64_t bytes;
       Currency currency;
       std::optional<int64_t> unpaid_since, unlisted_at;
+      bool removed;
     };
     std::vector<Row> rows;
     {
       KVMART_ASSIGN_OR_RETURN(auto st, db->Prepare(
-          "SELECT artifact_id, publisher, stored_bytes, currency, unpaid_since, unlisted_at FROM listings ORDER BY artifact_id"));
+          "SELECT artifact_id, publisher, stored_bytes, currency, unpaid_since, unlisted_at, removed_at FROM listings "
+          "ORDER BY artifact_id"));
       for (;;) {
         KVMART_ASSIGN_OR_RETURN(bool row, st->Step());
         if (!row) break;
         KVMART_ASSIGN_OR_RETURN(Currency cur, Currency::Parse(st->Text(3)));
-        rows.push_back({st->Text(0), st->Int(1), st->Int(2), cur, st->OptInt(4), st->OptInt(5)});
+        rows.push_back({st->Text(0), st->Int(1), st->Int(2), cur, st->OptInt(4), st->OptInt(5), st->OptInt(6).has_value()});
       }
     }
     for (const Row& l : rows) {
@@ -1926,7 +1955,7 @@ StatusOr<StorageBillReport> SqlMarket::BillStorage(int64_t period_start, int64_t
       KVMART_ASSIGN_OR_RETURN(bool exists, has->Step());
       if (exists) {
         if (has->Text(0) == "paid") ++rep.already_billed;
-      } else if (l.bytes > 0) {
+      } else if (l.bytes > 0 && !l.removed) {  // nothing stored is billed; old bills stand
         KVMART_ASSIGN_OR_RETURN(Money amt, StorageCharge(impl_->opt.fees, l.bytes, period_seconds, l.currency));
         KVMART_ASSIGN_OR_RETURN(auto ins, db->Prepare(
             "INSERT INTO storage_bills(artifact_id, period_start, period_seconds, publisher, bytes, amount, state, created_at) "
@@ -1980,6 +2009,13 @@ StatusOr<StorageBillReport> SqlMarket::BillStorage(int64_t period_start, int64_t
         }
         up->Bind(1, since).Bind(2, unlisted).Bind(3, l.artifact);
         KVMART_RETURN_IF_ERROR(up->Run());
+      } else if (l.removed) {
+        // Arrears paid off, but there is nothing to list again.
+        if (l.unpaid_since) {
+          KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE listings SET unpaid_since=NULL WHERE artifact_id=?"));
+          up->Bind(1, l.artifact);
+          KVMART_RETURN_IF_ERROR(up->Run());
+        }
       } else if (l.unpaid_since || l.unlisted_at) {
         KVMART_ASSIGN_OR_RETURN(auto up, db->Prepare("UPDATE listings SET unpaid_since=NULL, unlisted_at=NULL WHERE artifact_id=?"));
         up->Bind(1, l.artifact);

@@ -88,7 +88,7 @@ class SqlMarket final : public Market {
 
   // Schema version this build writes (SQLite: PRAGMA user_version; PostgreSQL:
   // the schema_version table).
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   using Market::Initialize;
   StatusOr<Bootstrap> Initialize(Currency currency, const KeepBootstrap& keep) override;
@@ -108,6 +108,7 @@ class SqlMarket final : public Market {
   Status RevokeAccess(std::string_view api_key, std::string_view idem, std::string_view artifact_id,
                       AccountId grantee) override;
   StatusOr<std::vector<AccountId>> Grantees(std::string_view api_key, std::string_view artifact_id) override;
+  Status RemoveListing(std::string_view api_key, std::string_view idem, std::string_view artifact_id) override;
   StatusOr<std::vector<Listing>> VisibleListings(std::string_view api_key) override;
   StatusOr<Listing> VisibleListing(std::string_view api_key, std::string_view artifact_id) override;
   StatusOr<Quote> GetQuote(std::string_view api_key, const PurchaseRequest& req) override;

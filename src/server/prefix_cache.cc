@@ -1,6 +1,8 @@
 #include "server/prefix_cache.h"
 
 #include <algorithm>
+#include <functional>
+#include <string_view>
 
 namespace kvmart::server {
 
@@ -11,14 +13,24 @@ bool PrefixCache::StartsWith(std::span<const int32_t> prompt, const std::vector<
   return prefix.size() <= prompt.size() && std::equal(prefix.begin(), prefix.end(), prompt.begin());
 }
 
+uint64_t PrefixCache::HeadKey(int64_t account, std::span<const int32_t> tokens) const {
+  const std::string_view head(reinterpret_cast<const char*>(tokens.data()), min_tokens_ * sizeof(int32_t));
+  return std::hash<std::string_view>{}(head) ^ (static_cast<uint64_t>(account) * 0x9E3779B97F4A7C15ull);
+}
+
 std::shared_ptr<const KvPrefix> PrefixCache::Longest(int64_t account, std::span<const int32_t> prompt) {
   std::lock_guard lock(mu_);
   auto best = entries_.end();
-  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    const auto& toks = it->prefix->tokens;
-    if (it->account != account || toks.size() >= prompt.size()) continue;
-    if (best != entries_.end() && toks.size() <= best->prefix->tokens.size()) continue;
-    if (StartsWith(prompt, toks)) best = it;
+  // Every entry holds at least min_tokens_ tokens and must leave one to prefill.
+  if (prompt.size() > min_tokens_) {
+    const auto [first, last] = by_head_.equal_range(HeadKey(account, prompt));
+    for (auto c = first; c != last; ++c) {
+      const auto it = c->second;
+      const auto& toks = it->prefix->tokens;
+      if (it->account != account || toks.size() >= prompt.size()) continue;
+      if (best != entries_.end() && toks.size() <= best->prefix->tokens.size()) continue;
+      if (StartsWith(prompt, toks)) best = it;
+    }
   }
   if (best == entries_.end()) {
     stats_.misses += 1;
@@ -32,14 +44,25 @@ std::shared_ptr<const KvPrefix> PrefixCache::Longest(int64_t account, std::span<
 
 bool PrefixCache::Contains(int64_t account, std::span<const int32_t> tokens) const {
   std::lock_guard lock(mu_);
-  return std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) {
+  if (tokens.size() < min_tokens_) return false;  // never kept
+  const auto [first, last] = by_head_.equal_range(HeadKey(account, tokens));
+  return std::any_of(first, last, [&](const auto& c) {
+    const Entry& e = *c.second;
     return e.account == account && e.prefix->tokens.size() == tokens.size() && StartsWith(tokens, e.prefix->tokens);
   });
 }
 
 std::shared_ptr<const KvPrefix> PrefixCache::PopOldestLocked() {
-  std::shared_ptr<const KvPrefix> victim = std::move(entries_.back().prefix);
-  stats_.bytes -= entries_.back().bytes;
+  const auto oldest = std::prev(entries_.end());
+  const auto [first, last] = by_head_.equal_range(HeadKey(oldest->account, oldest->prefix->tokens));
+  for (auto c = first; c != last; ++c) {
+    if (c->second == oldest) {
+      by_head_.erase(c);
+      break;
+    }
+  }
+  std::shared_ptr<const KvPrefix> victim = std::move(oldest->prefix);
+  stats_.bytes -= oldest->bytes;
   entries_.pop_back();
   stats_.evictions += 1;
   return victim;
@@ -52,7 +75,9 @@ void PrefixCache::Insert(int64_t account, std::shared_ptr<const KvPrefix> prefix
   while (!entries_.empty() && (stats_.bytes + bytes > budget_ || entries_.size() >= max_entries_)) {
     victims.push_back(PopOldestLocked());
   }
+  const uint64_t key = HeadKey(account, prefix->tokens);
   entries_.push_front(Entry{account, std::move(prefix), bytes});
+  by_head_.emplace(key, entries_.begin());
   stats_.bytes += bytes;
 }
 

@@ -10,7 +10,9 @@
 //
 // Bounded by bytes and entries; least recently used prefixes go first, and
 // under engine page pressure these go before paid-for resident artifacts.
-// Thread-safe.
+// Entries are indexed by account and their first min_tokens tokens, so a
+// lookup compares only the prefixes that could match, however many tenants
+// share the cache. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <unordered_map>
 
 #include "engine/engine.h"
 
@@ -53,13 +56,18 @@ class PrefixCache {
     std::shared_ptr<const KvPrefix> prefix;
     uint64_t bytes;
   };
+  using Entries = std::list<Entry>;
   static bool StartsWith(std::span<const int32_t> prompt, const std::vector<int32_t>& prefix);
+  // The index key of `account` and the first min_tokens_ of `tokens` (which
+  // has at least that many); equal keys are candidates, checked in full.
+  uint64_t HeadKey(int64_t account, std::span<const int32_t> tokens) const;
   std::shared_ptr<const KvPrefix> PopOldestLocked();
 
   const uint64_t budget_;
   const size_t max_entries_, min_tokens_;
   mutable std::mutex mu_;
-  std::list<Entry> entries_;  // front: most recently used
+  Entries entries_;  // front: most recently used
+  std::unordered_multimap<uint64_t, Entries::iterator> by_head_;  // list iterators survive splices
   Stats stats_;
 };
 

@@ -31,9 +31,16 @@ void AddAdminRoutes(httplib::Server& http, Context& ctx) {
            [&ctx](const httplib::Request& req, httplib::Response& res) {
              if (Status st = RequireAdmin(ctx, req); !st.ok()) return SendStatus(res, st);
              const std::string id = req.matches[1];
+             auto idem = IdempotencyKey(req);
+             if (!idem.ok()) return SendStatus(res, idem.status());
              if (Status st = ctx.parts.store->Remove(id); !st.ok()) return SendStatus(res, st);
              ctx.resident.Erase(id);  // its shared pages go once the last session using them ends
-             SendJson(res, {{"artifact_id", id}, {"removed", true}});
+             // Off the market too: nothing sold that cannot load, no storage
+             // billed for bytes no longer kept. An artifact held but never
+             // listed has no listing to take down.
+             Status unlisted = ctx.parts.market->RemoveListing(ApiKey(req), *idem, id);
+             if (!unlisted.ok() && unlisted.code() != Status::Code::kNotFound) return SendStatus(res, unlisted);
+             SendJson(res, {{"artifact_id", id}, {"removed", true}, {"unlisted", unlisted.ok()}});
            });
 
   AddRoute(http, ctx, "PUT", std::string("/v1/publishers/") + kPublisherPattern + "/quota",

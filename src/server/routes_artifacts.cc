@@ -312,24 +312,32 @@ void HandleUpload(Context& ctx, const httplib::Request& req, httplib::Response& 
   SendJson(res, *listed, 201);
 }
 
-bool Entitled(Context& ctx, const std::string& key, mk::AccountId account, const std::string& id) {
-  auto ents = ctx.parts.market->Entitlements(key, account);
-  if (!ents.ok()) return false;
-  for (const auto& e : *ents) {
+// Whether the caller holds a live entitlement to artifact `id`.
+StatusOr<bool> Entitled(Context& ctx, const std::string& key, mk::AccountId account, const std::string& id) {
+  KVMART_ASSIGN_OR_RETURN(auto ents, ctx.parts.market->Entitlements(key, account));
+  for (const auto& e : ents) {
     if (e.artifact_id == id) return true;
   }
   return false;
 }
 
-// Whether the caller may know artifact `id` exists (context.h,
-// VisibleArtifacts), asked for one id.
-StatusOr<bool> MayKnow(Context& ctx, const std::string& key, mk::AccountId account, uint32_t scopes,
-                       const std::string& id) {
-  if (scopes & mk::kScopeAdmin) return true;
+// What the caller may see of artifact `id`: whether it may know the artifact
+// exists (context.h, VisibleArtifacts, asked for one id) and whether it holds
+// an entitlement, which shows the token ids. One read of the entitlements.
+struct Standing {
+  bool may_know = false;
+  bool entitled = false;
+};
+StatusOr<Standing> StandingOf(Context& ctx, const std::string& key, mk::AccountId account, uint32_t scopes,
+                              const std::string& id) {
+  Standing s;
+  KVMART_ASSIGN_OR_RETURN(s.entitled, Entitled(ctx, key, account, id));
+  s.may_know = s.entitled || (scopes & mk::kScopeAdmin) != 0;
+  if (s.may_know) return s;
   auto l = ctx.parts.market->VisibleListing(key, id);
-  if (l.ok()) return true;
-  if (l.status().code() != Status::Code::kNotFound) return l.status();
-  return Entitled(ctx, key, account, id);
+  if (l.ok()) s.may_know = true;
+  else if (l.status().code() != Status::Code::kNotFound) return l.status();
+  return s;
 }
 
 // GET/POST /v1/artifacts/{id}/grants, DELETE /v1/artifacts/{id}/grants/{account}:
@@ -420,16 +428,16 @@ void AddArtifactRoutes(httplib::Server& http, Context& ctx) {
              const std::string id = req.matches[1];
              // One answer for an id nobody published and one the caller may
              // not know of.
-             auto known = MayKnow(ctx, ApiKey(req), who->first, who->second, id);
-             if (!known.ok()) return SendStatus(res, known.status());
-             auto m = *known ? ctx.parts.store->GetManifest(id)
-                             : StatusOr<artifact::Manifest>(Status::NotFound("no such artifact"));
+             auto standing = StandingOf(ctx, ApiKey(req), who->first, who->second, id);
+             if (!standing.ok()) return SendStatus(res, standing.status());
+             auto m = standing->may_know ? ctx.parts.store->GetManifest(id)
+                                         : StatusOr<artifact::Manifest>(Status::NotFound("no such artifact"));
              if (!m.ok()) return SendError(res, 404, "not_found_error", "no such artifact");
              auto text = artifact::SerializeManifest(*m);
              if (!text.ok()) return SendStatus(res, text.status());
              json j = json::parse(*text);
              // The token ids are the document: only buyers see them.
-             if (!Entitled(ctx, ApiKey(req), who->first, id)) {
+             if (!standing->entitled) {
                j.erase("token_ids");
                j["token_ids_redacted"] = true;
              }

@@ -209,6 +209,53 @@ TEST_F(PaymentsTest, StorageIsBilledOncePerPeriodAndUnpaidListingsAreUnlistedAft
   ASSERT_OK(market_->CheckInvariants());
 }
 
+// An artifact removed from the store comes off the market: not shown, quoted
+// or sold, no new storage bill (the periods it was stored stay billed and are
+// still collected), never relisted by billing; a republish lists it again.
+TEST_F(PaymentsTest, ARemovedArtifactIsUnlistedAndBilledNoFurtherStorage) {
+  const std::string art = ArtifactId(7), other = ArtifactId(8);
+  List(art, 100);
+  ASSERT_OK(market_->Deposit(admin_, "d-pub", publisher_, Usd(50)));
+  ASSERT_OK(market_->Deposit(admin_, "d-buy", buyer_, Usd(1000)));
+  ASSERT_OK(market_->Buy(buyer_key_, "b", {art, PurchaseKind::kMetered, 2}));
+  auto r1 = market_->BillStorage(0, 3600);  // 100 due, 50 there: arrears
+  ASSERT_OK(r1);
+  EXPECT_EQ(r1->unpaid, 1);
+  // Only an admin removes; an unknown artifact was never listed.
+  EXPECT_CODE(market_->RemoveListing(publisher_key_, "rm-pub", art), kPermissionDenied);
+  EXPECT_CODE(market_->RemoveListing(admin_, "rm-none", other), kNotFound);
+  ASSERT_OK(market_->RemoveListing(admin_, "rm", art));
+  ASSERT_OK(market_->RemoveListing(admin_, "rm", art));        // a retry
+  ASSERT_OK(market_->RemoveListing(admin_, "rm-again", art));  // and a second removal
+  EXPECT_CODE(market_->GetQuote(buyer_key_, {art, PurchaseKind::kMetered, 1}), kNotFound);
+  EXPECT_CODE(market_->Buy(buyer_key_, "b2", {art, PurchaseKind::kMetered, 1}), kNotFound);
+  EXPECT_CODE(market_->VisibleListing(buyer_key_, art), kNotFound);
+  auto listings = market_->VisibleListings(admin_);
+  ASSERT_OK(listings);
+  EXPECT_TRUE(listings->empty());
+  // The next period bills nothing for it; paying the old bill does not relist it.
+  ASSERT_OK(market_->Deposit(admin_, "d-pub2", publisher_, Usd(1000)));
+  const int64_t before = Balance(publisher_).micros();
+  auto r2 = market_->BillStorage(3600, 3600);
+  ASSERT_OK(r2);
+  EXPECT_EQ(r2->billed, 0);
+  EXPECT_EQ(r2->relisted, 0);
+  EXPECT_EQ(Balance(publisher_).micros(), before - 100);  // the arrears of period 0, collected
+  auto r3 = market_->BillStorage(7200, 3600);
+  ASSERT_OK(r3);
+  EXPECT_EQ(r3->billed, 0);
+  EXPECT_EQ(Balance(publisher_).micros(), before - 100);
+  EXPECT_CODE(market_->GetQuote(buyer_key_, {art, PurchaseKind::kMetered, 1}), kNotFound);
+  // A republish lists it again, and storage is billed again.
+  List(art, 100);
+  ASSERT_OK(market_->GetQuote(buyer_key_, {art, PurchaseKind::kMetered, 1}));
+  auto r4 = market_->BillStorage(10800, 3600);
+  ASSERT_OK(r4);
+  EXPECT_EQ(r4->billed, 1);
+  EXPECT_EQ(Balance(publisher_).micros(), before - 200);
+  ASSERT_OK(market_->CheckInvariants());
+}
+
 TEST_F(PaymentsTest, StatementHasOpeningClosingReceiptsAndSales) {
   const std::string art = ArtifactId(7);
   List(art, 1000);

@@ -32,7 +32,7 @@ set +e
 rc=$?
 set -e
 [ "$rc" -eq 3 ] || fail "migrate --check on an empty database exited $rc, want 3: $(cat "$W/check1")"
-"$KVMART" admin migrate --db "$DB" --data "$W/a" | grep -q "migrated schema 0 -> 4" || fail "migrate did not migrate"
+"$KVMART" admin migrate --db "$DB" --data "$W/a" | grep -q "migrated schema 0 -> 5" || fail "migrate did not migrate"
 "$KVMART" admin migrate --db "$DB" --data "$W/a" --check | grep -q "schema is current" || fail "migrate --check after migrating"
 
 # Holds expire after 3 s and each node sweeps every second, so a killed

@@ -4,6 +4,9 @@
 // without the cache; another account never does.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
+
 #include "server/prefix_cache.h"
 #include "test_server.h"
 
@@ -77,6 +80,65 @@ TEST_F(PrefixCacheTest, BoundedByBytesAndEntriesLeastRecentlyUsedFirst) {
   PrefixCache few(1 << 30, 16, 64);
   few.Insert(1, Prefix(Tokens(10)), 1);  // shorter than min_tokens
   EXPECT_EQ(few.stats().entries, 0u);
+}
+
+// A seeded random workload of inserts, lookups and evictions over three
+// accounts and prefixes that share their first min_tokens tokens (one index
+// bucket) or not, checked after every operation against a plain list kept in
+// recency order: the index finds exactly what a scan of every entry finds.
+TEST_F(PrefixCacheTest, IndexedLookupsAgreeWithAScanOfEveryEntry) {
+  constexpr size_t kMinTokens = 8, kMaxEntries = 6;
+  PrefixCache cache(1 << 30, kMaxEntries, kMinTokens);
+  std::vector<std::vector<int32_t>> bases;
+  for (int32_t k = 0; k < 3; ++k) {
+    auto b = Tokens(48, 1);
+    b[10] = 900 + k;  // same head, different past it
+    bases.push_back(b);
+  }
+  bases.push_back(Tokens(48, 300));  // another head
+  struct Kept {
+    int64_t account;
+    std::vector<int32_t> tokens;
+  };
+  std::vector<Kept> model;  // front: most recently used
+  std::mt19937 rng(20261203);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  const size_t lengths[] = {8, 12, 20, 31, 40, 48};
+  for (int op = 0; op < 160; ++op) {
+    const int64_t account = 1 + static_cast<int64_t>(pick(3));
+    const auto& base = bases[pick(bases.size())];
+    const size_t r = pick(10);
+    if (r < 4) {  // insert, as the server does: only what is not kept yet
+      const std::vector<int32_t> toks(base.begin(), base.begin() + static_cast<long>(lengths[pick(6)]));
+      const bool kept = std::any_of(model.begin(), model.end(),
+                                    [&](const Kept& k) { return k.account == account && k.tokens == toks; });
+      ASSERT_EQ(cache.Contains(account, toks), kept) << "op " << op;
+      if (kept) continue;
+      cache.Insert(account, Prefix(toks), 1);
+      if (model.size() >= kMaxEntries) model.pop_back();
+      model.insert(model.begin(), Kept{account, toks});
+    } else if (r < 9) {  // lookup of a prompt of 1..48 tokens of a base
+      const std::vector<int32_t> prompt(base.begin(), base.begin() + 1 + static_cast<long>(pick(48)));
+      auto best = model.end();
+      for (auto it = model.begin(); it != model.end(); ++it) {
+        if (it->account != account || it->tokens.size() >= prompt.size()) continue;
+        if (!std::equal(it->tokens.begin(), it->tokens.end(), prompt.begin())) continue;
+        if (best == model.end() || it->tokens.size() > best->tokens.size()) best = it;
+      }
+      auto hit = cache.Longest(account, prompt);
+      if (best == model.end()) {
+        ASSERT_EQ(hit, nullptr) << "op " << op;
+      } else {
+        ASSERT_NE(hit, nullptr) << "op " << op;
+        ASSERT_EQ(hit->tokens, best->tokens) << "op " << op;
+        std::rotate(model.begin(), best, best + 1);  // now the most recently used
+      }
+    } else {  // evict the least recently used
+      ASSERT_EQ(cache.EvictOldest(), !model.empty());
+      if (!model.empty()) model.pop_back();
+    }
+    ASSERT_EQ(cache.stats().entries, model.size()) << "op " << op;
+  }
 }
 
 std::string LongText(const char* topic) {

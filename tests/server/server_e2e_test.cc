@@ -272,7 +272,13 @@ TEST_F(ServerE2E, AdminRemovesArtifactsAndSetsPublisherQuotas) {
   Reply rm = srv_->Call("DELETE", "/v1/artifacts/" + id, "", srv_->admin_key());
   ASSERT_EQ(rm.status, 200) << rm.text;
   EXPECT_EQ(rm.body["removed"], true);
+  EXPECT_EQ(rm.body["unlisted"], true);
   EXPECT_EQ(srv_->Get("/v1/artifacts/" + id, buyer_.key).status, 404);
+  // Off the market: neither quoted nor sold, so nobody pays for what cannot load.
+  EXPECT_EQ(srv_->Post("/v1/artifacts/" + id + "/quote", {{"quantity", 1}}, buyer_.key).status, 404);
+  const int64_t before_buy = srv_->BalanceMicros(buyer_.key);
+  EXPECT_EQ(srv_->Post("/v1/artifacts/" + id + "/purchase", {{"quantity", 1}}, buyer_.key).status, 404);
+  EXPECT_EQ(srv_->BalanceMicros(buyer_.key), before_buy);
   EXPECT_EQ(srv_->Call("DELETE", "/v1/artifacts/" + id, "", srv_->admin_key()).status, 404);
   const int64_t before = srv_->BalanceMicros(buyer_.key);
   Reply ask = srv_->Post("/v1/chat/completions",
